@@ -1,0 +1,11 @@
+//! Thin gRPC adapters: unpack, convert, call the domain service, map the result. No detection or storage logic here.
+
+mod convert;
+mod enforcement;
+mod ingest;
+mod registry;
+
+pub use convert::anomaly_to_pb;
+pub use enforcement::EnforcementApi;
+pub use ingest::IngestApi;
+pub use registry::RegistryApi;

@@ -1,0 +1,92 @@
+//! `RegistryService`.
+
+use super::convert::*;
+use crate::pb::{self, registry_service_server::RegistryService};
+use crate::registry::RegistryRef;
+use tonic::{Request, Response, Status};
+
+/// The registry service.
+pub struct RegistryApi {
+    /// The registry.
+    pub registry: RegistryRef,
+}
+
+// Registry writes flush to disk: run them off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("task failed: {e}")))?
+}
+
+#[tonic::async_trait]
+impl RegistryService for RegistryApi {
+    async fn upsert_enterprise(
+        &self,
+        req: Request<pb::Enterprise>,
+    ) -> Result<Response<pb::Enterprise>, Status> {
+        let r = self.registry.clone();
+        let e = enterprise_from_pb(req.into_inner());
+        let saved = blocking(move || Ok(r.upsert_enterprise(e)?)).await?;
+        Ok(Response::new(enterprise_to_pb(saved)))
+    }
+
+    async fn upsert_outlet(
+        &self,
+        req: Request<pb::Outlet>,
+    ) -> Result<Response<pb::Outlet>, Status> {
+        let r = self.registry.clone();
+        let o = outlet_from_pb(req.into_inner())?;
+        let saved = blocking(move || Ok(r.upsert_outlet(o)?)).await?;
+        Ok(Response::new(outlet_to_pb(saved)))
+    }
+
+    async fn upsert_meter(&self, req: Request<pb::Meter>) -> Result<Response<pb::Meter>, Status> {
+        let r = self.registry.clone();
+        let m = meter_from_pb(req.into_inner())?;
+        let saved = blocking(move || Ok(r.upsert_meter(m)?)).await?;
+        Ok(Response::new(meter_to_pb(saved)))
+    }
+
+    async fn upsert_restriction(
+        &self,
+        req: Request<pb::RestrictionOrder>,
+    ) -> Result<Response<pb::RestrictionOrder>, Status> {
+        let r = self.registry.clone();
+        let o = restriction_from_pb(req.into_inner());
+        let saved = blocking(move || Ok(r.upsert_restriction(o)?)).await?;
+        Ok(Response::new(restriction_to_pb(saved)))
+    }
+
+    async fn list_enterprises(
+        &self,
+        req: Request<pb::ListEnterprisesRequest>,
+    ) -> Result<Response<pb::ListEnterprisesResponse>, Status> {
+        let q = req.into_inner();
+        let enterprises = self
+            .registry
+            .enterprises(&q.region, &q.industry)
+            .into_iter()
+            .map(enterprise_to_pb)
+            .collect();
+        Ok(Response::new(pb::ListEnterprisesResponse { enterprises }))
+    }
+
+    async fn get_topology(
+        &self,
+        req: Request<pb::GetTopologyRequest>,
+    ) -> Result<Response<pb::Topology>, Status> {
+        let id = req.into_inner().enterprise_id;
+        let (e, outlets, meters, orders) = self
+            .registry
+            .enterprise_topology(&id)
+            .ok_or_else(|| Status::not_found(format!("enterprise {id:?} is not registered")))?;
+        Ok(Response::new(pb::Topology {
+            enterprise: Some(enterprise_to_pb(e)),
+            outlets: outlets.into_iter().map(outlet_to_pb).collect(),
+            meters: meters.into_iter().map(meter_to_pb).collect(),
+            restrictions: orders.into_iter().map(restriction_to_pb).collect(),
+        }))
+    }
+}

@@ -1,0 +1,188 @@
+//! Detectors: pure, synchronous state machines that watch one outlet's aligned minutes and report episodes.
+//!
+//! A detector never does I/O and never reads the wall clock: it reads time from the rows. It keeps its own state
+//! (learned equipment levels, the episode in progress), which the pipeline snapshots so detection resumes exactly
+//! after a restart. Every detector family lives in its own file, with its config, its state and its tests, and is
+//! listed once in [`DETECTORS`].
+
+pub mod equipment;
+pub mod treatment_not_running;
+
+use crate::align::OutletRow;
+use crate::domain::AnomalyKind;
+use crate::registry::OutletTopology;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Language of the one-sentence summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+pub enum Language {
+    /// 中文 (default: the officers' language).
+    #[default]
+    Zh,
+    /// English.
+    En,
+}
+
+/// Settings shared by all detectors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DetectConfig {
+    /// Summary language.
+    pub language: Language,
+    /// Treatment-not-running settings.
+    pub treatment_not_running: treatment_not_running::Config,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        Self {
+            language: Language::Zh,
+            treatment_not_running: treatment_not_running::Config::default(),
+        }
+    }
+}
+
+/// What a detector sees besides the row: the outlet's registry facts and the settings.
+pub struct OutletContext<'a> {
+    /// The outlet, its enterprise, meters, bypasses and orders.
+    pub topology: &'a OutletTopology,
+    /// Settings.
+    pub config: &'a DetectConfig,
+}
+
+/// One update of an episode: opened, extended or closed. The pipeline turns findings into stored anomalies; the same
+/// (outlet, kind, key, start) always updates the same anomaly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    /// Suspected violation.
+    pub kind: AnomalyKind,
+    /// Distinguishes parallel episodes of one kind at one outlet (e.g. the treatment meter's id).
+    pub key: String,
+    /// Episode start (data time, ms).
+    pub start_ms: i64,
+    /// Episode end so far (exclusive).
+    pub end_ms: i64,
+    /// Data time at which the episode was raised.
+    pub detected_at_ms: i64,
+    /// 0..1.
+    pub score: f64,
+    /// Sources the finding rests on.
+    pub source_ids: Vec<String>,
+    /// One sentence for an officer.
+    pub summary: String,
+    /// The figures behind it.
+    pub evidence: BTreeMap<String, f64>,
+    /// Still open.
+    pub ongoing: bool,
+    /// Detector name and version.
+    pub detector: &'static str,
+}
+
+/// A detector family. One instance per outlet.
+pub trait Detector: Send {
+    /// Stable name with version, e.g. `treatment_not_running/1`; part of every anomaly it raises.
+    fn name(&self) -> &'static str;
+
+    /// Sees the next minute of the outlet (minutes arrive in order, without gaps) and may report findings.
+    fn observe(&mut self, ctx: &OutletContext<'_>, row: &OutletRow, out: &mut Vec<Finding>);
+
+    /// End of data (a finalizing sync): close open episodes at the last minute seen.
+    fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>);
+
+    /// Serialized state, for checkpoints.
+    fn save(&self) -> Vec<u8>;
+
+    /// Restores [`Detector::save`]'s output.
+    ///
+    /// # Errors
+    /// When the blob is not this detector's state.
+    fn restore(&mut self, blob: &[u8]) -> Result<(), String>;
+}
+
+/// Builds one detector for an outlet.
+pub type DetectorFactory = fn(&DetectConfig) -> Box<dyn Detector>;
+
+/// Every detector family, run on every stack outlet in this order (order only fixes the order of findings).
+pub const DETECTORS: &[DetectorFactory] = &[treatment_not_running::TreatmentNotRunning::boxed];
+
+/// Helper for [`Detector::save`]: postcard of the state.
+pub(crate) fn save_state<T: Serialize>(state: &T) -> Vec<u8> {
+    postcard::to_stdvec(state).unwrap_or_default()
+}
+
+/// Helper for [`Detector::restore`].
+pub(crate) fn restore_state<T: for<'de> Deserialize<'de>>(blob: &[u8]) -> Result<T, String> {
+    postcard::from_bytes(blob).map_err(|e| e.to_string())
+}
+
+/// Saturating score from how long an episode has lasted beyond what is tolerated: 0.5 at the threshold, rising
+/// toward 1 with a time constant of `tau_min`. Kept in one place so scores of different kinds rank alike.
+pub fn duration_score(excess_min: f64, tau_min: f64) -> f64 {
+    (1.0 - 0.5 * (-excess_min.max(0.0) / tau_min).exp()).clamp(0.0, 1.0)
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    //! Builders for detector tests: a topology with one stack, production and treatment meters.
+    use super::*;
+    use crate::align::Reading;
+    use crate::domain::{Enterprise, Meter, MeterRole, Outlet, ValueFlag, MS_PER_MINUTE};
+
+    pub const T0: i64 = 1_735_689_600_000; // 2025-01-01T00:00:00Z
+
+    pub fn topology() -> OutletTopology {
+        let meter = |id: &str, role, rated_kw| Meter {
+            id: id.into(),
+            enterprise_id: "e1".into(),
+            role,
+            equipment: if role == MeterRole::Treatment {
+                "desulfurization".into()
+            } else {
+                "boiler".into()
+            },
+            outlet_ids: vec!["s1".into()],
+            rated_kw,
+            hj212_password: String::new(),
+        };
+        OutletTopology {
+            outlet: Outlet {
+                id: "s1".into(),
+                enterprise_id: "e1".into(),
+                name: "1# stack".into(),
+                reference_o2_pct: 6.0,
+                ..Default::default()
+            },
+            enterprise: Enterprise {
+                id: "e1".into(),
+                name: "Test Power".into(),
+                ..Default::default()
+            },
+            production: vec![meter("p1", MeterRole::Production, 1000.0)],
+            treatment: vec![meter("t1", MeterRole::Treatment, 200.0)],
+            bypasses: vec![],
+            restrictions: vec![],
+        }
+    }
+
+    /// A row at minute `i` with the given meter powers (`None` = no reading).
+    pub fn row(i: i64, powers: &[(&str, Option<f64>)]) -> OutletRow {
+        let mut r = OutletRow {
+            minute_ms: T0 + i * MS_PER_MINUTE,
+            ..Default::default()
+        };
+        for (id, kw) in powers {
+            if let Some(v) = kw {
+                r.power_kw.insert(
+                    id.to_string(),
+                    Reading {
+                        value: *v,
+                        flag: ValueFlag::Normal,
+                        converted: None,
+                        samples: 1,
+                    },
+                );
+            }
+        }
+        r
+    }
+}

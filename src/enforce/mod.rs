@@ -1,0 +1,7 @@
+//! The enforcement list: every anomaly, ranked by score then time, filterable the way officers work (by enterprise,
+//! region, kind, period, score, review status), watchable as it changes, and reviewable through the closed loop of
+//! the city plan with an audit trail.
+
+mod book;
+
+pub use book::{AnomalyBook, AnomalyFilter, BookError, Page, ReviewRequest};

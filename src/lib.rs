@@ -1,0 +1,22 @@
+//! cems-sentinel: off-site enforcement from continuous emission monitoring (CEMS) and electricity sub-meter data.
+//!
+//! The flow is visible in the modules and dependencies point downward:
+//! `api` (gRPC) → `ingest` (validate, group-commit) → `store` (sled) → `pipeline` (`align` → `detect` → `episode`)
+//! → `enforce` (the ranked, reviewable anomaly list). `domain`, `align`, `detect` and `episode` are pure: no I/O, no
+//! async, no wall clock.
+
+#![deny(missing_docs)]
+
+pub mod align;
+pub mod api;
+pub mod detect;
+pub mod domain;
+pub mod enforce;
+pub mod episode;
+mod error;
+pub mod ingest;
+pub mod pb;
+pub mod pipeline;
+pub mod registry;
+pub mod server;
+pub mod store;

@@ -1,0 +1,203 @@
+//! Wiring: open the store, recover detection, start the writer, serve gRPC (with health and reflection), and shut
+//! down in the order that loses nothing: stop accepting, finish in-flight batches, let detection checkpoint, flush.
+
+use crate::api::{EnforcementApi, IngestApi, RegistryApi};
+use crate::detect::DetectConfig;
+use crate::enforce::AnomalyBook;
+use crate::ingest::{system_now_ms, IngestConfig, Ingestor};
+use crate::pb::enforcement_service_server::EnforcementServiceServer;
+use crate::pb::ingest_service_server::IngestServiceServer;
+use crate::pb::registry_service_server::RegistryServiceServer;
+use crate::pipeline::task::{self, TaskConfig};
+use crate::pipeline::EngineConfig;
+use crate::registry::Registry;
+use crate::store::Store;
+use anyhow::Context as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// Largest gRPC message accepted: a full 10,000-record batch of a dozen channels fits with room to spare.
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Everything `sentinel serve` can be told.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Data directory of the embedded store.
+    pub data_dir: PathBuf,
+    /// sled page-cache budget in bytes (sled counts on-disk bytes, not RSS).
+    pub cache_bytes: u64,
+    /// Ingest limits.
+    pub ingest: IngestConfig,
+    /// Detector settings.
+    pub detect: DetectConfig,
+    /// How far behind an outlet's watermark data still goes into detection.
+    pub allowed_lateness: Duration,
+    /// Time between detection checkpoints while data flows.
+    pub checkpoint_interval: Duration,
+}
+
+impl ServeConfig {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            cache_bytes: 256 << 20,
+            ingest: IngestConfig::default(),
+            detect: DetectConfig::default(),
+            allowed_lateness: Duration::from_secs(2 * 3600),
+            checkpoint_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A running service.
+pub struct RunningServer {
+    /// The address it listens on (useful with port 0).
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    serve: tokio::task::JoinHandle<anyhow::Result<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    store: Store,
+}
+
+/// Opens everything and starts serving on `listener`.
+///
+/// # Errors
+/// When the store cannot be opened or recovered, or a thread cannot start.
+pub async fn start(config: ServeConfig, listener: TcpListener) -> anyhow::Result<RunningServer> {
+    let addr = listener.local_addr()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let dir = config.data_dir.clone();
+    let cache = config.cache_bytes;
+    let store = tokio::task::spawn_blocking(move || Store::open(&dir, cache))
+        .await?
+        .with_context(|| format!("opening store in {}", config.data_dir.display()))?;
+    let registry = Arc::new(Registry::load(store.clone())?);
+    let book = Arc::new(AnomalyBook::load(store.clone())?);
+    let (detect_tx, detect_rx) = mpsc::channel(64);
+    let task_config = TaskConfig {
+        engine: EngineConfig {
+            detect: config.detect.clone(),
+            allowed_lateness_ms: i64::try_from(config.allowed_lateness.as_millis())
+                .unwrap_or(i64::MAX),
+        },
+        checkpoint_interval: config.checkpoint_interval,
+    };
+    let detection = {
+        let (store, registry, book) = (store.clone(), registry.clone(), book.clone());
+        tokio::task::spawn_blocking(move || {
+            task::spawn(store, registry, book, task_config, detect_rx)
+        })
+        .await??
+    };
+    let next_seq = store.last_log_seq()? + 1;
+    let (ingestor, writer) = Ingestor::start(
+        store.clone(),
+        registry.clone(),
+        config.ingest.clone(),
+        detect_tx,
+        next_seq,
+        system_now_ms,
+    )?;
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<IngestServiceServer<IngestApi>>()
+        .await;
+    health_reporter
+        .set_serving::<RegistryServiceServer<RegistryApi>>()
+        .await;
+    health_reporter
+        .set_serving::<EnforcementServiceServer<EnforcementApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    let ingest_api = IngestServiceServer::new(IngestApi {
+        ingestor,
+        store: store.clone(),
+        registry: registry.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let registry_api = RegistryServiceServer::new(RegistryApi {
+        registry: registry.clone(),
+    });
+    let enforcement_api = EnforcementServiceServer::new(EnforcementApi {
+        book,
+        registry: registry.clone(),
+    });
+
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let (enterprises, outlets, meters) = registry.counts();
+    tracing::info!(%addr, enterprises, outlets, meters, data_dir = %config.data_dir.display(), "Serving.");
+    let serve = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(registry_api)
+            .add_service(ingest_api)
+            .add_service(enforcement_api)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = shutdown_rx.await;
+            })
+            .await
+            .context("gRPC server")
+    });
+    Ok(RunningServer {
+        addr,
+        shutdown: Some(shutdown_tx),
+        serve,
+        threads: vec![writer, detection],
+        store,
+    })
+}
+
+impl RunningServer {
+    /// Graceful stop: stop accepting, let in-flight requests finish, let the writer drain and detection take its
+    /// final checkpoint, flush the store.
+    ///
+    /// # Errors
+    /// When the server task failed.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.wait().await
+    }
+
+    /// Waits until the server stops (after [`RunningServer::shutdown`] or a fatal error), then stops the threads.
+    ///
+    /// # Errors
+    /// When the server task failed.
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        let served = (&mut self.serve).await;
+        // The services (and with them the last senders to the writer and detection) are dropped now; the threads
+        // drain their queues and end.
+        let threads = std::mem::take(&mut self.threads);
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+            store.flush()
+        })
+        .await??;
+        tracing::info!("Stopped cleanly.");
+        served?
+    }
+
+    /// Asks the server to stop without waiting.
+    pub fn trigger_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}

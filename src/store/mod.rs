@@ -1,0 +1,627 @@
+//! Durable storage on sled, behind our own API so that nothing above this module knows sled exists (and sled can be
+//! replaced if it ever fails our crash tests).
+//!
+//! Points are stored one key per series per hour ([`keys`]), which is what makes sled fast enough: one key per point
+//! costs ~10× the throughput and ~15× the disk. A commit of many batches is written with one atomic `apply_batch`
+//! and made durable with one `flush` (group commit); an ack is sent only after that flush.
+
+mod chunk;
+mod keys;
+
+use crate::domain::{Anomaly, Enterprise, Meter, Outlet, Point, RestrictionOrder};
+use chunk::{Chunk, Insert};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Everything that can go wrong below the storage boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The embedded engine failed (I/O, corruption it detected).
+    #[error("storage engine: {0}")]
+    Engine(#[from] sled::Error),
+    /// A stored value could not be decoded: a bug or a format from a newer version.
+    #[error("corrupt stored value under {key}: {reason}")]
+    Corrupt {
+        /// Printable key.
+        key: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// Result alias for this module.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Format version of postcard values (anomalies, checkpoints, log entries). Bump and migrate; never reuse.
+const VALUE_FORMAT_V1: u8 = 1;
+
+/// What a commit did with one point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PointOutcome {
+    /// New data, stored.
+    Stored,
+    /// Identical to the stored reading: accepted, not stored twice.
+    Duplicate,
+    /// Differs from the stored reading: refused, the original stays, the attempt is audited.
+    ConflictingRewrite,
+}
+
+/// A refused rewrite of stored history, kept because rewriting history is itself a fraud signal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConflictAudit {
+    /// The reading that stays.
+    pub stored: Point,
+    /// The reading somebody tried to put in its place.
+    pub attempted: Point,
+    /// Wall time of the attempt, Unix ms.
+    pub received_at_ms: i64,
+}
+
+/// The registry objects, as one enum so they share one storage path.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum RegistryItem {
+    /// An enterprise.
+    Enterprise(Enterprise),
+    /// An outlet.
+    Outlet(Outlet),
+    /// A meter.
+    Meter(Meter),
+    /// A restriction order.
+    Restriction(RestrictionOrder),
+}
+
+impl RegistryItem {
+    fn key(&self) -> Vec<u8> {
+        let (tag, id) = match self {
+            Self::Enterprise(e) => (b'e', &e.id),
+            Self::Outlet(o) => (b'o', &o.id),
+            Self::Meter(m) => (b'm', &m.id),
+            Self::Restriction(r) => (b'r', &r.id),
+        };
+        let mut k = vec![keys::REGISTRY, tag];
+        k.extend_from_slice(id.as_bytes());
+        k
+    }
+}
+
+/// The embedded store. Cheap to clone (sled handles are reference counted).
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    ///
+    /// # Errors
+    /// When the directory cannot be opened or sled's recovery fails.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        Ok(Self { db })
+    }
+
+    /// Makes everything written so far durable.
+    ///
+    /// # Errors
+    /// On I/O failure: nothing written since the last successful flush may be acknowledged.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Writes one group commit: every batch's points, de-duplicated against stored data and against each other, plus
+    /// a replay-log entry (under `log_seq`) holding the newly stored points, atomically. Does **not** flush: the caller
+    /// flushes once and only then acknowledges.
+    ///
+    /// Returns one outcome per input point, per batch, in order.
+    ///
+    /// # Errors
+    /// Engine failure or a corrupt stored chunk; nothing of the commit is written then.
+    pub fn write_commit(
+        &self,
+        log_seq: u64,
+        batches: &[Vec<Point>],
+        now_ms: i64,
+    ) -> Result<Vec<Vec<PointOutcome>>> {
+        let mut chunks: HashMap<Vec<u8>, Chunk> = HashMap::new();
+        let mut new_points: Vec<Point> = Vec::new();
+        let mut audits: Vec<ConflictAudit> = Vec::new();
+        let mut outcomes = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let mut out = Vec::with_capacity(batch.len());
+            for p in batch {
+                let key = keys::chunk_key(&p.source_id, &p.code, keys::chunk_start(p.time_ms));
+                let chunk = match chunks.entry(key) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        let loaded = match self.db.get(e.key())? {
+                            Some(v) => Chunk::decode(&v).map_err(|reason| StoreError::Corrupt {
+                                key: printable(e.key()),
+                                reason,
+                            })?,
+                            None => Chunk::new(keys::chunk_start(p.time_ms)),
+                        };
+                        e.insert(loaded)
+                    }
+                };
+                match chunk.insert(p) {
+                    Insert::Stored => {
+                        new_points.push(p.clone());
+                        out.push(PointOutcome::Stored);
+                    }
+                    Insert::Same => out.push(PointOutcome::Duplicate),
+                    Insert::Different(stored) => {
+                        audits.push(ConflictAudit {
+                            stored: stored.into_point(&p.source_id, &p.code),
+                            attempted: p.clone(),
+                            received_at_ms: now_ms,
+                        });
+                        out.push(PointOutcome::ConflictingRewrite);
+                    }
+                }
+            }
+            outcomes.push(out);
+        }
+        let mut batch = sled::Batch::default();
+        for (key, chunk) in chunks.iter().filter(|(_, c)| c.dirty) {
+            batch.insert(key.as_slice(), chunk.encode());
+        }
+        if !new_points.is_empty() {
+            batch.insert(
+                &keys::seq_key(keys::LOG, log_seq)[..],
+                encode_versioned(&new_points),
+            );
+        }
+        for a in &audits {
+            let id = self.db.generate_id()?;
+            batch.insert(&keys::seq_key(keys::AUDIT, id)[..], json(a));
+        }
+        self.db.apply_batch(batch)?;
+        Ok(outcomes)
+    }
+
+    /// Replay-log entries with a sequence number greater than `after`, in order: acknowledged data detection has not
+    /// checkpointed yet.
+    ///
+    /// # Errors
+    /// Engine failure or a corrupt entry.
+    pub fn log_after(&self, after: u64) -> Result<Vec<(u64, Vec<Point>)>> {
+        let start = keys::seq_key(keys::LOG, after.saturating_add(1));
+        let mut out = Vec::new();
+        for kv in self.db.range(start..).take_while(is_prefix(keys::LOG)) {
+            let (k, v) = kv?;
+            let seq = u64::from_be_bytes(k[1..9].try_into().map_err(|_| corrupt(&k, "log key"))?);
+            out.push((seq, decode_versioned(&k, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// The highest replay-log sequence number ever written (0 if none), so that sequence numbers are never reused.
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn last_log_seq(&self) -> Result<u64> {
+        let mut last = self.meta_u64("log_seq_floor")?.unwrap_or(0);
+        if let Some(kv) = self
+            .db
+            .range(keys::seq_key(keys::LOG, 0)..=keys::seq_key(keys::LOG, u64::MAX))
+            .next_back()
+        {
+            let (k, _) = kv?;
+            let seq = u64::from_be_bytes(k[1..9].try_into().map_err(|_| corrupt(&k, "log key"))?);
+            last = last.max(seq);
+        }
+        Ok(last)
+    }
+
+    /// Stores detection's checkpoint together with the anomalies it produced, and drops the replay log up to
+    /// `through_seq`, atomically, then flushes. After a crash, detection resumes from here and replays the rest of
+    /// the log, so no acknowledged point is missed and no anomaly is lost.
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn save_checkpoint(
+        &self,
+        through_seq: u64,
+        state: &[u8],
+        anomalies: &[Anomaly],
+    ) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for a in anomalies {
+            batch.insert(keys::str_key(keys::ANOMALY, &a.id), encode_versioned(a));
+        }
+        batch.insert(keys::str_key(keys::META, "detect_state"), state);
+        batch.insert(
+            keys::str_key(keys::META, "detect_seq"),
+            &through_seq.to_be_bytes()[..],
+        );
+        batch.insert(
+            keys::str_key(keys::META, "log_seq_floor"),
+            &through_seq.to_be_bytes()[..],
+        );
+        for kv in self
+            .db
+            .range(keys::seq_key(keys::LOG, 0)..=keys::seq_key(keys::LOG, through_seq))
+        {
+            let (k, _) = kv?;
+            batch.remove(k);
+        }
+        self.db.apply_batch(batch)?;
+        self.flush()
+    }
+
+    /// Detection's last checkpoint: the log sequence it covers and its state blob.
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>> {
+        let Some(seq) = self.meta_u64("detect_seq")? else {
+            return Ok(None);
+        };
+        let state = self
+            .db
+            .get(keys::str_key(keys::META, "detect_state"))?
+            .map(|v| v.to_vec())
+            .unwrap_or_default();
+        Ok(Some((seq, state)))
+    }
+
+    fn meta_u64(&self, name: &str) -> Result<Option<u64>> {
+        match self.db.get(keys::str_key(keys::META, name))? {
+            Some(v) => {
+                let arr: [u8; 8] = v
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| corrupt(name.as_bytes(), "meta u64"))?;
+                Ok(Some(u64::from_be_bytes(arr)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Stored points of one source in `[from_ms, to_ms)`, for the given codes (all codes when empty), sorted by time
+    /// then code.
+    ///
+    /// # Errors
+    /// Engine failure or a corrupt chunk.
+    pub fn read_points(
+        &self,
+        source_id: &str,
+        codes: &[String],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<Point>> {
+        let codes = if codes.is_empty() {
+            self.codes_of(source_id)?
+        } else {
+            codes.to_vec()
+        };
+        let mut out = Vec::new();
+        if from_ms >= to_ms {
+            return Ok(out);
+        }
+        for code in &codes {
+            let lo = keys::chunk_key(source_id, code, keys::chunk_start(from_ms));
+            let hi = keys::chunk_key(source_id, code, keys::chunk_start(to_ms - 1));
+            for kv in self.db.range(lo..=hi) {
+                let (k, v) = kv?;
+                let chunk = Chunk::decode(&v).map_err(|reason| corrupt(&k, &reason))?;
+                out.extend(
+                    chunk
+                        .points()
+                        .filter(|sp| sp.time_ms >= from_ms && sp.time_ms < to_ms)
+                        .map(|sp| sp.into_point(source_id, code)),
+                );
+            }
+        }
+        out.sort_by(|a, b| a.time_ms.cmp(&b.time_ms).then_with(|| a.code.cmp(&b.code)));
+        Ok(out)
+    }
+
+    /// Time span covered by the stored chunks of a source (given codes, or all): `(first chunk start, last chunk
+    /// end - 1)`, or `None` when nothing is stored. Lets readers skip empty stretches.
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn time_bounds(&self, source_id: &str, codes: &[String]) -> Result<Option<(i64, i64)>> {
+        let codes = if codes.is_empty() {
+            self.codes_of(source_id)?
+        } else {
+            codes.to_vec()
+        };
+        let mut bounds: Option<(i64, i64)> = None;
+        for code in &codes {
+            let prefix = keys::series_prefix(source_id, code);
+            let chunk_time = |k: &[u8]| keys::i64_from_be(&k[prefix.len()..]);
+            let first = self.db.scan_prefix(&prefix).next().transpose()?;
+            let last = self.db.scan_prefix(&prefix).next_back().transpose()?;
+            if let (Some((fk, _)), Some((lk, _))) = (first, last) {
+                if let (Some(f), Some(l)) = (chunk_time(&fk), chunk_time(&lk)) {
+                    let l = l + keys::CHUNK_MS - 1;
+                    bounds = Some(bounds.map_or((f, l), |(a, b)| (a.min(f), b.max(l))));
+                }
+            }
+        }
+        Ok(bounds)
+    }
+
+    /// The codes a source has ever reported, found by skipping from series to series (not by reading every chunk).
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn codes_of(&self, source_id: &str) -> Result<Vec<String>> {
+        let prefix = keys::source_prefix(source_id);
+        let mut codes = Vec::new();
+        let mut cursor = prefix.clone();
+        while let Some(kv) = self.db.range(cursor.clone()..).next() {
+            let (k, _) = kv?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let rest = &k[prefix.len()..];
+            let Some(end) = rest.iter().position(|b| *b == 0) else {
+                return Err(corrupt(&k, "point key without code terminator"));
+            };
+            let code = String::from_utf8_lossy(&rest[..end]).into_owned();
+            // Next series: the code followed by \x01 sorts after every chunk of this one.
+            cursor = keys::source_prefix(source_id);
+            cursor.extend_from_slice(code.as_bytes());
+            cursor.push(1);
+            codes.push(code);
+        }
+        Ok(codes)
+    }
+
+    /// Refused rewrites, oldest first.
+    ///
+    /// # Errors
+    /// Engine failure or a corrupt entry.
+    pub fn conflict_audits(&self) -> Result<Vec<ConflictAudit>> {
+        self.db
+            .scan_prefix([keys::AUDIT])
+            .map(|kv| {
+                let (k, v) = kv?;
+                serde_json::from_slice(&v).map_err(|e| corrupt(&k, &e.to_string()))
+            })
+            .collect()
+    }
+
+    /// Inserts or replaces a registry object.
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn put_registry(&self, item: &RegistryItem) -> Result<()> {
+        self.db.insert(item.key(), json(item))?;
+        Ok(())
+    }
+
+    /// Every registry object.
+    ///
+    /// # Errors
+    /// Engine failure or a corrupt entry.
+    pub fn registry_items(&self) -> Result<Vec<RegistryItem>> {
+        self.db
+            .scan_prefix([keys::REGISTRY])
+            .map(|kv| {
+                let (k, v) = kv?;
+                serde_json::from_slice(&v).map_err(|e| corrupt(&k, &e.to_string()))
+            })
+            .collect()
+    }
+
+    /// Writes (inserts or replaces) one anomaly; used by reviews, which must not wait for a detection checkpoint.
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn put_anomaly(&self, a: &Anomaly) -> Result<()> {
+        self.db
+            .insert(keys::str_key(keys::ANOMALY, &a.id), encode_versioned(a))?;
+        Ok(())
+    }
+
+    /// Every stored anomaly (loaded once at start into the enforcement index).
+    ///
+    /// # Errors
+    /// Engine failure or a corrupt entry.
+    pub fn anomalies(&self) -> Result<Vec<Anomaly>> {
+        self.db
+            .scan_prefix([keys::ANOMALY])
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode_versioned(&k, &v)
+            })
+            .collect()
+    }
+
+    /// Bytes sled reports on disk, for benchmarks and the data-layout notes.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+fn is_prefix(prefix: u8) -> impl Fn(&sled::Result<(sled::IVec, sled::IVec)>) -> bool {
+    move |kv| match kv {
+        Ok((k, _)) => k.first() == Some(&prefix),
+        Err(_) => true,
+    }
+}
+
+fn encode_versioned<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = vec![VALUE_FORMAT_V1];
+    // postcard only fails for unsupported types (none here) or a full fixed buffer (we use a Vec).
+    out.extend(postcard::to_stdvec(v).unwrap_or_default());
+    out
+}
+
+fn decode_versioned<T: DeserializeOwned>(key: &[u8], v: &[u8]) -> Result<T> {
+    match v.split_first() {
+        Some((&VALUE_FORMAT_V1, body)) => {
+            postcard::from_bytes(body).map_err(|e| corrupt(key, &e.to_string()))
+        }
+        Some((other, _)) => Err(corrupt(key, &format!("unknown value format {other}"))),
+        None => Err(corrupt(key, "empty value")),
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> Vec<u8> {
+    // serde_json fails only on maps with non-string keys or failing Serialize impls (none here).
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn corrupt(key: &[u8], reason: &str) -> StoreError {
+    StoreError::Corrupt {
+        key: printable(key),
+        reason: reason.to_string(),
+    }
+}
+
+fn printable(key: &[u8]) -> String {
+    key.iter()
+        .map(|b| {
+            if b.is_ascii_graphic() {
+                (*b as char).to_string()
+            } else {
+                format!("\\x{b:02x}")
+            }
+        })
+        .collect()
+}
+
+/// State blobs (detection checkpoints) use the same versioned postcard encoding as stored values.
+pub fn encode_state<T: Serialize>(v: &T) -> Vec<u8> {
+    encode_versioned(v)
+}
+
+/// Inverse of [`encode_state`].
+///
+/// # Errors
+/// [`StoreError::Corrupt`] when the blob is not a state of this version.
+pub fn decode_state<T: for<'de> Deserialize<'de>>(blob: &[u8]) -> Result<T> {
+    decode_versioned(b"detect_state", blob)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Interval, ValueFlag};
+
+    fn point(source: &str, code: &str, t: i64, v: f64) -> Point {
+        Point {
+            source_id: source.into(),
+            code: code.into(),
+            time_ms: t,
+            interval: Interval::Minute,
+            value: v,
+            flag: ValueFlag::Normal,
+            converted: None,
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 16 << 20).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn duplicates_are_idempotent_and_rewrites_are_refused_and_audited() {
+        let (_dir, store) = open();
+        let t = 1_700_000_000_000;
+        let first = vec![
+            point("o1", "a21026", t, 12.5),
+            point("o1", "a21026", t + 60_000, 13.0),
+        ];
+        let out = store.write_commit(1, &[first], 1).unwrap();
+        assert_eq!(out[0], vec![PointOutcome::Stored, PointOutcome::Stored]);
+
+        let again = vec![
+            point("o1", "a21026", t, 12.5),
+            point("o1", "a21026", t + 60_000, 99.0),
+        ];
+        let out = store.write_commit(2, &[again], 2).unwrap();
+        assert_eq!(
+            out[0],
+            vec![PointOutcome::Duplicate, PointOutcome::ConflictingRewrite]
+        );
+        let stored = store.read_points("o1", &[], t, t + 120_000).unwrap();
+        assert_eq!(stored.len(), 2);
+        assert_eq!(stored[1].value, 13.0, "the original stays");
+        let audits = store.conflict_audits().unwrap();
+        assert_eq!(audits.len(), 1);
+        assert_eq!(audits[0].attempted.value, 99.0);
+        assert_eq!(audits[0].stored.value, 13.0);
+    }
+
+    #[test]
+    fn same_point_twice_in_one_commit_is_a_duplicate() {
+        let (_dir, store) = open();
+        let p = point("m1", "power_kw", 1_000, 5.0);
+        let out = store
+            .write_commit(1, &[vec![p.clone()], vec![p.clone()]], 0)
+            .unwrap();
+        assert_eq!(out[0], vec![PointOutcome::Stored]);
+        assert_eq!(out[1], vec![PointOutcome::Duplicate]);
+        assert_eq!(store.log_after(0).unwrap()[0].1.len(), 1);
+    }
+
+    #[test]
+    fn reads_span_chunks_codes_and_respect_bounds() {
+        let (_dir, store) = open();
+        let base = 10 * keys::CHUNK_MS;
+        let mut pts = Vec::new();
+        for i in 0..180 {
+            pts.push(point("o1", "a21026", base + i * 60_000, i as f64));
+            pts.push(point("o1", "a19001", base + i * 60_000, 6.0));
+        }
+        pts.push(point("o10", "a21026", base, 1.0)); // a source whose id extends "o1"
+        store.write_commit(1, &[pts], 0).unwrap();
+        let got = store
+            .read_points(
+                "o1",
+                &["a21026".into()],
+                base + 30 * 60_000,
+                base + 150 * 60_000,
+            )
+            .unwrap();
+        assert_eq!(got.len(), 120);
+        assert_eq!(got.first().unwrap().value, 30.0);
+        assert_eq!(got.last().unwrap().value, 149.0);
+        assert!(got.windows(2).all(|w| w[0].time_ms < w[1].time_ms));
+        assert_eq!(store.codes_of("o1").unwrap(), vec!["a19001", "a21026"]);
+        assert_eq!(
+            store
+                .read_points("o1", &[], base, base + 60_000)
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn checkpoint_truncates_log_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), 16 << 20).unwrap();
+            store
+                .write_commit(1, &[vec![point("s", "c", 1, 1.0)]], 0)
+                .unwrap();
+            store
+                .write_commit(2, &[vec![point("s", "c", 2, 1.0)]], 0)
+                .unwrap();
+            store.save_checkpoint(1, b"state", &[]).unwrap();
+            store.flush().unwrap();
+        }
+        let store = Store::open(dir.path(), 16 << 20).unwrap();
+        let (seq, state) = store.checkpoint().unwrap().unwrap();
+        assert_eq!((seq, state.as_slice()), (1, &b"state"[..]));
+        let rest = store.log_after(seq).unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].0, 2);
+        assert_eq!(store.last_log_seq().unwrap(), 2);
+    }
+}
