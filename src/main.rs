@@ -70,6 +70,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.detect.language = args.language;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let mut server = cems_sentinel::server::start(config, listener).await?;
+    // One plain line on stdout, so scripts and tests can find the port when listening on :0.
+    println!("sentinel listening on {}", server.addr);
     let stop = shutdown_signal();
     tokio::pin!(stop);
     tokio::select! {

@@ -157,6 +157,7 @@ impl OutletAligner {
             (None, Some(first)) => *first,
             (None, None) => return,
         };
+        let mut emitted = false;
         while next <= last_minute && ready(next) {
             let row = self.rows.remove(&next).unwrap_or_else(|| OutletRow {
                 minute_ms: next,
@@ -164,8 +165,13 @@ impl OutletAligner {
             });
             out.push(row);
             next += MS_PER_MINUTE;
+            emitted = true;
         }
-        self.emitted_through_ms = Some(next);
+        // Only a minute actually handed over closes the door behind it: before the first hand-over, earlier data
+        // (out of order within the lateness) is still welcome.
+        if emitted {
+            self.emitted_through_ms = Some(next);
+        }
     }
 }
 
@@ -218,6 +224,21 @@ mod tests {
         a.drain_all(&mut out);
         assert_eq!(out.last().unwrap().minute_ms, t0 + 13 * M);
         assert_eq!(out.first().unwrap().minute_ms, t0 + 3 * M);
+    }
+
+    #[test]
+    fn nothing_is_late_before_the_first_minute_is_handed_over() {
+        let mut a = OutletAligner::default();
+        a.add(&p("o", "a00000", 10 * M, 1.0), SourceRole::Cems);
+        let mut out = Vec::new();
+        a.drain_ready(30 * M, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(
+            a.add(&p("o", "a00000", 2 * M, 1.0), SourceRole::Cems),
+            Admission::Taken
+        );
+        a.drain_all(&mut out);
+        assert_eq!(out.first().map(|r| r.minute_ms), Some(2 * M));
     }
 
     #[test]

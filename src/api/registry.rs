@@ -78,15 +78,15 @@ impl RegistryService for RegistryApi {
         req: Request<pb::GetTopologyRequest>,
     ) -> Result<Response<pb::Topology>, Status> {
         let id = req.into_inner().enterprise_id;
-        let (e, outlets, meters, orders) = self
+        let t = self
             .registry
             .enterprise_topology(&id)
             .ok_or_else(|| Status::not_found(format!("enterprise {id:?} is not registered")))?;
         Ok(Response::new(pb::Topology {
-            enterprise: Some(enterprise_to_pb(e)),
-            outlets: outlets.into_iter().map(outlet_to_pb).collect(),
-            meters: meters.into_iter().map(meter_to_pb).collect(),
-            restrictions: orders.into_iter().map(restriction_to_pb).collect(),
+            enterprise: Some(enterprise_to_pb(t.enterprise)),
+            outlets: t.outlets.into_iter().map(outlet_to_pb).collect(),
+            meters: t.meters.into_iter().map(meter_to_pb).collect(),
+            restrictions: t.restrictions.into_iter().map(restriction_to_pb).collect(),
         }))
     }
 }

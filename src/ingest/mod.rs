@@ -78,12 +78,12 @@ struct PointRef {
     value: f64,
 }
 
+/// The writer's answer for one batch: an outcome per point, or why the commit failed.
+type CommitReply = oneshot::Receiver<Result<Vec<PointOutcome>, String>>;
+
 /// A batch queued for commit; [`PendingAck::wait`] resolves once it is durable.
 pub struct PendingAck {
-    commit: Option<(
-        oneshot::Receiver<Result<Vec<PointOutcome>, String>>,
-        Vec<PointRef>,
-    )>,
+    commit: Option<(CommitReply, Vec<PointRef>)>,
     rejected: Vec<Rejection>,
 }
 

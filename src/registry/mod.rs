@@ -60,6 +60,19 @@ pub struct OutletTopology {
     pub restrictions: Vec<RestrictionOrder>,
 }
 
+/// An enterprise with everything registered under it.
+#[derive(Debug, Clone)]
+pub struct EnterpriseTopology {
+    /// The enterprise.
+    pub enterprise: Enterprise,
+    /// Its outlets.
+    pub outlets: Vec<Outlet>,
+    /// Its meters.
+    pub meters: Vec<Meter>,
+    /// Its restriction orders.
+    pub restrictions: Vec<RestrictionOrder>,
+}
+
 #[derive(Default)]
 struct Maps {
     enterprises: BTreeMap<String, Enterprise>,
@@ -292,10 +305,7 @@ impl Registry {
     }
 
     /// An enterprise with its outlets, meters and orders.
-    pub fn enterprise_topology(
-        &self,
-        id: &str,
-    ) -> Option<(Enterprise, Vec<Outlet>, Vec<Meter>, Vec<RestrictionOrder>)> {
+    pub fn enterprise_topology(&self, id: &str) -> Option<EnterpriseTopology> {
         let maps = self.read();
         let e = maps.enterprises.get(id)?.clone();
         let outlets = maps
@@ -316,7 +326,12 @@ impl Registry {
             .filter(|r| r.enterprise_id == id)
             .cloned()
             .collect();
-        Some((e, outlets, meters, orders))
+        Some(EnterpriseTopology {
+            enterprise: e,
+            outlets,
+            meters,
+            restrictions: orders,
+        })
     }
 
     /// Every stack outlet with its meters, bypasses and orders: the unit detection works on.

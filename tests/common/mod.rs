@@ -1,0 +1,221 @@
+//! The one server harness: a real service on 127.0.0.1:0 with a temp sled dir, and real tonic clients.
+
+#![allow(dead_code)]
+
+use cems_sentinel::pb;
+use cems_sentinel::pb::enforcement_service_client::EnforcementServiceClient;
+use cems_sentinel::pb::ingest_service_client::IngestServiceClient;
+use cems_sentinel::pb::registry_service_client::RegistryServiceClient;
+use cems_sentinel::server::{self, RunningServer, ServeConfig};
+use std::path::Path;
+use std::time::Duration;
+use tonic::transport::Channel;
+
+/// 2025-01-01T00:00:00Z: all test data lives in the past, so the 24 h future check never bites.
+pub const T0: i64 = 1_735_689_600_000;
+pub const MINUTE: i64 = 60_000;
+
+pub struct TestServer {
+    pub server: Option<RunningServer>,
+    pub dir: tempfile::TempDir,
+    pub registry: RegistryServiceClient<Channel>,
+    pub ingest: IngestServiceClient<Channel>,
+    pub enforcement: EnforcementServiceClient<Channel>,
+    pub channel: Channel,
+}
+
+pub fn test_config(dir: &Path) -> ServeConfig {
+    let mut c = ServeConfig::new(dir.to_path_buf());
+    c.cache_bytes = 32 << 20;
+    c.allowed_lateness = Duration::from_secs(30 * 60);
+    c.ingest.max_batch_records = 1_000;
+    c
+}
+
+pub async fn start() -> TestServer {
+    let dir = tempfile::tempdir().expect("tempdir");
+    start_with(dir, test_config).await
+}
+
+pub async fn start_with(
+    dir: tempfile::TempDir,
+    config: impl Fn(&Path) -> ServeConfig,
+) -> TestServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let server = server::start(config(dir.path()), listener)
+        .await
+        .expect("server starts");
+    let channel = Channel::from_shared(format!("http://{}", server.addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    TestServer {
+        registry: RegistryServiceClient::new(channel.clone()),
+        ingest: IngestServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20),
+        enforcement: EnforcementServiceClient::new(channel.clone()),
+        channel,
+        server: Some(server),
+        dir,
+    }
+}
+
+impl TestServer {
+    /// Graceful stop, keeping the data dir for a restart.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await.expect("clean shutdown");
+        }
+        self.dir
+    }
+}
+
+/// One enterprise `e1` (region r1) with stack `s1`, production meter `p1` (1000 kW rated) and treatment meter `t1`
+/// (200 kW rated, desulfurization).
+pub async fn register_plant(s: &mut TestServer, e: &str) {
+    let reg = &mut s.registry;
+    reg.upsert_enterprise(pb::Enterprise {
+        id: e.into(),
+        name: format!("{e} Power"),
+        industry: "coal_power".into(),
+        region: "r1".into(),
+        performance_grade: "B".into(),
+    })
+    .await
+    .expect("enterprise");
+    reg.upsert_outlet(pb::Outlet {
+        id: format!("{e}-s1"),
+        enterprise_id: e.into(),
+        name: "1# stack".into(),
+        kind: pb::OutletKind::Stack as i32,
+        reference_o2_pct: 6.0,
+        limits_mg_m3: [("a21026".to_string(), 35.0)].into_iter().collect(),
+        ..Default::default()
+    })
+    .await
+    .expect("outlet");
+    for (id, role, equipment, rated) in [
+        ("p1", pb::MeterRole::Production, "boiler", 1000.0),
+        ("t1", pb::MeterRole::Treatment, "desulfurization", 200.0),
+    ] {
+        reg.upsert_meter(pb::Meter {
+            id: format!("{e}-{id}"),
+            enterprise_id: e.into(),
+            role: role as i32,
+            equipment: equipment.into(),
+            outlet_ids: vec![format!("{e}-s1")],
+            rated_kw: rated,
+            ..Default::default()
+        })
+        .await
+        .expect("meter");
+    }
+}
+
+pub fn measurement(code: &str, value: f64) -> pb::Measurement {
+    pb::Measurement {
+        code: code.into(),
+        value,
+        flag: pb::DataFlag::Normal as i32,
+        converted: None,
+    }
+}
+
+pub fn record(source: &str, time_ms: i64, values: Vec<pb::Measurement>) -> pb::Record {
+    pb::Record {
+        source_id: source.into(),
+        time_ms,
+        interval: pb::Interval::Minute as i32,
+        values,
+    }
+}
+
+/// Minute `i` of a plant whose scrubber is off in `off`: production 800 kW, treatment 150 kW (2 kW when off), and
+/// the stack's SO2, O2 and flow.
+pub fn plant_minute(e: &str, i: i64, off: &std::ops::Range<i64>) -> Vec<pb::Record> {
+    let t = T0 + i * MINUTE;
+    let treat = if off.contains(&i) { 2.0 } else { 150.0 };
+    let so2 = if off.contains(&i) {
+        900.0
+    } else {
+        20.0 + (i % 7) as f64
+    };
+    vec![
+        record(
+            &format!("{e}-p1"),
+            t,
+            vec![measurement("power_kw", 800.0 + (i % 5) as f64)],
+        ),
+        record(&format!("{e}-t1"), t, vec![measurement("power_kw", treat)]),
+        record(
+            &format!("{e}-s1"),
+            t,
+            vec![
+                measurement("a21026", so2),
+                measurement("a19001", 6.5),
+                measurement("a00000", 410_000.0 + (i % 11) as f64 * 100.0),
+            ],
+        ),
+    ]
+}
+
+/// Minutes `range` of the plant, in batches of `per_batch` minutes.
+pub fn plant_batches(
+    e: &str,
+    range: std::ops::Range<i64>,
+    off: std::ops::Range<i64>,
+    per_batch: usize,
+) -> Vec<pb::RecordBatch> {
+    let minutes: Vec<i64> = range.collect();
+    minutes
+        .chunks(per_batch)
+        .enumerate()
+        .map(|(n, chunk)| pb::RecordBatch {
+            seq: n as u64 + 1,
+            records: chunk
+                .iter()
+                .flat_map(|i| plant_minute(e, *i, &off))
+                .collect(),
+        })
+        .collect()
+}
+
+/// Reads every stored record of a source.
+pub async fn read_all(s: &mut TestServer, source: &str) -> Vec<pb::Record> {
+    let mut stream = s
+        .ingest
+        .read_records(pb::ReadRecordsRequest {
+            source_id: source.into(),
+            codes: vec![],
+            from_ms: 0,
+            to_ms: 0,
+        })
+        .await
+        .expect("read")
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(r) = stream.message().await.expect("stream") {
+        out.push(r);
+    }
+    out
+}
+
+/// Every anomaly, all pages.
+pub async fn list_all(s: &mut TestServer, mut req: pb::ListAnomaliesRequest) -> Vec<pb::Anomaly> {
+    let mut out = Vec::new();
+    loop {
+        let page = s
+            .enforcement
+            .list_anomalies(req.clone())
+            .await
+            .expect("list")
+            .into_inner();
+        out.extend(page.anomalies);
+        if page.next_page_token.is_empty() {
+            return out;
+        }
+        req.page_token = page.next_page_token;
+    }
+}

@@ -1,0 +1,314 @@
+use crate::common::*;
+use cems_sentinel::pb;
+use tonic::Code;
+
+async fn push_all(s: &mut TestServer, batches: Vec<pb::RecordBatch>) {
+    let mut acks = s
+        .ingest
+        .push(tokio_stream::iter(batches))
+        .await
+        .expect("push")
+        .into_inner();
+    while let Some(ack) = acks.message().await.expect("ack") {
+        assert!(ack.rejected.is_empty(), "{:?}", ack.rejected);
+    }
+}
+
+/// A plant that is simply stopped (both meters near zero) from `stop`: the look-alike of an idle scrubber.
+fn stopped_plant(
+    e: &str,
+    range: std::ops::Range<i64>,
+    stop: std::ops::Range<i64>,
+) -> Vec<pb::RecordBatch> {
+    let mut batches = plant_batches(e, range, 0..0, 30);
+    for b in &mut batches {
+        for r in &mut b.records {
+            let minute = (r.time_ms - T0) / MINUTE;
+            if stop.contains(&minute) && !r.source_id.ends_with("-s1") {
+                r.values[0].value = 0.0;
+            }
+        }
+    }
+    batches
+}
+
+#[tokio::test]
+async fn idle_scrubber_is_listed_with_evidence_and_a_stopped_plant_is_not() {
+    let mut s = start().await;
+    register_plant(&mut s, "e1").await;
+    register_plant(&mut s, "e2").await;
+    push_all(&mut s, plant_batches("e1", 0..720, 300..420, 30)).await;
+    push_all(&mut s, stopped_plant("e2", 0..720, 300..420)).await;
+    let sync = s
+        .ingest
+        .sync(pb::SyncRequest { finalize: true })
+        .await
+        .expect("sync")
+        .into_inner();
+    assert_eq!(sync.anomalies_total, 1);
+
+    let all = list_all(&mut s, pb::ListAnomaliesRequest::default()).await;
+    assert_eq!(all.len(), 1, "{all:#?}");
+    let a = &all[0];
+    assert_eq!(a.enterprise_id, "e1");
+    assert_eq!(a.outlet_id, "e1-s1");
+    assert_eq!(a.kind, pb::AnomalyKind::TreatmentNotRunning as i32);
+    assert_eq!(a.status, pb::ReviewStatus::Open as i32);
+    assert_eq!(
+        (a.start_ms, a.end_ms),
+        (T0 + 300 * MINUTE, T0 + 420 * MINUTE)
+    );
+    assert_eq!(
+        a.detected_at_ms,
+        T0 + 315 * MINUTE,
+        "raised when the grace period ran out"
+    );
+    assert_eq!(a.evidence["duration_min"], 120.0);
+    assert!(a.evidence["treatment_kw_mean"] < 5.0);
+    assert!(a.evidence["production_kw_mean"] > 700.0);
+    assert!(a.score > 0.5 && a.score <= 1.0);
+    assert!(
+        a.summary.contains("治污设施"),
+        "Chinese by default: {}",
+        a.summary
+    );
+    assert!(a.source_ids.contains(&"e1-t1".to_string()));
+    assert!(!a.ongoing);
+
+    let got = s
+        .enforcement
+        .get_anomaly(pb::GetAnomalyRequest { id: a.id.clone() })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(&got, a);
+    let err = s
+        .enforcement
+        .get_anomaly(pb::GetAnomalyRequest { id: "nope".into() })
+        .await
+        .expect_err("missing");
+    assert_eq!(err.code(), Code::NotFound);
+
+    // Filters.
+    let count = |req: pb::ListAnomaliesRequest| {
+        let mut c = s.enforcement.clone();
+        async move {
+            c.list_anomalies(req)
+                .await
+                .expect("list")
+                .into_inner()
+                .anomalies
+                .len()
+        }
+    };
+    assert_eq!(
+        count(pb::ListAnomaliesRequest {
+            enterprise_ids: vec!["e2".into()],
+            ..Default::default()
+        })
+        .await,
+        0
+    );
+    assert_eq!(
+        count(pb::ListAnomaliesRequest {
+            enterprise_ids: vec!["e1".into()],
+            ..Default::default()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        count(pb::ListAnomaliesRequest {
+            region: "r1".into(),
+            ..Default::default()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        count(pb::ListAnomaliesRequest {
+            region: "elsewhere".into(),
+            ..Default::default()
+        })
+        .await,
+        0
+    );
+    assert_eq!(
+        count(pb::ListAnomaliesRequest {
+            kinds: vec![pb::AnomalyKind::Exceedance as i32],
+            ..Default::default()
+        })
+        .await,
+        0
+    );
+    assert_eq!(
+        count(pb::ListAnomaliesRequest {
+            from_ms: T0 + 500 * MINUTE,
+            to_ms: T0 + 600 * MINUTE,
+            ..Default::default()
+        })
+        .await,
+        0
+    );
+    assert_eq!(
+        count(pb::ListAnomaliesRequest {
+            from_ms: T0 + 400 * MINUTE,
+            to_ms: T0 + 600 * MINUTE,
+            ..Default::default()
+        })
+        .await,
+        1
+    );
+    let err = s
+        .enforcement
+        .list_anomalies(pb::ListAnomaliesRequest {
+            page_token: "bogus".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("bad token");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = s
+        .enforcement
+        .list_anomalies(pb::ListAnomaliesRequest {
+            kinds: vec![99],
+            ..Default::default()
+        })
+        .await
+        .expect_err("bad kind");
+    assert_eq!(err.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn many_episodes_page_in_rank_order_without_gaps_or_repeats() {
+    let mut s = start().await;
+    register_plant(&mut s, "e1").await;
+    // Twelve scrubber stops of growing length: 20, 25, ... minutes, each 100 minutes apart.
+    let mut batches = plant_batches("e1", 0..1300, 0..0, 60);
+    for b in &mut batches {
+        for r in &mut b.records {
+            let minute = (r.time_ms - T0) / MINUTE;
+            let k = minute / 100;
+            if r.source_id == "e1-t1" && minute % 100 < 20 + 5 * k && k < 12 {
+                r.values[0].value = 1.0;
+            }
+        }
+    }
+    push_all(&mut s, batches).await;
+    s.ingest
+        .sync(pb::SyncRequest { finalize: true })
+        .await
+        .expect("sync");
+    let mut pages = 0;
+    let mut req = pb::ListAnomaliesRequest {
+        page_size: 5,
+        ..Default::default()
+    };
+    let mut seen: Vec<pb::Anomaly> = Vec::new();
+    loop {
+        let page = s
+            .enforcement
+            .list_anomalies(req.clone())
+            .await
+            .expect("list")
+            .into_inner();
+        assert!(page.anomalies.len() <= 5);
+        pages += 1;
+        seen.extend(page.anomalies);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        req.page_token = page.next_page_token;
+    }
+    assert_eq!(seen.len(), 12);
+    assert_eq!(pages, 3);
+    let mut ids: Vec<&str> = seen.iter().map(|a| a.id.as_str()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 12);
+    assert!(
+        seen.windows(2).all(|w| w[0].score >= w[1].score),
+        "ranked by score"
+    );
+    // Longer stops score higher: the first listed is the longest.
+    assert_eq!(seen[0].evidence["duration_min"], 75.0);
+}
+
+#[tokio::test]
+async fn review_follows_the_closed_loop_and_watch_streams_updates() {
+    let mut s = start().await;
+    register_plant(&mut s, "e1").await;
+    register_plant(&mut s, "e2").await;
+    let mut watch = s
+        .enforcement
+        .watch_anomalies(pb::WatchAnomaliesRequest {
+            filter: Some(pb::ListAnomaliesRequest {
+                enterprise_ids: vec!["e1".into()],
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    push_all(&mut s, plant_batches("e2", 0..400, 100..200, 30)).await;
+    push_all(&mut s, plant_batches("e1", 0..400, 100..200, 30)).await;
+    s.ingest
+        .sync(pb::SyncRequest { finalize: true })
+        .await
+        .expect("sync");
+    // The first event for e1 is the episode being raised (ongoing); e2's never reaches this watcher.
+    let first = watch.message().await.expect("watch").expect("event");
+    assert_eq!(first.enterprise_id, "e1");
+    assert!(first.ongoing);
+    let id = first.id.clone();
+
+    let review = |status: pb::ReviewStatus, reviewer: &str| pb::ReviewAnomalyRequest {
+        id: id.clone(),
+        status: status as i32,
+        note: format!("{status:?} by {reviewer}"),
+        reviewer: reviewer.into(),
+    };
+    let err = s
+        .enforcement
+        .review_anomaly(review(pb::ReviewStatus::Closed, "wang"))
+        .await
+        .expect_err("skip");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("dispatched"), "{}", err.message());
+    let err = s
+        .enforcement
+        .review_anomaly(review(pb::ReviewStatus::Dispatched, ""))
+        .await
+        .expect_err("anon");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    for st in [
+        pb::ReviewStatus::Dispatched,
+        pb::ReviewStatus::Confirmed,
+        pb::ReviewStatus::Rectified,
+        pb::ReviewStatus::Closed,
+    ] {
+        let a = s
+            .enforcement
+            .review_anomaly(review(st, "wang"))
+            .await
+            .expect("review")
+            .into_inner();
+        assert_eq!(a.status, st as i32);
+    }
+    let closed = list_all(
+        &mut s,
+        pb::ListAnomaliesRequest {
+            statuses: vec![pb::ReviewStatus::Closed as i32],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0].note, "Closed by wang");
+    // The watcher saw the review transitions too (after the detection updates).
+    let mut last_status = 0;
+    while last_status != pb::ReviewStatus::Closed as i32 {
+        let ev = watch.message().await.expect("watch").expect("event");
+        assert_eq!(ev.enterprise_id, "e1");
+        last_status = ev.status;
+    }
+}

@@ -1,0 +1,13 @@
+//! End-to-end tests: the real server on an ephemeral port, the real sled store in a temp dir, real tonic clients.
+//! One test binary (modules below) keeps link time down.
+
+mod common;
+
+// Ingest over gRPC: acks, validation, duplicates, ordering, read-back.
+mod grpc_ingest;
+// Detection to enforcement list: anomalies, filters, pagination, review, watch.
+mod enforcement_api;
+// Restart and kill -9 of the built binary: nothing acknowledged is lost, no anomaly lost or doubled.
+mod durability;
+// Health and reflection for generic clients.
+mod service_discovery;
