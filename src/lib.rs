@@ -19,4 +19,5 @@ pub mod pb;
 pub mod pipeline;
 pub mod registry;
 pub mod server;
+pub mod sim;
 pub mod store;

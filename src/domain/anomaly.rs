@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 /// The kinds of anomaly an officer can act on. Stable numbering mirrors the gRPC contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[allow(missing_docs)] // each variant is documented in proto/sentinel/v1/enforcement.proto
 pub enum AnomalyKind {
     Exceedance,

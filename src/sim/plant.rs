@@ -1,0 +1,753 @@
+//! One simulated enterprise, minute by minute: a production line, its treatment facilities, one stack with a CEMS
+//! (and maybe a monitored bypass duct), the physics that ties them together, the legitimate events of plant life, and
+//! the injected violations.
+//!
+//! The physics, in order: load → production power; schedule → treatment power; treatment power relative to what the
+//! load needs → removal efficiency → converted concentration; load → flow, O2, temperature; converted concentration
+//! and O2 → raw concentration as the analyzer sees it. Cheats act on what is *reported*, physics on what is *real*,
+//! so a faked CEMS leaves the power meters telling the truth.
+
+use super::industry::Profile;
+use crate::domain::{units, AnomalyKind, Interval, Point, ValueFlag, MS_PER_MINUTE};
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use std::collections::{BTreeMap, VecDeque};
+
+/// Minutes in a day.
+pub const DAY_MIN: i64 = 1440;
+/// Treatment starts this many minutes before production and stops this many after (the rule of the trade).
+const SEQUENCING_MIN: i64 = 20;
+/// CEMS history kept for replay cheats.
+const HISTORY_MIN: usize = 2 * DAY_MIN as usize + 1;
+
+/// How a violation is carried out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Style {
+    /// Obvious: switched off, stuck values, exact copies.
+    Lazy,
+    /// Disguised: standby instead of off, small gain changes, near-copies with noise.
+    Careful,
+}
+
+/// A violation to inject.
+#[derive(Debug, Clone)]
+pub struct Injection {
+    /// What kind of violation (its ground-truth kind).
+    pub kind: AnomalyKind,
+    /// First minute (scenario minutes).
+    pub start_min: i64,
+    /// End minute (exclusive).
+    pub end_min: i64,
+    /// Lazy or careful.
+    pub style: Style,
+    /// What it targets: the treatment facility index (treatment kinds) or the pollutant index (exceedance).
+    pub target: usize,
+}
+
+impl Injection {
+    fn active(&self, m: i64) -> bool {
+        (self.start_min..self.end_min).contains(&m)
+    }
+}
+
+/// A restriction order as the plant experiences it.
+#[derive(Debug, Clone, Copy)]
+pub struct Restriction {
+    /// First minute.
+    pub start_min: i64,
+    /// End minute (exclusive).
+    pub end_min: i64,
+    /// Allowed fraction of normal load.
+    pub max_load_fraction: f64,
+}
+
+/// Source ids of the plant.
+#[derive(Debug, Clone)]
+pub struct PlantIds {
+    /// Enterprise.
+    pub enterprise: String,
+    /// Stack outlet (its CEMS source id).
+    pub stack: String,
+    /// Bypass duct, if monitored.
+    pub bypass: Option<String>,
+    /// Production meter.
+    pub production: String,
+    /// Treatment meters, one per facility of the profile.
+    pub treatment: Vec<String>,
+}
+
+/// Legitimate plant life that detectors must not mistake for violations.
+#[derive(Debug, Clone, Default)]
+pub struct Life {
+    /// Production intervals (minutes, end exclusive).
+    pub production: Vec<(i64, i64)>,
+    /// Minute of the day of the daily CEMS calibration (C flag).
+    pub calibration_minute: i64,
+    /// CEMS maintenance windows (M flag, plant running).
+    pub maintenance: Vec<(i64, i64)>,
+    /// Treatment meter faults: (facility, start, end); the meter reports 0 with a D flag.
+    pub meter_faults: Vec<(usize, i64, i64)>,
+    /// Communication outages (all sources silent, data re-sent at the end).
+    pub outages: Vec<(i64, i64)>,
+    /// Load swings: (start, end, factor).
+    pub load_swings: Vec<(i64, i64, f64)>,
+    /// Fuel changes: (from minute, inlet factor).
+    pub fuel_changes: Vec<(i64, f64)>,
+    /// Runs deliberately close to its limits (legitimate).
+    pub near_limit: bool,
+    /// Restriction order the plant is under, if any (and whether it complies is decided by injections).
+    pub restriction: Option<Restriction>,
+}
+
+/// One simulated enterprise.
+pub struct Plant {
+    /// Industry profile.
+    pub profile: Profile,
+    /// Its ids.
+    pub ids: PlantIds,
+    /// Its legitimate life.
+    pub life: Life,
+    /// Its violations.
+    pub injections: Vec<Injection>,
+    start_ms: i64,
+    rng: Xoshiro256PlusPlus,
+    load_noise: f64,
+    inlet_noise: Vec<f64>,
+    history: VecDeque<Vec<Point>>,
+    backlog: Vec<Point>,
+    /// Values a flat-line cheat holds, captured when it starts.
+    frozen: BTreeMap<String, f64>,
+}
+
+/// Standard normal sample (Box–Muller): the simulator's one noise source.
+pub fn gaussian(rng: &mut impl Rng) -> f64 {
+    let u1: f64 = rng.gen_range(f64::EPSILON..1.0);
+    let u2: f64 = rng.gen();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+fn round_to(v: f64, resolution: f64) -> f64 {
+    ((v / resolution).round() * resolution * 1e6).round() / 1e6
+}
+
+/// What the plant really did in one minute (before any cheat touches the CEMS).
+struct Truth {
+    production_on: bool,
+    production_kw: f64,
+    treatment_kw: Vec<f64>,
+    flow_m3_s: f64,
+    bypass_flow_m3_s: f64,
+    o2_pct: f64,
+    temperature_c: f64,
+    humidity_pct: f64,
+    pressure_kpa: f64,
+    /// Converted (reference-O2) concentrations by code.
+    converted: BTreeMap<&'static str, f64>,
+    nh3_mg_m3: Option<f64>,
+}
+
+impl Plant {
+    /// A plant with its life and injections decided by the caller.
+    pub fn new(
+        profile: Profile,
+        ids: PlantIds,
+        life: Life,
+        injections: Vec<Injection>,
+        start_ms: i64,
+        seed: u64,
+    ) -> Self {
+        let n = profile.pollutants.len();
+        Self {
+            profile,
+            ids,
+            life,
+            injections,
+            start_ms,
+            rng: Xoshiro256PlusPlus::seed_from_u64(seed),
+            load_noise: 0.0,
+            inlet_noise: vec![0.0; n],
+            history: VecDeque::with_capacity(HISTORY_MIN),
+            backlog: Vec::new(),
+            frozen: BTreeMap::new(),
+        }
+    }
+
+    fn injection(&self, kind: AnomalyKind, m: i64) -> Option<&Injection> {
+        self.injections
+            .iter()
+            .find(|i| i.kind == kind && i.active(m))
+    }
+
+    fn production_on(&self, m: i64) -> bool {
+        self.life
+            .production
+            .iter()
+            .any(|(s, e)| (*s..*e).contains(&m))
+    }
+
+    /// Whether the treatment facility is scheduled to run: from `SEQUENCING_MIN` before production starts to as long
+    /// after it stops, except where a late-start / early-stop violation shifts it.
+    fn treatment_scheduled(&self, facility: usize, m: i64) -> bool {
+        self.life.production.iter().any(|(s, e)| {
+            let mut on = s - SEQUENCING_MIN;
+            let mut off = e + SEQUENCING_MIN;
+            for inj in self
+                .injections
+                .iter()
+                .filter(|i| i.kind == AnomalyKind::TreatmentNotRunning && i.target == facility)
+            {
+                // A late start is an injection beginning exactly at a production start; an early stop one ending at
+                // a production stop.
+                if inj.start_min == *s {
+                    on = inj.end_min;
+                }
+                if inj.end_min == *e {
+                    off = inj.start_min;
+                }
+            }
+            (on..off).contains(&m)
+        })
+    }
+
+    fn load(&mut self, m: i64) -> f64 {
+        let hour = (m % DAY_MIN) as f64 / 60.0;
+        let noise_sd = 0.02;
+        self.load_noise = 0.97 * self.load_noise
+            + noise_sd * gaussian(&mut self.rng) * (1.0f64 - 0.97 * 0.97).sqrt();
+        let base = match self.profile.industry {
+            "coal_power" => {
+                0.74 + 0.14
+                    * ((hour - 9.0) / 24.0 * std::f64::consts::TAU)
+                        .sin()
+                        .max(-0.6)
+            }
+            "gas_boiler" => 0.62 + 0.2 * ((hour - 5.0) / 24.0 * std::f64::consts::TAU).cos(),
+            "coating" => 0.85,
+            _ => 0.9,
+        };
+        let mut load = base + self.load_noise;
+        // Ramps after a start and before a stop.
+        for (s, e) in &self.life.production {
+            if (*s..*e).contains(&m) {
+                let since = (m - s) as f64;
+                let until = (e - m) as f64;
+                load *= (0.35 + 0.65 * (since / 60.0)).min(1.0);
+                load *= (0.4 + 0.6 * (until / 30.0)).min(1.0);
+            }
+        }
+        for (s, e, f) in &self.life.load_swings {
+            if (*s..*e).contains(&m) {
+                load *= f;
+            }
+        }
+        if let Some(r) = self.life.restriction {
+            let defies = self
+                .injection(AnomalyKind::RestrictionViolation, m)
+                .is_some();
+            if (r.start_min..r.end_min).contains(&m) && !defies {
+                load = load.min(r.max_load_fraction * 0.9);
+            }
+        }
+        load.clamp(0.05, 1.0)
+    }
+
+    fn fuel_factor(&self, m: i64) -> f64 {
+        self.life
+            .fuel_changes
+            .iter()
+            .filter(|(from, _)| m >= *from)
+            .last()
+            .map_or(1.0, |(_, f)| *f)
+    }
+
+    fn truth(&mut self, m: i64) -> Truth {
+        let p = self.profile.clone();
+        let production_on = self.production_on(m);
+        let load = if production_on { self.load(m) } else { 0.0 };
+        let noise = |rng: &mut Xoshiro256PlusPlus, sd: f64| 1.0 + sd * gaussian(rng);
+        let production_kw = if production_on {
+            p.production.1 * (0.25 + 0.7 * load) * noise(&mut self.rng, 0.01)
+        } else {
+            p.production.1 * 0.02 * noise(&mut self.rng, 0.05)
+        };
+        // Treatment power and how well each facility works.
+        let mut treatment_kw = Vec::with_capacity(p.treatment.len());
+        let mut working = Vec::with_capacity(p.treatment.len());
+        for (k, f) in p.treatment.iter().enumerate() {
+            let needed = f.rated_kw * (0.55 + 0.35 * load.max(0.3));
+            let mut kw = if self.treatment_scheduled(k, m) {
+                needed * noise(&mut self.rng, 0.015)
+            } else {
+                f.rated_kw * 0.012 * noise(&mut self.rng, 0.05)
+            };
+            if let Some(i) = self
+                .injection(AnomalyKind::TreatmentNotRunning, m)
+                .filter(|i| i.target == k)
+            {
+                if production_on {
+                    kw = f.rated_kw
+                        * if i.style == Style::Lazy { 0.012 } else { 0.08 }
+                        * noise(&mut self.rng, 0.05);
+                }
+            }
+            if let Some(i) = self
+                .injection(AnomalyKind::TreatmentLowPower, m)
+                .filter(|i| i.target == k)
+            {
+                kw *= if i.style == Style::Lazy { 0.3 } else { 0.45 };
+            }
+            let fraction = kw / needed;
+            working.push(((fraction - 0.2) / 0.7).clamp(0.0, 1.0));
+            treatment_kw.push(kw);
+        }
+        let mut flow = if production_on {
+            p.flow_full_m3_s * (0.35 + 0.65 * load) * noise(&mut self.rng, 0.01)
+        } else {
+            p.flow_full_m3_s * 0.03 * noise(&mut self.rng, 0.1)
+        };
+        let mut bypass_flow = 0.02 * noise(&mut self.rng, 0.3).abs();
+        if let Some(i) = self.injection(AnomalyKind::BypassSuspected, m) {
+            if production_on {
+                let kept = if i.style == Style::Lazy { 0.25 } else { 0.6 };
+                bypass_flow = flow * (1.0 - kept);
+                flow *= kept;
+            }
+        }
+        let o2 = if production_on {
+            p.o2_low_pct + (p.o2_full_pct - p.o2_low_pct) * load + 0.12 * gaussian(&mut self.rng)
+        } else {
+            20.4 + 0.1 * gaussian(&mut self.rng)
+        };
+        let scrubber_off = p.wet_scrubber.is_some_and(|k| working[k] < 0.2) && production_on;
+        let mut temperature = if production_on {
+            p.temperature_c * (0.85 + 0.15 * load) + 0.4 * gaussian(&mut self.rng)
+        } else {
+            22.0 + 0.3 * gaussian(&mut self.rng)
+        };
+        let mut humidity =
+            if p.wet_scrubber.is_some() { 12.5 } else { 7.0 } + 0.3 * gaussian(&mut self.rng);
+        if scrubber_off {
+            temperature += 65.0;
+            humidity -= 5.0;
+        }
+        let pressure = 0.22 + 0.1 * load + 0.01 * gaussian(&mut self.rng);
+        let fuel = self.fuel_factor(m);
+        let mut converted = BTreeMap::new();
+        for (j, pol) in p.pollutants.iter().enumerate() {
+            self.inlet_noise[j] =
+                0.95 * self.inlet_noise[j] + 0.05 * gaussian(&mut self.rng) * 0.312;
+            let inlet = pol.inlet_mg_m3
+                * (0.85 + 0.15 * load)
+                * fuel
+                * (1.0 + self.inlet_noise[j]).max(0.3);
+            let mut efficiency = match pol.removed_by {
+                Some(k) => pol.efficiency * working[k],
+                None => 0.0,
+            };
+            if self.life.near_limit {
+                // Legitimately tuned to run close to the limit: 80–90 % of it.
+                let target = pol.limit_mg_m3 * 0.85;
+                if pol.removed_by.is_some() && inlet > target {
+                    efficiency = efficiency.min(1.0 - target / inlet);
+                }
+            }
+            if let Some(i) = self.injection(AnomalyKind::Exceedance, m) {
+                if pol.removed_by.is_some() && j == i.target.min(p.pollutants.len() - 1) {
+                    let over = if i.style == Style::Lazy { 2.2 } else { 1.25 };
+                    efficiency = efficiency.min(1.0 - over * pol.limit_mg_m3 / inlet);
+                }
+            }
+            if self.injection(AnomalyKind::SelectiveGap, m).is_some() && pol.removed_by.is_some() {
+                // Treatment eased off in the busy hours, exactly where the data will then go missing.
+                if (10..16).contains(&((m % DAY_MIN) / 60)) {
+                    efficiency = efficiency.min(1.0 - 1.6 * pol.limit_mg_m3 / inlet);
+                }
+            }
+            let mut c = if production_on {
+                inlet * (1.0 - efficiency.clamp(0.0, 1.0))
+            } else {
+                inlet * 0.01
+            };
+            if self.injection(AnomalyKind::LimitBunching, m).is_some() {
+                // The real plant runs hot, around the limit; the report is what gets clamped (below).
+                c = c.max(
+                    pol.limit_mg_m3
+                        * (0.85 + 0.3 * (self.inlet_noise[j] * 3.0 + 0.5).clamp(0.0, 1.0)),
+                );
+            }
+            converted.insert(pol.code, c.max(0.0));
+        }
+        let nh3 = p.ammonia.map(|(limit, normal)| {
+            let slipping = self.injection(AnomalyKind::AmmoniaSlip, m);
+            match slipping {
+                Some(i) if production_on => {
+                    let over = if i.style == Style::Lazy { 4.0 } else { 1.5 };
+                    limit * over * noise(&mut self.rng, 0.1)
+                }
+                _ if production_on => normal * noise(&mut self.rng, 0.2).max(0.1),
+                _ => 0.05,
+            }
+        });
+        if let (Some(_), Some(nox)) = (
+            self.injection(AnomalyKind::AmmoniaSlip, m),
+            converted.get_mut("a21002"),
+        ) {
+            // Over-injection of ammonia drives NOx suspiciously low.
+            *nox *= 0.45;
+        }
+        Truth {
+            production_on,
+            production_kw,
+            treatment_kw,
+            flow_m3_s: flow,
+            bypass_flow_m3_s: bypass_flow,
+            o2_pct: o2,
+            temperature_c: temperature,
+            humidity_pct: humidity,
+            pressure_kpa: pressure,
+            converted,
+            nh3_mg_m3: nh3,
+        }
+    }
+
+    fn raw_from_converted(&self, cz: f64, o2: f64) -> f64 {
+        let reference = self.profile.reference_o2_pct;
+        if reference <= 0.0 {
+            cz
+        } else {
+            cz * (21.0 - o2.min(20.5)) / (21.0 - reference)
+        }
+    }
+
+    fn point(
+        &self,
+        source: &str,
+        code: &str,
+        t: i64,
+        value: f64,
+        flag: ValueFlag,
+        converted: Option<f64>,
+    ) -> Point {
+        Point {
+            source_id: source.to_string(),
+            code: code.to_string(),
+            time_ms: t,
+            interval: Interval::Minute,
+            value,
+            flag,
+            converted,
+        }
+    }
+
+    /// Everything the plant reports for minute `m` (plus any backlog re-sent after an outage), in source order.
+    pub fn minute(&mut self, m: i64) -> Vec<Point> {
+        let t = self.start_ms + m * MS_PER_MINUTE;
+        let truth = self.truth(m);
+        let mut out = Vec::with_capacity(24);
+        let ids = self.ids.clone();
+
+        // Power meters tell the truth (they belong to the grid company).
+        out.push(self.point(
+            &ids.production,
+            "power_kw",
+            t,
+            round_to(truth.production_kw, 0.1),
+            ValueFlag::Normal,
+            None,
+        ));
+        for (k, id) in ids.treatment.iter().enumerate() {
+            let fault = self
+                .life
+                .meter_faults
+                .iter()
+                .any(|(f, s, e)| *f == k && (*s..*e).contains(&m));
+            let (kw, flag) = if fault {
+                (0.0, ValueFlag::Fault)
+            } else {
+                (round_to(truth.treatment_kw[k], 0.1), ValueFlag::Normal)
+            };
+            out.push(self.point(id, "power_kw", t, kw, flag, None));
+        }
+        if let Some(b) = &ids.bypass {
+            let open = truth.bypass_flow_m3_s > 1.0;
+            let temp = if open {
+                truth.temperature_c + 40.0
+            } else {
+                24.0 + 0.3 * gaussian(&mut self.rng)
+            };
+            out.push(self.point(
+                b,
+                "a00000",
+                t,
+                round_to(truth.bypass_flow_m3_s, 0.1),
+                ValueFlag::Normal,
+                None,
+            ));
+            out.push(self.point(b, "a01012", t, round_to(temp, 0.1), ValueFlag::Normal, None));
+        }
+
+        let cems = self.cems(m, t, &truth);
+        self.history.push_back(cems.clone());
+        if self.history.len() > HISTORY_MIN {
+            self.history.pop_front();
+        }
+        out.extend(cems);
+
+        // A communication outage holds everything back and re-sends it when the link returns.
+        let in_outage = self.life.outages.iter().any(|(s, e)| (*s..*e).contains(&m));
+        if in_outage {
+            self.backlog.extend(out);
+            return Vec::new();
+        }
+        if !self.backlog.is_empty() {
+            let mut resent = std::mem::take(&mut self.backlog);
+            resent.extend(out);
+            return resent;
+        }
+        out
+    }
+
+    fn cems(&mut self, m: i64, t: i64, truth: &Truth) -> Vec<Point> {
+        let p = self.profile.clone();
+        let stack = self.ids.stack.clone();
+        let running = truth.production_on;
+        // Reported values before any cheat: the analyzer's reading with measurement noise.
+        let mut o2 = truth.o2_pct + 0.03 * gaussian(&mut self.rng);
+        let mut gases: Vec<(&'static str, f64, f64)> = p
+            .pollutants
+            .iter()
+            .map(|pol| {
+                let cz = truth.converted[pol.code];
+                let raw = self.raw_from_converted(cz, truth.o2_pct);
+                let measured = (raw * (1.0 + 0.02 * gaussian(&mut self.rng))
+                    + 0.05 * pol.resolution.max(0.1) * gaussian(&mut self.rng))
+                .max(0.0);
+                (pol.code, measured, pol.resolution)
+            })
+            .collect();
+        if let Some(nh3) = truth.nh3_mg_m3 {
+            gases.push(("a21001", nh3 * (1.0 + 0.05 * gaussian(&mut self.rng)), 0.01));
+        }
+        let mut flow = truth.flow_m3_s;
+        let mut flag = if running {
+            ValueFlag::Normal
+        } else {
+            ValueFlag::Stopped
+        };
+        let mut tampered_converted = 1.0;
+
+        // --- cheats on the CEMS ---
+        if let Some(i) = self.injection(AnomalyKind::Flatline, m).cloned() {
+            if m == i.start_min || self.frozen.is_empty() {
+                self.frozen = gases
+                    .iter()
+                    .map(|g| (g.0.to_string(), round_to(g.1, g.2)))
+                    .collect();
+            }
+            for g in &mut gases {
+                if let Some(v) = self.frozen.get(g.0) {
+                    // The careful version toggles by one resolution step, so "identical values" is not enough.
+                    let toggle = if i.style == Style::Careful && m % 2 == 0 {
+                        g.2
+                    } else {
+                        0.0
+                    };
+                    g.1 = v + toggle;
+                }
+            }
+        } else {
+            self.frozen.clear();
+        }
+        if let Some(i) = self.injection(AnomalyKind::LowVariance, m).cloned() {
+            let span = (m - i.start_min) as f64;
+            for g in &mut gases {
+                // A plausible invented level: what the plant typically emits.
+                let cz_mean = p
+                    .pollutants
+                    .iter()
+                    .find(|pol| pol.code == g.0)
+                    .map_or(g.1, |pol| pol.inlet_mg_m3 * 0.95 * (1.0 - pol.efficiency));
+                let raw_mean = self.raw_from_converted(cz_mean, truth.o2_pct);
+                let wobble = if i.style == Style::Lazy { 0.01 } else { 0.04 };
+                g.1 = raw_mean * (1.0 + wobble * (span / 97.0).sin())
+                    + if i.style == Style::Careful {
+                        0.05 * raw_mean * 0.3 * gaussian(&mut self.rng)
+                    } else {
+                        0.0
+                    };
+            }
+        }
+        if let Some(i) = self.injection(AnomalyKind::ReplayedData, m).cloned() {
+            let lag = if i.style == Style::Lazy {
+                DAY_MIN
+            } else {
+                DAY_MIN + 180
+            } as usize;
+            if self.history.len() >= lag {
+                let old = self.history[self.history.len() - lag].clone();
+                for g in &mut gases {
+                    if let Some(v) = old.iter().find(|pt| pt.code == g.0) {
+                        g.1 = v.value
+                            * if i.style == Style::Careful {
+                                1.0 + 0.01 * gaussian(&mut self.rng)
+                            } else {
+                                1.0
+                            };
+                    }
+                }
+                if let Some(v) = old.iter().find(|pt| pt.code == "a19001") {
+                    o2 = v.value;
+                }
+            }
+        }
+        if let Some(i) = self.injection(AnomalyKind::CalibrationGas, m) {
+            for g in &mut gases {
+                g.1 = match g.0 {
+                    "a21026" => 20.0,
+                    "a21002" => 30.0,
+                    "a34013" => g.1,
+                    _ => 0.0,
+                };
+            }
+            o2 = if i.style == Style::Lazy {
+                20.9
+            } else {
+                0.2 + 0.02 * gaussian(&mut self.rng)
+            };
+        }
+        if let Some(i) = self.injection(AnomalyKind::Dilution, m) {
+            let k = if i.style == Style::Lazy { 0.4 } else { 0.7 };
+            for g in &mut gases {
+                g.1 *= k;
+            }
+            o2 += (20.9 - o2) * (1.0 - k) * 0.6;
+        }
+        if let Some(i) = self.injection(AnomalyKind::ParameterTampering, m) {
+            match i.style {
+                // Converted values scaled in the DAS: ZsRtd no longer equals the formula.
+                Style::Lazy => tampered_converted = 0.6,
+                // Analyzer gain changed: raw and converted agree, but emission per unit of production steps down.
+                Style::Careful => {
+                    for g in &mut gases {
+                        g.1 *= 0.65;
+                    }
+                }
+            }
+        }
+        if self.injection(AnomalyKind::LimitBunching, m).is_some() {
+            for g in &mut gases {
+                if let Some(pol) = p.pollutants.iter().find(|pol| pol.code == g.0) {
+                    let ceiling = self.raw_from_converted(pol.limit_mg_m3 * 0.96, o2);
+                    if g.1 > ceiling {
+                        g.1 = ceiling * (1.0 - 0.01 * gaussian(&mut self.rng).abs());
+                    }
+                }
+            }
+        }
+        if let Some(i) = self.injection(AnomalyKind::UnmonitoredEmission, m) {
+            if i.style == Style::Lazy {
+                return Vec::new();
+            }
+            flag = ValueFlag::Fault;
+        }
+        if let Some(i) = self.injection(AnomalyKind::FlagAbuse, m) {
+            flag = if i.style == Style::Lazy {
+                ValueFlag::Stopped
+            } else {
+                ValueFlag::Maintenance
+            };
+        }
+        if self.injection(AnomalyKind::SelectiveGap, m).is_some()
+            && p.pollutants
+                .iter()
+                .any(|pol| truth.converted[pol.code] > pol.limit_mg_m3 * 0.9)
+        {
+            return Vec::new();
+        }
+
+        // --- legitimate flags ---
+        let minute_of_day = m % DAY_MIN;
+        let calibrating = running
+            && (self.life.calibration_minute..self.life.calibration_minute + 10)
+                .contains(&minute_of_day);
+        let maintaining = self
+            .life
+            .maintenance
+            .iter()
+            .any(|(s, e)| (*s..*e).contains(&m));
+        if maintaining && flag == ValueFlag::Normal {
+            flag = ValueFlag::Maintenance;
+        }
+
+        let mut out = Vec::with_capacity(12);
+        let area = p.duct_area_m2;
+        if self.injection(AnomalyKind::BypassSuspected, m).is_some() {
+            flow = truth.flow_m3_s; // already reduced in truth
+        }
+        out.push(self.point(&stack, "a00000", t, round_to(flow, 0.1), flag, None));
+        out.push(self.point(&stack, "a01011", t, round_to(flow / area, 0.01), flag, None));
+        out.push(self.point(
+            &stack,
+            "a01012",
+            t,
+            round_to(truth.temperature_c, 0.1),
+            flag,
+            None,
+        ));
+        out.push(self.point(
+            &stack,
+            "a01013",
+            t,
+            round_to(truth.pressure_kpa, 0.001),
+            flag,
+            None,
+        ));
+        out.push(self.point(
+            &stack,
+            "a01014",
+            t,
+            round_to(truth.humidity_pct, 0.1),
+            flag,
+            None,
+        ));
+        let (o2_report, o2_flag) = if calibrating {
+            (
+                if minute_of_day - self.life.calibration_minute < 5 {
+                    20.9
+                } else {
+                    0.0
+                },
+                ValueFlag::Calibration,
+            )
+        } else {
+            (round_to(o2.clamp(0.0, 21.0), 0.01), flag)
+        };
+        out.push(self.point(&stack, "a19001", t, o2_report, o2_flag, None));
+        for (code, value, resolution) in gases {
+            let (value, gas_flag) = if calibrating {
+                // Zero gas, then span gas at a round value.
+                let span = if minute_of_day - self.life.calibration_minute < 5 {
+                    0.0
+                } else {
+                    80.0
+                };
+                (span, ValueFlag::Calibration)
+            } else {
+                (round_to(value, resolution), flag)
+            };
+            let converted = if p.reference_o2_pct > 0.0 && code != "a21001" && !calibrating {
+                units::converted_mg_m3(
+                    value,
+                    o2_report,
+                    p.reference_o2_pct,
+                    units::DEFAULT_O2_CEILING_PCT,
+                )
+                .map(|cz| round_to(cz * tampered_converted, resolution))
+            } else {
+                None
+            };
+            out.push(self.point(&stack, code, t, value, gas_flag, converted));
+        }
+        out
+    }
+}

@@ -1,0 +1,27 @@
+//! Ground truth: what the simulator injected, where and when, so detectors can be scored against it.
+
+use crate::domain::AnomalyKind;
+use serde::{Deserialize, Serialize};
+
+/// One injected violation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TruthEvent {
+    /// Enterprise.
+    pub enterprise_id: String,
+    /// Stack outlet concerned.
+    pub outlet_id: String,
+    /// The violation.
+    pub kind: AnomalyKind,
+    /// Start (Unix ms).
+    pub start_ms: i64,
+    /// End (Unix ms, exclusive).
+    pub end_ms: i64,
+    /// A careful cheat (smaller magnitude, disguised) rather than a lazy one.
+    pub subtle: bool,
+    /// What was done, in words.
+    pub description: String,
+    /// Other kinds a correct detector may legitimately report for the same event (an idle scrubber also causes an
+    /// exceedance); such anomalies are not false alarms.
+    #[serde(default)]
+    pub also: Vec<AnomalyKind>,
+}
