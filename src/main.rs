@@ -17,6 +17,116 @@ struct Cli {
 enum Command {
     /// Run the gRPC service on an embedded store.
     Serve(ServeArgs),
+    /// The whole product in one command: service + simulated enterprises + enforcement list + score.
+    Demo(DemoArgs),
+    /// Generate simulated enterprises with known violations: stream them to a server, or write them to files.
+    Simulate(SimulateArgs),
+    /// Score a server's anomalies against a ground-truth file.
+    Eval(EvalArgs),
+    /// Benchmarks (figures are printed, not asserted).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(clap::Args, Clone)]
+struct SimArgs {
+    /// Seed: the same seed gives the same data.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Number of enterprises.
+    #[arg(long, default_value_t = 20)]
+    enterprises: usize,
+    /// Days of minute data.
+    #[arg(long, default_value_t = 7)]
+    days: u32,
+}
+
+impl SimArgs {
+    fn config(&self) -> cems_sentinel::sim::SimConfig {
+        cems_sentinel::sim::SimConfig {
+            seed: self.seed,
+            enterprises: self.enterprises,
+            days: self.days,
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    #[command(flatten)]
+    sim: SimArgs,
+    /// Keep the store in this directory (default: a temporary one, removed at exit); truth.json is written there.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address for the demo's service.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Rows of the enforcement list to print.
+    #[arg(long, default_value_t = 20)]
+    top: usize,
+    /// Keep serving after the report, until Ctrl-C.
+    #[arg(long)]
+    keep_serving: bool,
+    /// Language of anomaly summaries.
+    #[arg(long, value_enum, default_value = "zh")]
+    language: cems_sentinel::detect::Language,
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    #[command(flatten)]
+    sim: SimArgs,
+    /// Register the enterprises with this server and stream the data to it over gRPC.
+    #[arg(long, conflicts_with = "out")]
+    to: Option<String>,
+    /// Pace: data minutes per wall-clock second (default: as fast as possible; 1 = 60× real time).
+    #[arg(long)]
+    minutes_per_sec: Option<f64>,
+    /// Write registry.json, records.jsonl and truth.json into this directory instead.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Where to write the ground truth when streaming (default: truth.json).
+    #[arg(long, default_value = "truth.json")]
+    truth: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// The server to score.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    server: String,
+    /// Ground-truth file (from `sentinel simulate` or `sentinel demo --data-dir`).
+    #[arg(long)]
+    truth: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Durable-ack ingest throughput and latency over gRPC, with detection running.
+    Ingest {
+        /// Simulated enterprises.
+        #[arg(long, default_value_t = 100)]
+        enterprises: usize,
+        /// Hours of minute data.
+        #[arg(long, default_value_t = 6)]
+        hours: u32,
+        /// Concurrent Push streams.
+        #[arg(long, default_value_t = 4)]
+        streams: usize,
+        /// Data minutes per batch.
+        #[arg(long, default_value_t = 5)]
+        minutes_per_batch: i64,
+    },
 }
 
 #[derive(clap::Args)]
@@ -59,6 +169,31 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Serve(args) => rt.block_on(serve(args)),
+        Command::Demo(args) => rt.block_on(cems_sentinel::tools::demo::run(
+            cems_sentinel::tools::demo::DemoOptions {
+                data_dir: args.data_dir,
+                listen: args.listen,
+                sim: args.sim.config(),
+                top: args.top,
+                keep_serving: args.keep_serving,
+                language: args.language,
+            },
+        )),
+        Command::Simulate(args) => rt.block_on(simulate(args)),
+        Command::Eval(args) => rt.block_on(eval(args)),
+        Command::Bench(BenchCommand::Ingest {
+            enterprises,
+            hours,
+            streams,
+            minutes_per_batch,
+        }) => rt.block_on(cems_sentinel::tools::bench::ingest(
+            cems_sentinel::tools::bench::BenchOptions {
+                enterprises,
+                hours,
+                streams,
+                minutes_per_batch,
+            },
+        )),
     }
 }
 
@@ -105,4 +240,82 @@ async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    use cems_sentinel::tools::feed;
+    use std::io::Write as _;
+    let mut scenario = cems_sentinel::sim::Scenario::new(args.sim.config());
+    let truth = scenario.truth_file();
+    if let Some(dir) = args.out {
+        std::fs::create_dir_all(&dir)?;
+        let registry = serde_json::json!({
+            "enterprises": scenario.enterprises,
+            "outlets": scenario.outlets,
+            "meters": scenario.meters,
+            "restrictions": scenario.restrictions,
+        });
+        std::fs::write(
+            dir.join("registry.json"),
+            serde_json::to_vec_pretty(&registry)?,
+        )?;
+        std::fs::write(dir.join("truth.json"), serde_json::to_vec_pretty(&truth)?)?;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join("records.jsonl"))?);
+        let mut n = 0u64;
+        for m in 0..scenario.total_minutes() {
+            for p in scenario.minute(m) {
+                serde_json::to_writer(&mut out, &p)?;
+                out.write_all(b"\n")?;
+                n += 1;
+            }
+        }
+        out.flush()?;
+        println!(
+            "wrote {n} measurements, {} truth events to {}",
+            truth.events.len(),
+            dir.display()
+        );
+        return Ok(());
+    }
+    let Some(addr) = args.to else {
+        anyhow::bail!("say where the data goes: --to HOST:PORT or --out DIR");
+    };
+    let channel = feed::connect(&addr).await?;
+    feed::register(&channel, &scenario).await?;
+    std::fs::write(&args.truth, serde_json::to_vec_pretty(&truth)?)?;
+    let minutes_per_batch = if args.minutes_per_sec.is_some() {
+        1
+    } else {
+        10
+    };
+    let batches = feed::batches(&mut scenario, minutes_per_batch);
+    let stats = feed::push(
+        &channel,
+        batches,
+        args.minutes_per_sec.map(|r| (minutes_per_batch, r)),
+    )
+    .await?;
+    println!(
+        "streamed {} measurements ({} accepted, {} rejected) in {:.1} s; truth in {}",
+        stats.measurements,
+        stats.accepted,
+        stats.rejected,
+        stats.elapsed.as_secs_f64(),
+        args.truth.display()
+    );
+    Ok(())
+}
+
+async fn eval(args: EvalArgs) -> anyhow::Result<()> {
+    use cems_sentinel::tools::{demo, feed};
+    let truth: cems_sentinel::sim::TruthFile =
+        serde_json::from_slice(&std::fs::read(&args.truth)?)?;
+    let channel = feed::connect(&args.server).await?;
+    let anomalies = demo::list_all(&channel, Default::default()).await?;
+    let report = demo::score(&truth, &anomalies);
+    match args.format {
+        Format::Table => print!("{}", demo::score_table(&report)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(())
 }

@@ -20,6 +20,7 @@ pub fn enterprise_from_pb(e: pb::Enterprise) -> Enterprise {
     }
 }
 
+/// Domain enterprise to wire form.
 pub fn enterprise_to_pb(e: Enterprise) -> pb::Enterprise {
     pb::Enterprise {
         id: e.id,
@@ -54,6 +55,7 @@ pub fn outlet_from_pb(o: pb::Outlet) -> Result<Outlet, Status> {
     })
 }
 
+/// Domain outlet to wire form.
 pub fn outlet_to_pb(o: Outlet) -> pb::Outlet {
     pb::Outlet {
         id: o.id,
@@ -95,6 +97,7 @@ pub fn meter_from_pb(m: pb::Meter) -> Result<Meter, Status> {
     })
 }
 
+/// Domain meter to wire form.
 pub fn meter_to_pb(m: Meter) -> pb::Meter {
     pb::Meter {
         id: m.id,
@@ -124,6 +127,7 @@ pub fn restriction_from_pb(r: pb::RestrictionOrder) -> RestrictionOrder {
     }
 }
 
+/// Domain restriction order to wire form.
 pub fn restriction_to_pb(r: RestrictionOrder) -> pb::RestrictionOrder {
     pb::RestrictionOrder {
         id: r.id,
@@ -186,7 +190,7 @@ fn interval_to_pb(i: crate::domain::Interval) -> pb::Interval {
     }
 }
 
-/// Groups time-sorted points of one source into records (one per sample time).
+/// Groups points into records: consecutive points of the same source and time become one record.
 pub fn points_to_records(points: Vec<Point>) -> Vec<pb::Record> {
     let mut out: Vec<pb::Record> = Vec::new();
     for p in points {
@@ -197,7 +201,7 @@ pub fn points_to_records(points: Vec<Point>) -> Vec<pb::Record> {
             converted: p.converted,
         };
         match out.last_mut() {
-            Some(r) if r.time_ms == p.time_ms => r.values.push(m),
+            Some(r) if r.time_ms == p.time_ms && r.source_id == p.source_id => r.values.push(m),
             _ => out.push(pb::Record {
                 source_id: p.source_id,
                 time_ms: p.time_ms,

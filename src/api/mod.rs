@@ -5,7 +5,10 @@ mod enforcement;
 mod ingest;
 mod registry;
 
-pub use convert::anomaly_to_pb;
+pub use convert::{
+    anomaly_to_pb, enterprise_to_pb, meter_to_pb, outlet_to_pb, points_to_records,
+    restriction_to_pb,
+};
 pub use enforcement::EnforcementApi;
 pub use ingest::IngestApi;
 pub use registry::RegistryApi;

@@ -19,7 +19,7 @@ use plant::{Injection, Life, Plant, PlantIds, Restriction, Style, DAY_MIN};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use std::collections::BTreeMap;
-pub use truth::TruthEvent;
+pub use truth::{TruthEvent, TruthFile};
 
 /// Scenario settings.
 #[derive(Debug, Clone)]
@@ -377,6 +377,16 @@ impl Scenario {
             out.extend(p.minute(m));
         }
         out
+    }
+
+    /// The ground truth as a file.
+    pub fn truth_file(&self) -> TruthFile {
+        TruthFile {
+            start_ms: self.config.start_ms,
+            days: f64::from(self.config.days),
+            clean_enterprises: self.clean_enterprises(),
+            events: self.truth.clone(),
+        }
     }
 
     /// Enterprises with no injected violation.

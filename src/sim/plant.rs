@@ -255,8 +255,7 @@ impl Plant {
         self.life
             .fuel_changes
             .iter()
-            .filter(|(from, _)| m >= *from)
-            .last()
+            .rfind(|(from, _)| m >= *from)
             .map_or(1.0, |(_, f)| *f)
     }
 

@@ -25,3 +25,16 @@ pub struct TruthEvent {
     #[serde(default)]
     pub also: Vec<AnomalyKind>,
 }
+
+/// A truth file: what `sentinel simulate` writes and `sentinel eval` reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TruthFile {
+    /// First data minute (Unix ms).
+    pub start_ms: i64,
+    /// Days of data.
+    pub days: f64,
+    /// Enterprises with no injected violation (false-alarm rates are measured on them).
+    pub clean_enterprises: Vec<String>,
+    /// The injected violations.
+    pub events: Vec<TruthEvent>,
+}

@@ -1,0 +1,8 @@
+//! Client-side tools behind the CLI: feeding a server with simulated enterprises, the demo, scoring a server's
+//! anomalies against ground truth, and the ingest benchmark. They talk to the service only through its gRPC API,
+//! exactly as a monitoring platform would.
+
+pub mod bench;
+pub mod demo;
+pub mod feed;
+pub mod table;
