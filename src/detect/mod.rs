@@ -6,11 +6,14 @@
 //! listed once in [`DETECTORS`].
 
 pub mod equipment;
+pub mod process;
 pub mod treatment_not_running;
 
 use crate::align::OutletRow;
 use crate::domain::AnomalyKind;
 use crate::registry::OutletTopology;
+use equipment::Thresholds;
+use process::ProcessState;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -29,6 +32,8 @@ pub enum Language {
 pub struct DetectConfig {
     /// Summary language.
     pub language: Language,
+    /// What "off", "reduced" and "running" mean for equipment, as fractions of learned running power.
+    pub equipment: Thresholds,
     /// Treatment-not-running settings.
     pub treatment_not_running: treatment_not_running::Config,
 }
@@ -37,6 +42,7 @@ impl Default for DetectConfig {
     fn default() -> Self {
         Self {
             language: Language::Zh,
+            equipment: Thresholds::default(),
             treatment_not_running: treatment_not_running::Config::default(),
         }
     }
@@ -48,6 +54,14 @@ pub struct OutletContext<'a> {
     pub topology: &'a OutletTopology,
     /// Settings.
     pub config: &'a DetectConfig,
+}
+
+/// One minute of one outlet as detectors see it: the aligned readings and the process state derived from them.
+pub struct Minute<'a> {
+    /// Aligned readings.
+    pub row: &'a OutletRow,
+    /// Production and treatment state.
+    pub process: &'a ProcessState,
 }
 
 /// One update of an episode: opened, extended or closed. The pipeline turns findings into stored anomalies; the same
@@ -84,7 +98,7 @@ pub trait Detector: Send {
     fn name(&self) -> &'static str;
 
     /// Sees the next minute of the outlet (minutes arrive in order, without gaps) and may report findings.
-    fn observe(&mut self, ctx: &OutletContext<'_>, row: &OutletRow, out: &mut Vec<Finding>);
+    fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>);
 
     /// End of data (a finalizing sync): close open episodes at the last minute seen.
     fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>);
@@ -162,6 +176,54 @@ pub(crate) mod testutil {
             bypasses: vec![],
             restrictions: vec![],
         }
+    }
+
+    /// Runs one detector over rows (through a fresh process tracker), then finishes it.
+    pub fn run_detector(
+        make: DetectorFactory,
+        topo: &OutletTopology,
+        rows: impl IntoIterator<Item = OutletRow>,
+    ) -> Vec<Finding> {
+        let config = DetectConfig {
+            language: Language::En,
+            ..DetectConfig::default()
+        };
+        let ctx = OutletContext {
+            topology: topo,
+            config: &config,
+        };
+        let mut d = make(&config);
+        let mut tracker = super::process::ProcessTracker::default();
+        let mut out = Vec::new();
+        for row in rows {
+            let process = tracker.observe(topo, &row, config.equipment);
+            d.observe(
+                &ctx,
+                &Minute {
+                    row: &row,
+                    process: &process,
+                },
+                &mut out,
+            );
+        }
+        d.finish(&ctx, &mut out);
+        out
+    }
+
+    /// Adds CEMS readings (normal flag) to a row.
+    pub fn with_cems(mut row: OutletRow, values: &[(&str, f64)]) -> OutletRow {
+        for (code, v) in values {
+            row.cems.insert(
+                code.to_string(),
+                Reading {
+                    value: *v,
+                    flag: ValueFlag::Normal,
+                    converted: None,
+                    samples: 1,
+                },
+            );
+        }
+        row
     }
 
     /// A row at minute `i` with the given meter powers (`None` = no reading).

@@ -7,12 +7,11 @@
 //! reports faults (unknown, never "off"), and short dips (the grace period; gaps shorter than `close_after_min`
 //! bridge one episode instead of opening many).
 
-use super::equipment::{EquipmentState, MeterLevel, Thresholds};
+use super::equipment::EquipmentState;
 use super::{
-    duration_score, restore_state, save_state, DetectConfig, Detector, Finding, Language,
+    duration_score, restore_state, save_state, DetectConfig, Detector, Finding, Language, Minute,
     OutletContext,
 };
-use crate::align::OutletRow;
 use crate::domain::{AnomalyKind, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -26,8 +25,6 @@ pub struct Config {
     pub close_after_min: u32,
     /// Data minutes between updates of an ongoing episode (each update is stored and streamed to watchers).
     pub update_every_min: u32,
-    /// Equipment-state thresholds.
-    pub thresholds: Thresholds,
 }
 
 impl Default for Config {
@@ -36,21 +33,12 @@ impl Default for Config {
             grace_period_min: 15,
             close_after_min: 10,
             update_every_min: 60,
-            thresholds: Thresholds::default(),
         }
     }
 }
 
 /// Detector name and version, part of each anomaly.
 pub const NAME: &str = "treatment_not_running/1";
-
-/// Running sums over an episode, for evidence.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Sums {
-    minutes: u32,
-    production_kw: f64,
-    treatment_kw: f64,
-}
 
 /// The episode of one treatment meter.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,22 +51,17 @@ struct Episode {
     /// Raised (past the grace period)?
     raised_at_ms: Option<i64>,
     last_update_ms: i64,
-    sums: Sums,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct State {
-    levels: BTreeMap<String, MeterLevel>,
-    episodes: BTreeMap<String, Episode>,
-    production_was_on: bool,
-    last_minute_ms: Option<i64>,
+    minutes: u32,
+    production_kw_sum: f64,
+    treatment_kw_sum: f64,
+    treatment_normal_kw: f64,
 }
 
 /// The detector.
 pub struct TreatmentNotRunning {
     config: Config,
     language: Language,
-    state: State,
+    episodes: BTreeMap<String, Episode>,
 }
 
 impl TreatmentNotRunning {
@@ -87,15 +70,8 @@ impl TreatmentNotRunning {
         Box::new(Self {
             config: config.treatment_not_running.clone(),
             language: config.language,
-            state: State::default(),
+            episodes: BTreeMap::new(),
         })
-    }
-
-    fn level(&mut self, id: &str, rated_kw: f64) -> &mut MeterLevel {
-        self.state
-            .levels
-            .entry(id.to_string())
-            .or_insert_with(|| MeterLevel::new(rated_kw))
     }
 
     fn finding(
@@ -109,15 +85,10 @@ impl TreatmentNotRunning {
     ) -> Finding {
         let t = ctx.topology;
         let minutes = ((end_ms - ep.start_ms) / MS_PER_MINUTE) as f64;
-        let n = f64::from(ep.sums.minutes.max(1));
-        let production_kw = ep.sums.production_kw / n;
-        let treatment_kw = ep.sums.treatment_kw / n;
-        let normal_kw = self
-            .state
-            .levels
-            .get(meter_id)
-            .and_then(|l| l.running_kw)
-            .unwrap_or(0.0);
+        let n = f64::from(ep.minutes.max(1));
+        let production_kw = ep.production_kw_sum / n;
+        let treatment_kw = ep.treatment_kw_sum / n;
+        let normal_kw = ep.treatment_normal_kw;
         let fraction = if normal_kw > 0.0 {
             treatment_kw / normal_kw
         } else {
@@ -139,7 +110,7 @@ impl TreatmentNotRunning {
         evidence.insert("treatment_kw_mean".into(), treatment_kw);
         evidence.insert("treatment_normal_kw".into(), normal_kw);
         evidence.insert("treatment_fraction_of_normal".into(), fraction);
-        evidence.insert("minutes_observed".into(), f64::from(ep.sums.minutes));
+        evidence.insert("minutes_observed".into(), n);
         evidence.insert("late_start".into(), if ep.late_start { 1.0 } else { 0.0 });
         evidence.insert("early_stop".into(), if early_stop { 1.0 } else { 0.0 });
         let phase_zh = match (ep.late_start, early_stop) {
@@ -180,102 +151,88 @@ impl TreatmentNotRunning {
     }
 }
 
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    episodes: BTreeMap<String, Episode>,
+}
+
 impl Detector for TreatmentNotRunning {
     fn name(&self) -> &'static str {
         NAME
     }
 
-    fn observe(&mut self, ctx: &OutletContext<'_>, row: &OutletRow, out: &mut Vec<Finding>) {
+    fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
         let t = ctx.topology;
         if t.production.is_empty() || t.treatment.is_empty() {
             return;
         }
-        let th = self.config.thresholds;
-        let minute = row.minute_ms;
-        self.state.last_minute_ms = Some(minute);
-
-        // Production state: on if any production meter runs (reduced counts: reduced production still emits).
-        let mut production_known = false;
-        let mut production_on = false;
-        let mut production_kw = 0.0;
-        for m in &t.production {
-            let reading = row.power_kw.get(&m.id);
-            let state = self.level(&m.id, m.rated_kw).observe(reading, th);
-            if state != EquipmentState::Unknown {
-                production_known = true;
-                production_kw += reading.map_or(0.0, |r| r.value);
-            }
-            production_on |= matches!(state, EquipmentState::Running | EquipmentState::Reduced);
-        }
-        let production_was_on = self.state.production_was_on;
-        if production_known {
-            self.state.production_was_on = production_on;
-        }
-
+        let p = minute.process;
+        let now = minute.row.minute_ms;
         let grace_ms = i64::from(self.config.grace_period_min) * MS_PER_MINUTE;
         let close_ms = i64::from(self.config.close_after_min) * MS_PER_MINUTE;
         let update_ms = i64::from(self.config.update_every_min) * MS_PER_MINUTE;
         for m in &t.treatment {
-            let reading = row.power_kw.get(&m.id);
-            let state = self.level(&m.id, m.rated_kw).observe(reading, th);
-            let bad = production_on && state == EquipmentState::NotRunning;
+            let Some(tm) = p.meters.get(&m.id).copied() else {
+                continue;
+            };
+            let bad = p.running() && tm.state == EquipmentState::NotRunning;
             // Production known to be off, or treatment known to run: the condition is over. Treatment unknown
             // (meter silent or faulty) holds the episode as it is.
-            let good = production_known
-                && (!production_on
-                    || matches!(state, EquipmentState::Running | EquipmentState::Reduced));
+            let good = p.production_on == Some(false)
+                || (p.running()
+                    && matches!(tm.state, EquipmentState::Running | EquipmentState::Reduced));
             if bad {
                 let ep = self
-                    .state
                     .episodes
                     .entry(m.id.clone())
                     .or_insert_with(|| Episode {
-                        start_ms: minute,
-                        last_bad_ms: minute,
-                        late_start: !production_was_on,
+                        start_ms: now,
+                        last_bad_ms: now,
+                        late_start: !p.production_was_on,
                         raised_at_ms: None,
-                        last_update_ms: minute,
-                        sums: Sums::default(),
+                        last_update_ms: now,
+                        minutes: 0,
+                        production_kw_sum: 0.0,
+                        treatment_kw_sum: 0.0,
+                        treatment_normal_kw: 0.0,
                     });
-                ep.last_bad_ms = minute;
-                ep.sums.minutes += 1;
-                ep.sums.production_kw += production_kw;
-                ep.sums.treatment_kw += reading.map_or(0.0, |r| r.value);
-                let end = minute + MS_PER_MINUTE;
-                let ep = ep.clone();
+                ep.last_bad_ms = now;
+                ep.minutes += 1;
+                ep.production_kw_sum += p.production_kw;
+                ep.treatment_kw_sum += tm.kw.unwrap_or(0.0);
+                ep.treatment_normal_kw = tm.normal_kw.unwrap_or(0.0);
+                let end = now + MS_PER_MINUTE;
                 if ep.raised_at_ms.is_none() && end - ep.start_ms >= grace_ms {
-                    let mut raised = ep;
-                    raised.raised_at_ms = Some(end);
-                    raised.last_update_ms = end;
-                    out.push(self.finding(ctx, &m.id, &raised, end, true, false));
-                    self.state.episodes.insert(m.id.clone(), raised);
-                } else if ep.raised_at_ms.is_some() && end - ep.last_update_ms >= update_ms {
+                    ep.raised_at_ms = Some(end);
+                    ep.last_update_ms = end;
+                    let ep = ep.clone();
                     out.push(self.finding(ctx, &m.id, &ep, end, true, false));
-                    if let Some(e) = self.state.episodes.get_mut(&m.id) {
-                        e.last_update_ms = end;
-                    }
+                } else if ep.raised_at_ms.is_some() && end - ep.last_update_ms >= update_ms {
+                    ep.last_update_ms = end;
+                    let ep = ep.clone();
+                    out.push(self.finding(ctx, &m.id, &ep, end, true, false));
                 }
             } else if good {
-                let Some(ep) = self.state.episodes.get(&m.id) else {
+                let Some(ep) = self.episodes.get(&m.id) else {
                     continue;
                 };
                 let end = ep.last_bad_ms + MS_PER_MINUTE;
                 if ep.raised_at_ms.is_none() {
                     // Condition ended within the grace period: sequencing, not a violation.
-                    self.state.episodes.remove(&m.id);
-                } else if minute + MS_PER_MINUTE - end >= close_ms {
+                    self.episodes.remove(&m.id);
+                } else if now + MS_PER_MINUTE - end >= close_ms {
                     // Production stopped (rather than treatment coming back) right after: an early stop.
-                    let early_stop = !production_on;
+                    let early_stop = p.production_on == Some(false);
                     let ep = ep.clone();
                     out.push(self.finding(ctx, &m.id, &ep, end, false, early_stop));
-                    self.state.episodes.remove(&m.id);
+                    self.episodes.remove(&m.id);
                 }
             }
         }
     }
 
     fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>) {
-        let episodes = std::mem::take(&mut self.state.episodes);
+        let episodes = std::mem::take(&mut self.episodes);
         for (meter_id, ep) in episodes {
             if ep.raised_at_ms.is_some() {
                 out.push(self.finding(
@@ -291,11 +248,14 @@ impl Detector for TreatmentNotRunning {
     }
 
     fn save(&self) -> Vec<u8> {
-        save_state(&self.state)
+        save_state(&Saved {
+            episodes: self.episodes.clone(),
+        })
     }
 
     fn restore(&mut self, blob: &[u8]) -> Result<(), String> {
-        self.state = restore_state(blob)?;
+        let saved: Saved = restore_state(blob)?;
+        self.episodes = saved.episodes;
         Ok(())
     }
 }
@@ -303,27 +263,19 @@ impl Detector for TreatmentNotRunning {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::testutil::{row, topology, T0};
+    use crate::detect::testutil::{row, run_detector, topology, T0};
 
     /// Runs the detector over minutes built by `f(i)` → (production kW, treatment kW).
     fn run(minutes: i64, f: impl Fn(i64) -> (Option<f64>, Option<f64>)) -> Vec<Finding> {
         let topo = topology();
-        let config = DetectConfig {
-            language: Language::En,
-            ..DetectConfig::default()
-        };
-        let ctx = OutletContext {
-            topology: &topo,
-            config: &config,
-        };
-        let mut d = TreatmentNotRunning::boxed(&config);
-        let mut out = Vec::new();
-        for i in 0..minutes {
-            let (p, t) = f(i);
-            d.observe(&ctx, &row(i, &[("p1", p), ("t1", t)]), &mut out);
-        }
-        d.finish(&ctx, &mut out);
-        out
+        run_detector(
+            TreatmentNotRunning::boxed,
+            &topo,
+            (0..minutes).map(|i| {
+                let (p, t) = f(i);
+                row(i, &[("p1", p), ("t1", t)])
+            }),
+        )
     }
 
     fn closed(findings: &[Finding]) -> Vec<&Finding> {
@@ -412,6 +364,8 @@ mod tests {
 
     #[test]
     fn state_survives_save_and_restore() {
+        use crate::detect::process::ProcessTracker;
+        use crate::detect::{Minute, OutletContext};
         let topo = topology();
         let config = DetectConfig::default();
         let ctx = OutletContext {
@@ -419,22 +373,40 @@ mod tests {
             config: &config,
         };
         let mut a = TreatmentNotRunning::boxed(&config);
+        let mut tracker = ProcessTracker::default();
         let mut out = Vec::new();
-        for i in 0..200 {
-            let t = if i >= 100 { 1.0 } else { 150.0 };
-            a.observe(
+        let step = |d: &mut Box<dyn Detector>,
+                    tracker: &mut ProcessTracker,
+                    i: i64,
+                    t: f64,
+                    out: &mut Vec<Finding>| {
+            let r = row(i, &[("p1", Some(800.0)), ("t1", Some(t))]);
+            let p = tracker.observe(&topo, &r, config.equipment);
+            d.observe(
                 &ctx,
-                &row(i, &[("p1", Some(800.0)), ("t1", Some(t))]),
+                &Minute {
+                    row: &r,
+                    process: &p,
+                },
+                out,
+            );
+        };
+        for i in 0..200 {
+            step(
+                &mut a,
+                &mut tracker,
+                i,
+                if i >= 100 { 1.0 } else { 150.0 },
                 &mut out,
             );
         }
         let mut b = TreatmentNotRunning::boxed(&config);
         b.restore(&a.save()).unwrap();
+        let mut tracker_b = tracker.clone();
         let (mut oa, mut ob) = (Vec::new(), Vec::new());
         for i in 200..260 {
-            let r = row(i, &[("p1", Some(800.0)), ("t1", Some(150.0))]);
-            a.observe(&ctx, &r, &mut oa);
-            b.observe(&ctx, &r, &mut ob);
+            step(&mut a, &mut tracker, i, 150.0, &mut oa);
+            step(&mut b, &mut tracker_b, i, 150.0, &mut ob);
         }
         assert_eq!(oa, ob);
         assert_eq!(oa.len(), 1);

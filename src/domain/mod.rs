@@ -3,6 +3,7 @@
 //! reads only these.
 
 mod anomaly;
+pub mod codes;
 mod record;
 mod registry;
 pub mod units;

@@ -3,7 +3,8 @@
 //! [`super::task`].
 
 use crate::align::{Admission, OutletAligner, OutletRow, SourceRole};
-use crate::detect::{DetectConfig, Detector, Finding, OutletContext, DETECTORS};
+use crate::detect::process::ProcessTracker;
+use crate::detect::{DetectConfig, Detector, Finding, Minute, OutletContext, DETECTORS};
 use crate::domain::Point;
 use crate::registry::{routing, OutletTopology};
 use serde::{Deserialize, Serialize};
@@ -23,13 +24,17 @@ pub struct OutletFinding {
 struct OutletState {
     topology: OutletTopology,
     aligner: OutletAligner,
+    process: ProcessTracker,
     detectors: Vec<Box<dyn Detector>>,
 }
 
-/// Serialized engine state: per outlet, the aligner and each detector's blob (by detector name).
+/// Per outlet in a snapshot: the aligner, the process tracker, and each detector's blob by detector name.
+type OutletSnapshot = (OutletAligner, ProcessTracker, BTreeMap<String, Vec<u8>>);
+
+/// Serialized engine state.
 #[derive(Serialize, Deserialize, Default)]
 pub struct EngineSnapshot {
-    outlets: BTreeMap<String, (OutletAligner, BTreeMap<String, Vec<u8>>)>,
+    outlets: BTreeMap<String, OutletSnapshot>,
     late_total: u64,
 }
 
@@ -78,6 +83,7 @@ impl Engine {
                 None => OutletState {
                     topology: t,
                     aligner: OutletAligner::default(),
+                    process: ProcessTracker::default(),
                     detectors: DETECTORS.iter().map(|f| f(&self.config.detect)).collect(),
                 },
             };
@@ -152,8 +158,15 @@ impl Engine {
         };
         let mut findings = Vec::new();
         for row in &self.rows {
+            let process = state
+                .process
+                .observe(&state.topology, row, self.config.detect.equipment);
+            let minute = Minute {
+                row,
+                process: &process,
+            };
             for d in &mut state.detectors {
-                d.observe(&ctx, row, &mut findings);
+                d.observe(&ctx, &minute, &mut findings);
             }
         }
         if finalize {
@@ -194,7 +207,7 @@ impl Engine {
                         .iter()
                         .map(|d| (d.name().to_string(), d.save()))
                         .collect();
-                    (id.clone(), (s.aligner.clone(), blobs))
+                    (id.clone(), (s.aligner.clone(), s.process.clone(), blobs))
                 })
                 .collect(),
             late_total: self.late_total,
@@ -206,11 +219,12 @@ impl Engine {
     pub fn restore(&mut self, snap: EngineSnapshot) -> Vec<String> {
         let mut problems = Vec::new();
         self.late_total = snap.late_total;
-        for (id, (aligner, blobs)) in snap.outlets {
+        for (id, (aligner, process, blobs)) in snap.outlets {
             let Some(state) = self.outlets.get_mut(&id) else {
                 continue;
             };
             state.aligner = aligner;
+            state.process = process;
             for d in &mut state.detectors {
                 if let Some(blob) = blobs.get(d.name()) {
                     if let Err(e) = d.restore(blob) {
