@@ -7,6 +7,7 @@
 
 pub mod equipment;
 pub mod process;
+pub mod runs;
 pub mod treatment_not_running;
 
 use crate::align::OutletRow;
@@ -34,8 +35,8 @@ pub struct DetectConfig {
     pub language: Language,
     /// What "off", "reduced" and "running" mean for equipment, as fractions of learned running power.
     pub equipment: Thresholds,
-    /// Treatment-not-running settings.
-    pub treatment_not_running: treatment_not_running::Config,
+    /// Treatment-not-running episode timing.
+    pub treatment_not_running: runs::Timing,
 }
 
 impl Default for DetectConfig {
@@ -43,7 +44,7 @@ impl Default for DetectConfig {
         Self {
             language: Language::Zh,
             equipment: Thresholds::default(),
-            treatment_not_running: treatment_not_running::Config::default(),
+            treatment_not_running: treatment_not_running::TIMING,
         }
     }
 }

@@ -8,50 +8,31 @@
 //! bridge one episode instead of opening many).
 
 use super::equipment::EquipmentState;
+use super::runs::{Due, Runs, Timing};
 use super::{
     duration_score, restore_state, save_state, DetectConfig, Detector, Finding, Language, Minute,
     OutletContext,
 };
-use crate::domain::{AnomalyKind, MS_PER_MINUTE};
+use crate::domain::AnomalyKind;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Config {
-    /// Minutes production may run with treatment off before it is an anomaly (start-up sequencing, switch-overs).
-    pub grace_period_min: u32,
-    /// Minutes treatment must be back (or production off) before an episode is closed; shorter gaps are bridged.
-    pub close_after_min: u32,
-    /// Data minutes between updates of an ongoing episode (each update is stored and streamed to watchers).
-    pub update_every_min: u32,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            grace_period_min: 15,
-            close_after_min: 10,
-            update_every_min: 60,
-        }
-    }
-}
+/// Default timing: 15 min of grace for start-up sequencing and switch-overs, gaps under 10 min bridged, hourly
+/// updates while it lasts.
+pub const TIMING: Timing = Timing {
+    grace_min: 15,
+    close_after_min: 10,
+    update_every_min: 60,
+};
 
 /// Detector name and version, part of each anomaly.
 pub const NAME: &str = "treatment_not_running/1";
 
-/// The episode of one treatment meter.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Episode {
-    start_ms: i64,
-    /// Last minute (start) at which the condition held.
-    last_bad_ms: i64,
-    /// Whether production was off just before the episode began (treatment should have started first).
+/// Sums over one episode of one treatment meter.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Stats {
+    /// Production was off just before the episode began (treatment should have started first).
     late_start: bool,
-    /// Raised (past the grace period)?
-    raised_at_ms: Option<i64>,
-    last_update_ms: i64,
-    minutes: u32,
     production_kw_sum: f64,
     treatment_kw_sum: f64,
     treatment_normal_kw: f64,
@@ -59,42 +40,35 @@ struct Episode {
 
 /// The detector.
 pub struct TreatmentNotRunning {
-    config: Config,
+    timing: Timing,
     language: Language,
-    episodes: BTreeMap<String, Episode>,
+    runs: Runs<Stats>,
 }
 
 impl TreatmentNotRunning {
     /// Factory for [`super::DETECTORS`].
     pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
-            config: config.treatment_not_running.clone(),
+            timing: config.treatment_not_running,
             language: config.language,
-            episodes: BTreeMap::new(),
+            runs: Runs::default(),
         })
     }
 
-    fn finding(
-        &self,
-        ctx: &OutletContext<'_>,
-        meter_id: &str,
-        ep: &Episode,
-        end_ms: i64,
-        ongoing: bool,
-        early_stop: bool,
-    ) -> Finding {
+    fn finding(&self, ctx: &OutletContext<'_>, due: &Due<Stats>, early_stop: bool) -> Finding {
         let t = ctx.topology;
-        let minutes = ((end_ms - ep.start_ms) / MS_PER_MINUTE) as f64;
+        let (meter_id, ep, s) = (due.key.as_str(), &due.run, &due.run.stats);
+        let minutes = ep.duration_min();
         let n = f64::from(ep.minutes.max(1));
-        let production_kw = ep.production_kw_sum / n;
-        let treatment_kw = ep.treatment_kw_sum / n;
-        let normal_kw = ep.treatment_normal_kw;
+        let production_kw = s.production_kw_sum / n;
+        let treatment_kw = s.treatment_kw_sum / n;
+        let normal_kw = s.treatment_normal_kw;
         let fraction = if normal_kw > 0.0 {
             treatment_kw / normal_kw
         } else {
             0.0
         };
-        let grace = f64::from(self.config.grace_period_min);
+        let grace = f64::from(self.timing.grace_min);
         // Fully off counts more than a standby trickle.
         let score = duration_score(minutes - grace, 60.0) * (1.0 - 0.5 * fraction.clamp(0.0, 1.0));
         let equipment = t
@@ -111,14 +85,14 @@ impl TreatmentNotRunning {
         evidence.insert("treatment_normal_kw".into(), normal_kw);
         evidence.insert("treatment_fraction_of_normal".into(), fraction);
         evidence.insert("minutes_observed".into(), n);
-        evidence.insert("late_start".into(), if ep.late_start { 1.0 } else { 0.0 });
+        evidence.insert("late_start".into(), if s.late_start { 1.0 } else { 0.0 });
         evidence.insert("early_stop".into(), if early_stop { 1.0 } else { 0.0 });
-        let phase_zh = match (ep.late_start, early_stop) {
+        let phase_zh = match (s.late_start, early_stop) {
             (true, _) => "（生产先于治污设施启动）",
             (_, true) => "（治污设施先于生产停运）",
             _ => "",
         };
-        let phase_en = match (ep.late_start, early_stop) {
+        let phase_en = match (s.late_start, early_stop) {
             (true, _) => " (production started before treatment)",
             (_, true) => " (treatment stopped before production)",
             _ => "",
@@ -139,21 +113,16 @@ impl TreatmentNotRunning {
             kind: AnomalyKind::TreatmentNotRunning,
             key: meter_id.to_string(),
             start_ms: ep.start_ms,
-            end_ms,
-            detected_at_ms: ep.raised_at_ms.unwrap_or(end_ms),
+            end_ms: ep.end_ms(),
+            detected_at_ms: ep.raised_at_ms.unwrap_or(ep.end_ms()),
             score,
             source_ids,
             summary,
             evidence,
-            ongoing,
+            ongoing: due.ongoing,
             detector: NAME,
         }
     }
-}
-
-#[derive(Serialize, Deserialize)]
-struct Saved {
-    episodes: BTreeMap<String, Episode>,
 }
 
 impl Detector for TreatmentNotRunning {
@@ -168,94 +137,55 @@ impl Detector for TreatmentNotRunning {
         }
         let p = minute.process;
         let now = minute.row.minute_ms;
-        let grace_ms = i64::from(self.config.grace_period_min) * MS_PER_MINUTE;
-        let close_ms = i64::from(self.config.close_after_min) * MS_PER_MINUTE;
-        let update_ms = i64::from(self.config.update_every_min) * MS_PER_MINUTE;
         for m in &t.treatment {
             let Some(tm) = p.meters.get(&m.id).copied() else {
                 continue;
             };
-            let bad = p.running() && tm.state == EquipmentState::NotRunning;
-            // Production known to be off, or treatment known to run: the condition is over. Treatment unknown
-            // (meter silent or faulty) holds the episode as it is.
-            let good = p.production_on == Some(false)
-                || (p.running()
-                    && matches!(tm.state, EquipmentState::Running | EquipmentState::Reduced));
-            if bad {
-                let ep = self
-                    .episodes
-                    .entry(m.id.clone())
-                    .or_insert_with(|| Episode {
-                        start_ms: now,
-                        last_bad_ms: now,
+            let due = if p.running() && tm.state == EquipmentState::NotRunning {
+                self.runs.bad(
+                    &m.id,
+                    now,
+                    self.timing,
+                    || Stats {
                         late_start: !p.production_was_on,
-                        raised_at_ms: None,
-                        last_update_ms: now,
-                        minutes: 0,
-                        production_kw_sum: 0.0,
-                        treatment_kw_sum: 0.0,
-                        treatment_normal_kw: 0.0,
-                    });
-                ep.last_bad_ms = now;
-                ep.minutes += 1;
-                ep.production_kw_sum += p.production_kw;
-                ep.treatment_kw_sum += tm.kw.unwrap_or(0.0);
-                ep.treatment_normal_kw = tm.normal_kw.unwrap_or(0.0);
-                let end = now + MS_PER_MINUTE;
-                if ep.raised_at_ms.is_none() && end - ep.start_ms >= grace_ms {
-                    ep.raised_at_ms = Some(end);
-                    ep.last_update_ms = end;
-                    let ep = ep.clone();
-                    out.push(self.finding(ctx, &m.id, &ep, end, true, false));
-                } else if ep.raised_at_ms.is_some() && end - ep.last_update_ms >= update_ms {
-                    ep.last_update_ms = end;
-                    let ep = ep.clone();
-                    out.push(self.finding(ctx, &m.id, &ep, end, true, false));
-                }
-            } else if good {
-                let Some(ep) = self.episodes.get(&m.id) else {
-                    continue;
-                };
-                let end = ep.last_bad_ms + MS_PER_MINUTE;
-                if ep.raised_at_ms.is_none() {
-                    // Condition ended within the grace period: sequencing, not a violation.
-                    self.episodes.remove(&m.id);
-                } else if now + MS_PER_MINUTE - end >= close_ms {
-                    // Production stopped (rather than treatment coming back) right after: an early stop.
-                    let early_stop = p.production_on == Some(false);
-                    let ep = ep.clone();
-                    out.push(self.finding(ctx, &m.id, &ep, end, false, early_stop));
-                    self.episodes.remove(&m.id);
-                }
+                        ..Stats::default()
+                    },
+                    |s| {
+                        s.production_kw_sum += p.production_kw;
+                        s.treatment_kw_sum += tm.kw.unwrap_or(0.0);
+                        s.treatment_normal_kw = tm.normal_kw.unwrap_or(0.0);
+                    },
+                )
+            } else if p.production_on == Some(false)
+                || (p.running()
+                    && matches!(tm.state, EquipmentState::Running | EquipmentState::Reduced))
+            {
+                // Production known to be off, or treatment known to run: the condition is over. Treatment unknown
+                // (meter silent or faulty) holds the episode as it is.
+                self.runs.good(&m.id, now, self.timing)
+            } else {
+                None
+            };
+            if let Some(due) = due {
+                // Closed because production stopped (rather than treatment coming back): an early stop.
+                let early_stop = !due.ongoing && p.production_on == Some(false);
+                out.push(self.finding(ctx, &due, early_stop));
             }
         }
     }
 
     fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>) {
-        let episodes = std::mem::take(&mut self.episodes);
-        for (meter_id, ep) in episodes {
-            if ep.raised_at_ms.is_some() {
-                out.push(self.finding(
-                    ctx,
-                    &meter_id,
-                    &ep,
-                    ep.last_bad_ms + MS_PER_MINUTE,
-                    false,
-                    false,
-                ));
-            }
+        for due in self.runs.finish() {
+            out.push(self.finding(ctx, &due, false));
         }
     }
 
     fn save(&self) -> Vec<u8> {
-        save_state(&Saved {
-            episodes: self.episodes.clone(),
-        })
+        save_state(&self.runs)
     }
 
     fn restore(&mut self, blob: &[u8]) -> Result<(), String> {
-        let saved: Saved = restore_state(blob)?;
-        self.episodes = saved.episodes;
+        self.runs = restore_state(blob)?;
         Ok(())
     }
 }
@@ -264,6 +194,7 @@ impl Detector for TreatmentNotRunning {
 mod tests {
     use super::*;
     use crate::detect::testutil::{row, run_detector, topology, T0};
+    use crate::domain::MS_PER_MINUTE;
 
     /// Runs the detector over minutes built by `f(i)` → (production kW, treatment kW).
     fn run(minutes: i64, f: impl Fn(i64) -> (Option<f64>, Option<f64>)) -> Vec<Finding> {
