@@ -6,9 +6,11 @@
 //! listed once in [`DETECTORS`].
 
 pub mod equipment;
+pub mod exceedance;
 pub mod process;
 pub mod runs;
 pub mod treatment_not_running;
+pub mod unmonitored;
 
 use crate::align::OutletRow;
 use crate::domain::AnomalyKind;
@@ -35,6 +37,8 @@ pub struct DetectConfig {
     pub language: Language,
     /// What "off", "reduced" and "running" mean for equipment, as fractions of learned running power.
     pub equipment: Thresholds,
+    /// Exceedance settings (HJ 75 hourly validity, O2 ceiling).
+    pub exceedance: exceedance::Config,
     /// Treatment-not-running episode timing.
     pub treatment_not_running: runs::Timing,
 }
@@ -44,6 +48,7 @@ impl Default for DetectConfig {
         Self {
             language: Language::Zh,
             equipment: Thresholds::default(),
+            exceedance: exceedance::Config::default(),
             treatment_not_running: treatment_not_running::TIMING,
         }
     }
@@ -118,7 +123,21 @@ pub trait Detector: Send {
 pub type DetectorFactory = fn(&DetectConfig) -> Box<dyn Detector>;
 
 /// Every detector family, run on every stack outlet in this order (order only fixes the order of findings).
-pub const DETECTORS: &[DetectorFactory] = &[treatment_not_running::TreatmentNotRunning::boxed];
+pub const DETECTORS: &[DetectorFactory] = &[
+    treatment_not_running::TreatmentNotRunning::boxed,
+    exceedance::Exceedance::boxed,
+    unmonitored::Unmonitored::boxed,
+];
+
+/// The CEMS channels that say whether an outlet is monitored: its limited pollutants, or its flow when no limit is
+/// registered.
+pub fn monitored_codes(t: &OutletTopology) -> Vec<String> {
+    if t.outlet.limits_mg_m3.is_empty() {
+        vec![crate::domain::codes::FLOW.to_string()]
+    } else {
+        t.outlet.limits_mg_m3.keys().cloned().collect()
+    }
+}
 
 /// Helper for [`Detector::save`]: postcard of the state.
 pub(crate) fn save_state<T: Serialize>(state: &T) -> Vec<u8> {

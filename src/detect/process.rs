@@ -45,6 +45,12 @@ pub struct ProcessState {
     pub production_normal_kw: f64,
     /// Every linked meter (production and treatment) by id.
     pub meters: BTreeMap<String, MeterMinute>,
+    /// Stack flow (m³/s) if reported with a valid flag.
+    pub flow_m3_s: Option<f64>,
+    /// Stack flow as reported, whatever its flag (a stop flag on a stack that still flows is evidence).
+    pub flow_any_flag_m3_s: Option<f64>,
+    /// Learned normal stack flow while production runs (m³/s).
+    pub flow_normal_m3_s: Option<f64>,
 }
 
 impl ProcessState {
@@ -58,13 +64,26 @@ impl ProcessState {
     pub fn running(&self) -> bool {
         self.production_on == Some(true)
     }
+
+    /// Stack flow (any flag) as a fraction of its learned normal.
+    pub fn flow_fraction(&self) -> Option<f64> {
+        match (self.flow_any_flag_m3_s, self.flow_normal_m3_s) {
+            (Some(f), Some(n)) if n > 0.0 => Some(f / n),
+            _ => None,
+        }
+    }
 }
+
+/// Weight of a new reading in the learned normal flow: ~1 day of minute data once warmed up.
+const FLOW_ALPHA: f64 = 1.0 / 1440.0;
 
 /// Learns meter levels and classifies each minute.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ProcessTracker {
     levels: BTreeMap<String, MeterLevel>,
     production_was_on: bool,
+    flow_normal_m3_s: Option<f64>,
+    flow_samples: u64,
 }
 
 impl ProcessTracker {
@@ -106,6 +125,24 @@ impl ProcessTracker {
             s.production_on = Some(on);
             self.production_was_on = on;
         }
+        let flow = row.cems.get(crate::domain::codes::FLOW);
+        s.flow_any_flag_m3_s = flow.map(|r| r.value).filter(|v| v.is_finite());
+        s.flow_m3_s = flow
+            .filter(|r| r.is_valid())
+            .map(|r| r.value)
+            .filter(|v| v.is_finite());
+        // Learn normal flow from valid minutes of full-ish production only, and never from minutes far below the
+        // learned level (a bypass must not teach the model that low flow is normal).
+        if let (Some(f), Some(frac)) = (s.flow_m3_s, s.production_fraction()) {
+            let plausible = self.flow_normal_m3_s.is_none_or(|n| f > 0.6 * n);
+            if on && frac >= 0.7 && plausible {
+                let alpha = (1.0 / (self.flow_samples as f64 + 1.0)).max(FLOW_ALPHA);
+                self.flow_normal_m3_s =
+                    Some(self.flow_normal_m3_s.map_or(f, |n| n + alpha * (f - n)));
+                self.flow_samples += 1;
+            }
+        }
+        s.flow_normal_m3_s = self.flow_normal_m3_s;
         s
     }
 }

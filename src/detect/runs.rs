@@ -81,6 +81,20 @@ impl<S: Clone> Runs<S> {
         init: impl FnOnce() -> S,
         add: impl FnOnce(&mut S),
     ) -> Option<Due<S>> {
+        self.bad_when(key, now, timing, init, add, |_| true)
+    }
+
+    /// As [`Runs::bad`], but the run is raised only once `ready` also says the evidence suffices (e.g. enough
+    /// minutes of a particular kind), not merely once the grace period has passed.
+    pub fn bad_when(
+        &mut self,
+        key: &str,
+        now: i64,
+        timing: Timing,
+        init: impl FnOnce() -> S,
+        add: impl FnOnce(&mut S),
+        ready: impl FnOnce(&Run<S>) -> bool,
+    ) -> Option<Due<S>> {
         let run = self.runs.entry(key.to_string()).or_insert_with(|| Run {
             start_ms: now,
             last_bad_ms: now,
@@ -96,7 +110,7 @@ impl<S: Clone> Runs<S> {
         let grace_ms = i64::from(timing.grace_min) * MS_PER_MINUTE;
         let update_ms = i64::from(timing.update_every_min) * MS_PER_MINUTE;
         let due = match run.raised_at_ms {
-            None if end - run.start_ms >= grace_ms => {
+            None if end - run.start_ms >= grace_ms && ready(run) => {
                 run.raised_at_ms = Some(end);
                 true
             }

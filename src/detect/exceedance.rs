@@ -1,0 +1,433 @@
+//! `EXCEEDANCE` and `AMMONIA_SLIP`: hourly converted averages over the outlet's limit, judged the way HJ 75 / HJ 212
+//! App. D judge them.
+//!
+//! - An hour is judged only if it has at least 45 valid minutes (`min_valid_minutes`). Minutes flagged F/M/D/C/B are
+//!   not valid; neither are minutes whose O2 is at or above the process ceiling, where the conversion factor
+//!   `(21 − O2ref)/(21 − O2)` diverges (start-up, shutdown, a leak): those are counted as *not evaluable*.
+//! - The converted value is recomputed from the raw value and O2 with the legal formula whenever both are valid; the
+//!   reported converted value (ZsRtd) is used only when O2 is missing. A DAS that scales ZsRtd therefore cannot hide
+//!   an exceedance (the mismatch itself is `PARAMETER_TAMPERING`'s business).
+//! - Consecutive exceeding hours of one pollutant form one episode; a valid compliant hour closes it, an hour
+//!   without enough valid minutes neither extends nor closes it.
+//!
+//! Look-alikes: calibration windows (C flag, excluded), start-up with O2 near ambient (not evaluable), noisy
+//! in-situ NH3 analyzers (hourly averaging; single high minutes do not count).
+
+use super::{
+    restore_state, save_state, DetectConfig, Detector, Finding, Language, Minute, OutletContext,
+};
+use crate::domain::codes::{self, display_name};
+use crate::domain::{units, AnomalyKind, MS_PER_HOUR};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Detector name and version.
+pub const NAME: &str = "exceedance/1";
+
+/// Settings.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Config {
+    /// Valid minutes an hour needs to be judged (HJ 212-2017 App. D: k ≥ 45).
+    pub min_valid_minutes: u32,
+    /// O2 (%) at or above which a converted value is not evaluable.
+    pub o2_ceiling_pct: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            min_valid_minutes: 45,
+            o2_ceiling_pct: units::DEFAULT_O2_CEILING_PCT,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct HourSums {
+    sum: f64,
+    valid: u32,
+    not_evaluable: u32,
+    invalid_flag: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Episode {
+    start_ms: i64,
+    end_ms: i64,
+    raised_at_ms: i64,
+    hours: u32,
+    sum_of_means: f64,
+    max_mean: f64,
+    min_valid_minutes: u32,
+    nox_sum_of_means: f64,
+    nox_hours: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    hour_start_ms: Option<i64>,
+    hour: BTreeMap<String, HourSums>,
+    episodes: BTreeMap<String, Episode>,
+}
+
+/// The detector.
+pub struct Exceedance {
+    config: Config,
+    language: Language,
+    state: State,
+}
+
+impl Exceedance {
+    /// Factory for [`super::DETECTORS`].
+    pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
+        Box::new(Self {
+            config: config.exceedance,
+            language: config.language,
+            state: State::default(),
+        })
+    }
+
+    /// The value judged for this minute, or why there is none.
+    fn minute_value(
+        &self,
+        ctx: &OutletContext<'_>,
+        minute: &Minute<'_>,
+        code: &str,
+    ) -> MinuteValue {
+        let Some(r) = minute.row.cems.get(code) else {
+            return MinuteValue::Missing;
+        };
+        if !r.is_valid() {
+            return MinuteValue::InvalidFlag;
+        }
+        let reference = ctx.topology.outlet.reference_o2_pct;
+        if reference <= 0.0 {
+            return MinuteValue::Valid(r.value);
+        }
+        match minute.row.cems.get(codes::O2).filter(|o2| o2.is_valid()) {
+            Some(o2) => match units::converted_mg_m3(
+                r.value,
+                o2.value,
+                reference,
+                self.config.o2_ceiling_pct,
+            ) {
+                Some(cz) => MinuteValue::Valid(cz),
+                None => MinuteValue::NotEvaluable,
+            },
+            None => r
+                .converted
+                .map_or(MinuteValue::NotEvaluable, MinuteValue::Valid),
+        }
+    }
+
+    /// Judges the hour that just ended.
+    fn close_hour(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>) {
+        let Some(hour_start) = self.state.hour_start_ms else {
+            return;
+        };
+        let hour_end = hour_start + MS_PER_HOUR;
+        let sums = std::mem::take(&mut self.state.hour);
+        let nox_mean = sums
+            .get(codes::NOX)
+            .filter(|s| s.valid >= self.config.min_valid_minutes)
+            .map(|s| s.sum / f64::from(s.valid));
+        for (code, limit) in &ctx.topology.outlet.limits_mg_m3 {
+            let s = sums.get(code).cloned().unwrap_or_default();
+            if s.valid < self.config.min_valid_minutes {
+                continue; // not judged: neither extends nor closes
+            }
+            let mean = s.sum / f64::from(s.valid);
+            if mean > *limit {
+                let ep = self.state.episodes.entry(code.clone()).or_insert(Episode {
+                    start_ms: hour_start,
+                    end_ms: hour_end,
+                    raised_at_ms: hour_end,
+                    hours: 0,
+                    sum_of_means: 0.0,
+                    max_mean: 0.0,
+                    min_valid_minutes: u32::MAX,
+                    nox_sum_of_means: 0.0,
+                    nox_hours: 0,
+                });
+                ep.end_ms = hour_end;
+                ep.hours += 1;
+                ep.sum_of_means += mean;
+                ep.max_mean = ep.max_mean.max(mean);
+                ep.min_valid_minutes = ep.min_valid_minutes.min(s.valid);
+                if let Some(n) = nox_mean {
+                    ep.nox_sum_of_means += n;
+                    ep.nox_hours += 1;
+                }
+                let ep = ep.clone();
+                out.push(self.finding(ctx, code, *limit, &ep, true));
+            } else if let Some(ep) = self.state.episodes.remove(code) {
+                out.push(self.finding(ctx, code, *limit, &ep, false));
+            }
+        }
+    }
+
+    fn finding(
+        &self,
+        ctx: &OutletContext<'_>,
+        code: &str,
+        limit: f64,
+        ep: &Episode,
+        ongoing: bool,
+    ) -> Finding {
+        let t = ctx.topology;
+        let kind = if code == codes::NH3 {
+            AnomalyKind::AmmoniaSlip
+        } else {
+            AnomalyKind::Exceedance
+        };
+        let hours = f64::from(ep.hours);
+        let mean = ep.sum_of_means / hours.max(1.0);
+        let ratio = ep.max_mean / limit;
+        let score =
+            (1.0 - 0.5 * (-((ratio - 1.0) / 0.3 + (hours - 1.0) / 4.0)).exp()).clamp(0.0, 1.0);
+        let mut evidence = BTreeMap::new();
+        evidence.insert("limit_mg_m3".into(), limit);
+        evidence.insert("max_hour_mean_mg_m3".into(), ep.max_mean);
+        evidence.insert("mean_of_exceeding_hours_mg_m3".into(), mean);
+        evidence.insert("exceeding_hours".into(), hours);
+        evidence.insert("max_ratio_to_limit".into(), ratio);
+        evidence.insert(
+            "min_valid_minutes_per_hour".into(),
+            f64::from(ep.min_valid_minutes),
+        );
+        evidence.insert("reference_o2_pct".into(), t.outlet.reference_o2_pct);
+        if ep.nox_hours > 0 && code == codes::NH3 {
+            evidence.insert(
+                "nox_mean_mg_m3".into(),
+                ep.nox_sum_of_means / f64::from(ep.nox_hours),
+            );
+        }
+        let (zh, en) = display_name(code);
+        let summary = match self.language {
+            Language::Zh => format!(
+                "{}{}：{}（{}）小时折算均值连续 {} 小时超标，最高 {:.1} mg/m³，限值 {:.1} mg/m³（{:.1} 倍）。",
+                t.enterprise.name, t.outlet.name, zh, code, ep.hours, ep.max_mean, limit, ratio
+            ),
+            Language::En => format!(
+                "{} {}: hourly converted {} ({}) over the limit for {} h, peak {:.1} mg/m³ vs limit {:.1} ({:.1}×).",
+                t.enterprise.name, t.outlet.name, en, code, ep.hours, ep.max_mean, limit, ratio
+            ),
+        };
+        Finding {
+            kind,
+            key: code.to_string(),
+            start_ms: ep.start_ms,
+            end_ms: ep.end_ms,
+            detected_at_ms: ep.raised_at_ms,
+            score,
+            source_ids: vec![t.outlet.id.clone()],
+            summary,
+            evidence,
+            ongoing,
+            detector: NAME,
+        }
+    }
+}
+
+enum MinuteValue {
+    Valid(f64),
+    NotEvaluable,
+    InvalidFlag,
+    Missing,
+}
+
+impl Detector for Exceedance {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
+        let limits = &ctx.topology.outlet.limits_mg_m3;
+        if limits.is_empty() {
+            return;
+        }
+        let hour = minute.row.minute_ms.div_euclid(MS_PER_HOUR) * MS_PER_HOUR;
+        if self.state.hour_start_ms != Some(hour) {
+            self.close_hour(ctx, out);
+            self.state.hour_start_ms = Some(hour);
+        }
+        // NOx is accumulated even without a limit, as evidence for ammonia slip.
+        let codes_here: Vec<String> = limits
+            .keys()
+            .cloned()
+            .chain((!limits.contains_key(codes::NOX)).then(|| codes::NOX.to_string()))
+            .collect();
+        for code in codes_here {
+            let v = self.minute_value(ctx, minute, &code);
+            let sums = self.state.hour.entry(code).or_default();
+            match v {
+                MinuteValue::Valid(x) => {
+                    sums.sum += x;
+                    sums.valid += 1;
+                }
+                MinuteValue::NotEvaluable => sums.not_evaluable += 1,
+                MinuteValue::InvalidFlag => sums.invalid_flag += 1,
+                MinuteValue::Missing => {}
+            }
+        }
+    }
+
+    fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>) {
+        self.close_hour(ctx, out);
+        self.state.hour_start_ms = None;
+        let limits = ctx.topology.outlet.limits_mg_m3.clone();
+        for (code, ep) in std::mem::take(&mut self.state.episodes) {
+            let limit = limits.get(&code).copied().unwrap_or(f64::NAN);
+            out.push(self.finding(ctx, &code, limit, &ep, false));
+        }
+    }
+
+    fn save(&self) -> Vec<u8> {
+        save_state(&self.state)
+    }
+
+    fn restore(&mut self, blob: &[u8]) -> Result<(), String> {
+        self.state = restore_state(blob)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::testutil::{row, run_detector, topology, with_cems, T0};
+    use crate::domain::ValueFlag;
+
+    fn topo() -> crate::registry::OutletTopology {
+        let mut t = topology();
+        t.outlet.limits_mg_m3.insert("a21026".into(), 35.0);
+        t.outlet.limits_mg_m3.insert("a21001".into(), 2.5);
+        t
+    }
+
+    /// Minutes of SO2 (raw) and O2 from a function of the minute index.
+    fn run(minutes: i64, f: impl Fn(i64) -> (f64, f64, ValueFlag)) -> Vec<Finding> {
+        let t = topo();
+        run_detector(
+            Exceedance::boxed,
+            &t,
+            (0..minutes).map(|i| {
+                let (so2, o2, flag) = f(i);
+                let mut r = with_cems(
+                    row(i, &[("p1", Some(800.0))]),
+                    &[("a21026", so2), ("a19001", o2), ("a21001", 0.8)],
+                );
+                if let Some(x) = r.cems.get_mut("a21026") {
+                    x.flag = flag;
+                }
+                r
+            }),
+        )
+    }
+
+    #[test]
+    fn fires_on_hours_over_the_limit_after_conversion() {
+        // Raw 32 mg/m³ at 9 % O2 with reference 6 %: converted 40 > 35. Hours 2 and 3 (minutes 120..240).
+        let out = run(360, |i| {
+            if (120..240).contains(&i) {
+                (32.0, 9.0, ValueFlag::Normal)
+            } else {
+                (20.0, 9.0, ValueFlag::Normal)
+            }
+        });
+        let closed: Vec<_> = out.iter().filter(|f| !f.ongoing).collect();
+        assert_eq!(closed.len(), 1, "{out:#?}");
+        let e = closed[0];
+        assert_eq!(e.kind, AnomalyKind::Exceedance);
+        assert_eq!(
+            (e.start_ms, e.end_ms),
+            (T0 + 2 * MS_PER_HOUR, T0 + 4 * MS_PER_HOUR)
+        );
+        assert_eq!(e.evidence["exceeding_hours"], 2.0);
+        assert!((e.evidence["max_hour_mean_mg_m3"] - 40.0).abs() < 1e-9);
+        // Raised at the end of the first exceeding hour.
+        assert_eq!(out[0].detected_at_ms, T0 + 3 * MS_PER_HOUR);
+    }
+
+    #[test]
+    fn raw_under_limit_but_converted_over_is_an_exceedance_and_vice_versa() {
+        // Raw 30 at 12 % O2 → 30 × 15 / 9 = 50 > 35, although the raw value is under the limit.
+        let out = run(120, |_| (30.0, 12.0, ValueFlag::Normal));
+        assert!(out.iter().any(|f| f.kind == AnomalyKind::Exceedance));
+        // Raw 40 at 3 % O2 → 40 × 15 / 18 = 33.3 < 35: compliant although the raw value is over the limit.
+        let out = run(120, |_| (40.0, 3.0, ValueFlag::Normal));
+        assert!(out.is_empty(), "{out:#?}");
+    }
+
+    #[test]
+    fn quiet_on_calibration_start_up_and_hours_without_enough_valid_minutes() {
+        // Calibration with span gas at 80 flagged C for 20 minutes every hour: excluded, so the hour stays compliant.
+        let out = run(240, |i| {
+            if i % 60 < 20 {
+                (80.0, 9.0, ValueFlag::Calibration)
+            } else {
+                (20.0, 9.0, ValueFlag::Normal)
+            }
+        });
+        assert!(out.is_empty(), "{out:#?}");
+        // Start-up: O2 at 19.5 % makes the conversion not evaluable, however high the raw value.
+        let out = run(240, |_| (30.0, 19.5, ValueFlag::Normal));
+        assert!(out.is_empty(), "{out:#?}");
+        // Only 40 valid minutes in an hour of high values: not judged.
+        let out = run(60, |i| {
+            if i < 40 {
+                (60.0, 6.0, ValueFlag::Normal)
+            } else {
+                (60.0, 6.0, ValueFlag::Maintenance)
+            }
+        });
+        assert!(out.is_empty(), "{out:#?}");
+    }
+
+    #[test]
+    fn ammonia_slip_is_its_own_kind() {
+        let t = topo();
+        let out = run_detector(
+            Exceedance::boxed,
+            &t,
+            (0..180).map(|i| {
+                let nh3 = if i >= 60 { 9.0 } else { 0.7 };
+                with_cems(
+                    row(i, &[]),
+                    &[
+                        ("a21026", 10.0),
+                        ("a19001", 6.0),
+                        ("a21001", nh3),
+                        ("a21002", 12.0),
+                    ],
+                )
+            }),
+        );
+        let slip: Vec<_> = out
+            .iter()
+            .filter(|f| f.kind == AnomalyKind::AmmoniaSlip && !f.ongoing)
+            .collect();
+        assert_eq!(slip.len(), 1, "{out:#?}");
+        assert_eq!(slip[0].start_ms, T0 + MS_PER_HOUR);
+        assert_eq!(slip[0].evidence["nox_mean_mg_m3"], 12.0);
+        assert!(!out.iter().any(|f| f.kind == AnomalyKind::Exceedance));
+    }
+
+    #[test]
+    fn noisy_minutes_do_not_make_an_hour() {
+        // A noisy NH3 analyzer: one minute in ten at 10 mg/m³, the rest 1.0 → hourly mean 1.9 < 2.5.
+        let t = topo();
+        let out = run_detector(
+            Exceedance::boxed,
+            &t,
+            (0..240).map(|i| {
+                let nh3 = if i % 10 == 0 { 10.0 } else { 1.0 };
+                with_cems(
+                    row(i, &[]),
+                    &[("a21026", 10.0), ("a19001", 6.0), ("a21001", nh3)],
+                )
+            }),
+        );
+        assert!(out.is_empty(), "{out:#?}");
+    }
+}

@@ -1,0 +1,307 @@
+//! `UNMONITORED_EMISSION`: production runs while the outlet's CEMS is silent or reports itself stopped, faulty or
+//! cut off (F/D/B flags) for longer than a grace period. Missing data must never pay: a gap while production runs
+//! is evidence, not silence.
+//!
+//! Look-alikes: a plant that is stopped (production off, no alarm); a short communication outage whose data the
+//! device re-sends (it arrives within the allowed lateness, so the minutes are not silent); a genuine analyzer
+//! failure (D flag), still reportable but scored lower; maintenance and calibration flags (M/C) are left to
+//! `FLAG_ABUSE`, which judges whether they are plausible.
+
+use super::runs::{Due, Runs, Timing};
+use super::{
+    duration_score, monitored_codes, restore_state, save_state, DetectConfig, Detector, Finding,
+    Language, Minute, OutletContext,
+};
+use crate::align::OutletRow;
+use crate::domain::{AnomalyKind, ValueFlag};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Detector name and version.
+pub const NAME: &str = "unmonitored_emission/1";
+
+/// Default timing: 30 min of grace (longer than a blip, shorter than an hour's validity).
+pub const TIMING: Timing = Timing {
+    grace_min: 30,
+    close_after_min: 10,
+    update_every_min: 60,
+};
+
+/// What the CEMS says about itself in one minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CemsStatus {
+    /// At least one monitored channel has a valid reading.
+    Valid,
+    /// No reading at all.
+    Silent,
+    /// Flagged stopped (F).
+    Stopped,
+    /// Flagged fault (D).
+    Fault,
+    /// Flagged communication error (B).
+    CommError,
+    /// Flagged maintenance or calibration (M/C) or another invalid flag.
+    Other,
+}
+
+/// The CEMS status of a row over the monitored channels: the most common invalid flag wins.
+pub fn cems_status(row: &OutletRow, codes: &[String]) -> CemsStatus {
+    let readings: Vec<_> = codes.iter().filter_map(|c| row.cems.get(c)).collect();
+    if readings.is_empty() {
+        return CemsStatus::Silent;
+    }
+    if readings.iter().any(|r| r.is_valid()) {
+        return CemsStatus::Valid;
+    }
+    let count = |f: ValueFlag| readings.iter().filter(|r| r.flag == f).count();
+    let (stopped, fault, comm) = (
+        count(ValueFlag::Stopped),
+        count(ValueFlag::Fault),
+        count(ValueFlag::CommError),
+    );
+    let best = stopped.max(fault).max(comm);
+    if best == 0 {
+        CemsStatus::Other
+    } else if best == stopped {
+        CemsStatus::Stopped
+    } else if best == fault {
+        CemsStatus::Fault
+    } else {
+        CemsStatus::CommError
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Stats {
+    silent: u32,
+    stopped: u32,
+    fault: u32,
+    comm: u32,
+    production_kw_sum: f64,
+    production_fraction_sum: f64,
+}
+
+/// The detector.
+pub struct Unmonitored {
+    language: Language,
+    runs: Runs<Stats>,
+}
+
+impl Unmonitored {
+    /// Factory for [`super::DETECTORS`].
+    pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
+        Box::new(Self {
+            language: config.language,
+            runs: Runs::default(),
+        })
+    }
+
+    fn finding(&self, ctx: &OutletContext<'_>, due: &Due<Stats>) -> Finding {
+        let t = ctx.topology;
+        let (run, s) = (&due.run, &due.run.stats);
+        let n = f64::from(run.minutes.max(1));
+        let minutes = run.duration_min();
+        // A failing analyzer that says so is still reportable, but less damning than silence or a stop flag.
+        let severity = if s.fault > s.silent + s.stopped + s.comm {
+            0.7
+        } else {
+            1.0
+        };
+        let score = duration_score(minutes - f64::from(TIMING.grace_min), 120.0) * severity;
+        let mut evidence = BTreeMap::new();
+        evidence.insert("duration_min".into(), minutes);
+        evidence.insert("minutes_silent".into(), f64::from(s.silent));
+        evidence.insert("minutes_flag_stopped".into(), f64::from(s.stopped));
+        evidence.insert("minutes_flag_fault".into(), f64::from(s.fault));
+        evidence.insert("minutes_flag_comm_error".into(), f64::from(s.comm));
+        evidence.insert("production_kw_mean".into(), s.production_kw_sum / n);
+        evidence.insert(
+            "production_fraction_of_normal".into(),
+            s.production_fraction_sum / n,
+        );
+        let how_zh = if s.silent >= s.stopped + s.fault + s.comm {
+            "无数据上传"
+        } else {
+            "标记停运/故障/通讯异常"
+        };
+        let how_en = if s.silent >= s.stopped + s.fault + s.comm {
+            "sent no data"
+        } else {
+            "flagged stopped/fault/comm error"
+        };
+        let summary = match self.language {
+            Language::Zh => format!(
+                "{}{}：生产设施运行（平均 {:.0} kW）期间，在线监测{}，持续 {:.0} 分钟。",
+                t.enterprise.name,
+                t.outlet.name,
+                s.production_kw_sum / n,
+                how_zh,
+                minutes
+            ),
+            Language::En => format!(
+                "{} {}: CEMS {} for {:.0} min while production ran ({:.0} kW).",
+                t.enterprise.name,
+                t.outlet.name,
+                how_en,
+                minutes,
+                s.production_kw_sum / n
+            ),
+        };
+        let mut source_ids = vec![t.outlet.id.clone()];
+        source_ids.extend(t.production.iter().map(|m| m.id.clone()));
+        Finding {
+            kind: AnomalyKind::UnmonitoredEmission,
+            key: String::new(),
+            start_ms: run.start_ms,
+            end_ms: run.end_ms(),
+            detected_at_ms: run.raised_at_ms.unwrap_or(run.end_ms()),
+            score,
+            source_ids,
+            summary,
+            evidence,
+            ongoing: due.ongoing,
+            detector: NAME,
+        }
+    }
+}
+
+impl Detector for Unmonitored {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
+        let p = minute.process;
+        let now = minute.row.minute_ms;
+        let status = cems_status(minute.row, &monitored_codes(ctx.topology));
+        let silent_like = matches!(
+            status,
+            CemsStatus::Silent | CemsStatus::Stopped | CemsStatus::Fault | CemsStatus::CommError
+        );
+        let due = if p.running() && silent_like {
+            self.runs.bad("", now, TIMING, Stats::default, |s| {
+                match status {
+                    CemsStatus::Silent => s.silent += 1,
+                    CemsStatus::Stopped => s.stopped += 1,
+                    CemsStatus::Fault => s.fault += 1,
+                    _ => s.comm += 1,
+                }
+                s.production_kw_sum += p.production_kw;
+                s.production_fraction_sum += p.production_fraction().unwrap_or(0.0);
+            })
+        } else if p.production_on == Some(false) || status == CemsStatus::Valid {
+            self.runs.good("", now, TIMING)
+        } else {
+            None
+        };
+        if let Some(due) = due {
+            out.push(self.finding(ctx, &due));
+        }
+    }
+
+    fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>) {
+        for due in self.runs.finish() {
+            out.push(self.finding(ctx, &due));
+        }
+    }
+
+    fn save(&self) -> Vec<u8> {
+        save_state(&self.runs)
+    }
+
+    fn restore(&mut self, blob: &[u8]) -> Result<(), String> {
+        self.runs = restore_state(blob)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::testutil::{row, run_detector, topology, with_cems, T0};
+    use crate::domain::MS_PER_MINUTE;
+
+    fn topo() -> crate::registry::OutletTopology {
+        let mut t = topology();
+        t.outlet.limits_mg_m3.insert("a21026".into(), 35.0);
+        t
+    }
+
+    fn minute(i: i64, production_kw: f64, cems: Option<ValueFlag>) -> OutletRow {
+        let r = row(i, &[("p1", Some(production_kw)), ("t1", Some(150.0))]);
+        match cems {
+            None => r,
+            Some(flag) => {
+                let mut r = with_cems(r, &[("a21026", 20.0), ("a00000", 300.0)]);
+                for v in r.cems.values_mut() {
+                    v.flag = flag;
+                }
+                r
+            }
+        }
+    }
+
+    #[test]
+    fn fires_on_silence_and_stop_flags_while_production_runs() {
+        let t = topo();
+        let out = run_detector(
+            Unmonitored::boxed,
+            &t,
+            (0..600).map(|i| match i {
+                100..220 => minute(i, 800.0, None),
+                300..400 => minute(i, 800.0, Some(ValueFlag::Stopped)),
+                _ => minute(i, 800.0, Some(ValueFlag::Normal)),
+            }),
+        );
+        let closed: Vec<_> = out.iter().filter(|f| !f.ongoing).collect();
+        assert_eq!(closed.len(), 2, "{out:#?}");
+        assert_eq!(
+            (closed[0].start_ms, closed[0].end_ms),
+            (T0 + 100 * MS_PER_MINUTE, T0 + 220 * MS_PER_MINUTE)
+        );
+        assert_eq!(closed[0].evidence["minutes_silent"], 120.0);
+        assert_eq!(closed[1].evidence["minutes_flag_stopped"], 100.0);
+    }
+
+    #[test]
+    fn analyzer_fault_is_reported_with_lower_score() {
+        let t = topo();
+        let run = |flag| {
+            run_detector(
+                Unmonitored::boxed,
+                &t,
+                (0..300).map(|i| {
+                    minute(
+                        i,
+                        800.0,
+                        if (60..240).contains(&i) {
+                            flag
+                        } else {
+                            Some(ValueFlag::Normal)
+                        },
+                    )
+                }),
+            )
+        };
+        let fault = run(Some(ValueFlag::Fault));
+        let silent = run(None);
+        let (f, s) = (fault.last().unwrap(), silent.last().unwrap());
+        assert!(f.score < s.score, "{} vs {}", f.score, s.score);
+    }
+
+    #[test]
+    fn quiet_when_plant_is_stopped_or_gaps_are_short_or_cems_is_in_maintenance() {
+        let t = topo();
+        let out = run_detector(
+            Unmonitored::boxed,
+            &t,
+            (0..600).map(|i| match i {
+                100..300 => minute(i, 0.0, Some(ValueFlag::Stopped)), // plant stopped, CEMS says so
+                350..370 => minute(i, 800.0, None),                   // 20-minute gap
+                400..500 => minute(i, 800.0, Some(ValueFlag::Maintenance)),
+                _ => minute(i, 800.0, Some(ValueFlag::Normal)),
+            }),
+        );
+        assert!(out.is_empty(), "{out:#?}");
+    }
+}
