@@ -5,10 +5,15 @@
 //! after a restart. Every detector family lives in its own file, with its config, its state and its tests, and is
 //! listed once in [`DETECTORS`].
 
+pub mod bypass;
 pub mod equipment;
 pub mod exceedance;
+pub mod flag_abuse;
+pub mod permit;
 pub mod process;
+pub mod restriction;
 pub mod runs;
+pub mod treatment_low_power;
 pub mod treatment_not_running;
 pub mod unmonitored;
 
@@ -127,6 +132,11 @@ pub const DETECTORS: &[DetectorFactory] = &[
     treatment_not_running::TreatmentNotRunning::boxed,
     exceedance::Exceedance::boxed,
     unmonitored::Unmonitored::boxed,
+    flag_abuse::FlagAbuse::boxed,
+    bypass::Bypass::boxed,
+    restriction::Restriction::boxed,
+    treatment_low_power::TreatmentLowPower::boxed,
+    permit::Permit::boxed,
 ];
 
 /// The CEMS channels that say whether an outlet is monitored: its limited pollutants, or its flow when no limit is

@@ -356,6 +356,10 @@ impl Plant {
                     efficiency = efficiency.min(1.0 - over * pol.limit_mg_m3 / inlet);
                 }
             }
+            if self.injection(AnomalyKind::FlagAbuse, m).is_some() && pol.removed_by.is_some() {
+                // The flag is there to hide something: treatment eased off under it.
+                efficiency = efficiency.min(1.0 - 1.8 * pol.limit_mg_m3 / inlet);
+            }
             if self.injection(AnomalyKind::SelectiveGap, m).is_some() && pol.removed_by.is_some() {
                 // Treatment eased off in the busy hours, exactly where the data will then go missing.
                 if (10..16).contains(&((m % DAY_MIN) / 60)) {

@@ -1,0 +1,434 @@
+//! `BYPASS_SUSPECTED`: flue gas leaving by a way the CEMS does not see.
+//!
+//! Two signals, either of which holds a minute as suspicious while production runs:
+//! - **flow deficit**: the stack's flow falls well below what production power implies. The relation flow ≈ a + b ·
+//!   production kW is learned per outlet online (exponentially weighted least squares), only from minutes that fit
+//!   it, so a bypass never teaches the model that low flow is normal. A real load drop lowers production power too,
+//!   so the prediction falls with it: no deficit.
+//! - **bypass monitor active**: a registered bypass duct of the outlet carries flow (its own flow/temperature
+//!   monitor, plan 六(三)).
+//!
+//! Stack switching (production feeding several stacks) makes one stack's flow meaningless on its own; the flow-deficit
+//! signal is off for an outlet whose production meters also feed another outlet.
+
+use super::runs::{Due, Runs, Timing};
+use super::{
+    duration_score, restore_state, save_state, DetectConfig, Detector, Finding, Language, Minute,
+    OutletContext,
+};
+use crate::domain::codes::{FLOW, TEMPERATURE};
+use crate::domain::AnomalyKind;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Detector name and version.
+pub const NAME: &str = "bypass/1";
+
+/// Timing: 15 minutes of evidence before raising; gaps under 10 min bridged.
+const TIMING: Timing = Timing {
+    grace_min: 15,
+    close_after_min: 10,
+    update_every_min: 60,
+};
+/// A stack flow below this share of the predicted flow is a deficit.
+const DEFICIT_RATIO: f64 = 0.7;
+/// Minutes that fit the model must be within this relative error of it to be learned from.
+const LEARN_BAND: f64 = 0.15;
+/// Minutes learned before the model is trusted.
+const MATURE_MINUTES: f64 = 360.0;
+/// Forgetting factor per learned minute (~1 week memory).
+const FORGET: f64 = 1.0 - 1.0 / 10_080.0;
+/// Production below this share of normal is a transition (start-up, shutdown), not judged for a deficit.
+const MIN_PRODUCTION_FRACTION: f64 = 0.5;
+/// A bypass duct carrying more than this share of the stack's normal flow is active.
+const BYPASS_ACTIVE_FRACTION: f64 = 0.05;
+
+/// Weighted least squares of flow on production power.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct FlowModel {
+    w: f64,
+    sx: f64,
+    sy: f64,
+    sxx: f64,
+    sxy: f64,
+}
+
+impl FlowModel {
+    fn learn(&mut self, x: f64, y: f64) {
+        self.w = self.w * FORGET + 1.0;
+        self.sx = self.sx * FORGET + x;
+        self.sy = self.sy * FORGET + y;
+        self.sxx = self.sxx * FORGET + x * x;
+        self.sxy = self.sxy * FORGET + x * y;
+    }
+
+    fn predict(&self, x: f64) -> Option<f64> {
+        if self.w < 1.0 {
+            return None;
+        }
+        let (mx, my) = (self.sx / self.w, self.sy / self.w);
+        let var = self.sxx / self.w - mx * mx;
+        let cov = self.sxy / self.w - mx * my;
+        // With little spread in production the slope is unidentified: fall back to the mean ratio.
+        let y = if var > (0.02 * mx).powi(2) {
+            my + cov / var * (x - mx)
+        } else if mx > 0.0 {
+            my * x / mx
+        } else {
+            my
+        };
+        Some(y.max(0.0))
+    }
+
+    fn mature(&self) -> bool {
+        self.w >= MATURE_MINUTES
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Stats {
+    deficit_minutes: u32,
+    bypass_minutes: u32,
+    flow_sum: f64,
+    predicted_sum: f64,
+    production_kw_sum: f64,
+    bypass_flow_sum: f64,
+    bypass_temperature_sum: f64,
+    bypass_temperature_n: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    model: FlowModel,
+    runs: Runs<Stats>,
+}
+
+/// The detector.
+pub struct Bypass {
+    language: Language,
+    state: State,
+}
+
+impl Bypass {
+    /// Factory for [`super::DETECTORS`].
+    pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
+        Box::new(Self {
+            language: config.language,
+            state: State::default(),
+        })
+    }
+
+    fn finding(&self, ctx: &OutletContext<'_>, due: &Due<Stats>) -> Finding {
+        let t = ctx.topology;
+        let (run, s) = (&due.run, &due.run.stats);
+        let n = f64::from(run.minutes.max(1));
+        let minutes = run.duration_min();
+        let flow = s.flow_sum / n;
+        let predicted = s.predicted_sum / n;
+        let deficit = if predicted > 0.0 {
+            1.0 - flow / predicted
+        } else {
+            0.0
+        };
+        // The duct's own monitor is direct evidence; a flow deficit alone is inference.
+        let strength = if s.bypass_minutes > 0 {
+            1.0
+        } else {
+            (deficit / 0.6).clamp(0.5, 1.0)
+        };
+        let score = duration_score(minutes - f64::from(TIMING.grace_min), 60.0) * strength;
+        let mut evidence = BTreeMap::new();
+        evidence.insert("duration_min".into(), minutes);
+        evidence.insert("minutes_flow_deficit".into(), f64::from(s.deficit_minutes));
+        evidence.insert(
+            "minutes_bypass_monitor_active".into(),
+            f64::from(s.bypass_minutes),
+        );
+        evidence.insert("stack_flow_mean_m3_s".into(), flow);
+        evidence.insert("predicted_flow_mean_m3_s".into(), predicted);
+        evidence.insert("flow_deficit_fraction".into(), deficit);
+        evidence.insert("production_kw_mean".into(), s.production_kw_sum / n);
+        if s.bypass_minutes > 0 {
+            evidence.insert(
+                "bypass_flow_mean_m3_s".into(),
+                s.bypass_flow_sum / f64::from(s.bypass_minutes),
+            );
+        }
+        if s.bypass_temperature_n > 0 {
+            evidence.insert(
+                "bypass_temperature_mean_c".into(),
+                s.bypass_temperature_sum / f64::from(s.bypass_temperature_n),
+            );
+        }
+        let summary = match self.language {
+            Language::Zh => format!(
+                "{}{}：生产设施运行（平均 {:.0} kW）期间，排口烟气流量 {:.1} m³/s，仅为按生产负荷应有的 {:.0}%{}，持续 {:.0} 分钟，疑似旁路排放。",
+                t.enterprise.name,
+                t.outlet.name,
+                s.production_kw_sum / n,
+                flow,
+                100.0 * (1.0 - deficit),
+                if s.bypass_minutes > 0 { "，旁路烟道监测到烟气流动" } else { "" },
+                minutes
+            ),
+            Language::En => format!(
+                "{} {}: stack flow {:.1} m³/s, {:.0}% of what production ({:.0} kW) implies{}, for {:.0} min: suspected bypass.",
+                t.enterprise.name,
+                t.outlet.name,
+                flow,
+                100.0 * (1.0 - deficit),
+                s.production_kw_sum / n,
+                if s.bypass_minutes > 0 { "; the bypass duct monitor shows flow" } else { "" },
+                minutes
+            ),
+        };
+        let mut source_ids = vec![t.outlet.id.clone()];
+        source_ids.extend(t.production.iter().map(|m| m.id.clone()));
+        source_ids.extend(t.bypasses.iter().map(|b| b.id.clone()));
+        Finding {
+            kind: AnomalyKind::BypassSuspected,
+            key: String::new(),
+            start_ms: run.start_ms,
+            end_ms: run.end_ms(),
+            detected_at_ms: run.raised_at_ms.unwrap_or(run.end_ms()),
+            score,
+            source_ids,
+            summary,
+            evidence,
+            ongoing: due.ongoing,
+            detector: NAME,
+        }
+    }
+}
+
+impl Detector for Bypass {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
+        let t = ctx.topology;
+        let p = minute.process;
+        let row = minute.row;
+        let now = row.minute_ms;
+        let shared_production = t.production.iter().any(|m| m.outlet_ids.len() > 1);
+        // Bypass ducts: active if any carries a meaningful share of the stack's normal flow.
+        let normal = p.flow_normal_m3_s.unwrap_or(f64::INFINITY);
+        let mut bypass_flow = 0.0;
+        let mut bypass_temperature = None;
+        for b in &t.bypasses {
+            if let Some(duct) = row.bypass.get(&b.id) {
+                if let Some(f) = duct.get(FLOW).filter(|r| r.is_valid()) {
+                    bypass_flow += f.value.max(0.0);
+                }
+                if let Some(temp) = duct.get(TEMPERATURE).filter(|r| r.is_valid()) {
+                    bypass_temperature = Some(temp.value);
+                }
+            }
+        }
+        let bypass_active = bypass_flow > BYPASS_ACTIVE_FRACTION * normal;
+
+        let mut deficit = None;
+        let mut predicted = None;
+        if let (Some(flow), Some(fraction)) = (p.flow_m3_s, p.production_fraction()) {
+            if p.running() && fraction >= MIN_PRODUCTION_FRACTION && !shared_production {
+                predicted = self.state.model.predict(p.production_kw);
+                match predicted {
+                    Some(pred) if self.state.model.mature() => {
+                        if flow < DEFICIT_RATIO * pred {
+                            deficit = Some(true);
+                        } else {
+                            deficit = Some(false);
+                            if (flow - pred).abs() <= LEARN_BAND * pred && !bypass_active {
+                                self.state.model.learn(p.production_kw, flow);
+                            }
+                        }
+                    }
+                    _ if !bypass_active => self.state.model.learn(p.production_kw, flow),
+                    _ => {}
+                }
+            }
+        }
+        let suspicious = p.running() && (bypass_active || deficit == Some(true));
+        let due = if suspicious {
+            let flow = p.flow_m3_s.unwrap_or(0.0);
+            let pred = predicted.unwrap_or(flow);
+            self.state.runs.bad("", now, TIMING, Stats::default, |s| {
+                if deficit == Some(true) {
+                    s.deficit_minutes += 1;
+                }
+                if bypass_active {
+                    s.bypass_minutes += 1;
+                    s.bypass_flow_sum += bypass_flow;
+                }
+                if let Some(temp) = bypass_temperature {
+                    s.bypass_temperature_sum += temp;
+                    s.bypass_temperature_n += 1;
+                }
+                s.flow_sum += flow;
+                s.predicted_sum += pred;
+                s.production_kw_sum += p.production_kw;
+            })
+        } else if p.production_on == Some(false)
+            || deficit == Some(false)
+            || (!bypass_active && p.running() && deficit.is_none() && !t.bypasses.is_empty())
+        {
+            self.state.runs.good("", now, TIMING)
+        } else {
+            None
+        };
+        if let Some(due) = due {
+            out.push(self.finding(ctx, &due));
+        }
+    }
+
+    fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>) {
+        for due in self.state.runs.finish() {
+            out.push(self.finding(ctx, &due));
+        }
+    }
+
+    fn save(&self) -> Vec<u8> {
+        save_state(&self.state)
+    }
+
+    fn restore(&mut self, blob: &[u8]) -> Result<(), String> {
+        self.state = restore_state(blob)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::align::{OutletRow, Reading};
+    use crate::detect::testutil::{row, run_detector, topology, with_cems, T0};
+    use crate::domain::{Outlet, OutletKind, ValueFlag, MS_PER_MINUTE};
+
+    /// Production follows a daily swing; stack flow follows production unless `stack_share` < 1.
+    fn minute(i: i64, load: f64, stack_share: f64, bypass_flow: Option<f64>) -> OutletRow {
+        let production = 300.0 + 600.0 * load;
+        let flow = (100.0 + 200.0 * load) * stack_share;
+        let mut r = with_cems(
+            row(i, &[("p1", Some(production)), ("t1", Some(150.0))]),
+            &[("a00000", flow)],
+        );
+        if let Some(b) = bypass_flow {
+            let duct = r.bypass.entry("b1".into()).or_default();
+            duct.insert(
+                FLOW.into(),
+                Reading {
+                    value: b,
+                    flag: ValueFlag::Normal,
+                    converted: None,
+                    samples: 1,
+                },
+            );
+            duct.insert(
+                TEMPERATURE.into(),
+                Reading {
+                    value: 120.0,
+                    flag: ValueFlag::Normal,
+                    converted: None,
+                    samples: 1,
+                },
+            );
+        }
+        r
+    }
+
+    fn load(i: i64) -> f64 {
+        0.75 + 0.2 * ((i as f64) / 240.0).sin()
+    }
+
+    #[test]
+    fn flow_lost_while_production_stays_is_a_bypass() {
+        let t = topology();
+        let out = run_detector(
+            Bypass::boxed,
+            &t,
+            (0..1500).map(|i| {
+                minute(
+                    i,
+                    load(i),
+                    if (1000..1120).contains(&i) { 0.4 } else { 1.0 },
+                    None,
+                )
+            }),
+        );
+        let closed: Vec<_> = out.iter().filter(|f| !f.ongoing).collect();
+        assert_eq!(closed.len(), 1, "{out:#?}");
+        assert_eq!(
+            (closed[0].start_ms, closed[0].end_ms),
+            (T0 + 1000 * MS_PER_MINUTE, T0 + 1120 * MS_PER_MINUTE)
+        );
+        assert!((closed[0].evidence["flow_deficit_fraction"] - 0.6).abs() < 0.05);
+    }
+
+    #[test]
+    fn a_careful_partial_bypass_is_found_too() {
+        let t = topology();
+        let out = run_detector(
+            Bypass::boxed,
+            &t,
+            (0..1500).map(|i| {
+                minute(
+                    i,
+                    load(i),
+                    if (1000..1120).contains(&i) { 0.62 } else { 1.0 },
+                    None,
+                )
+            }),
+        );
+        assert_eq!(out.iter().filter(|f| !f.ongoing).count(), 1, "{out:#?}");
+    }
+
+    #[test]
+    fn a_real_load_drop_is_not_a_bypass() {
+        let t = topology();
+        // Load falls from ~0.75 to 0.5 for two hours: production and flow fall together.
+        let out = run_detector(
+            Bypass::boxed,
+            &t,
+            (0..1500).map(|i| {
+                minute(
+                    i,
+                    if (1000..1120).contains(&i) {
+                        0.5
+                    } else {
+                        load(i)
+                    },
+                    1.0,
+                    None,
+                )
+            }),
+        );
+        assert!(out.is_empty(), "{out:#?}");
+    }
+
+    #[test]
+    fn an_active_bypass_duct_is_direct_evidence_even_before_the_model_matures() {
+        let mut t = topology();
+        t.bypasses.push(Outlet {
+            id: "b1".into(),
+            kind: OutletKind::Bypass,
+            main_outlet_id: "s1".into(),
+            ..Default::default()
+        });
+        let out = run_detector(
+            Bypass::boxed,
+            &t,
+            (0..300).map(|i| {
+                if (100..160).contains(&i) {
+                    minute(i, 0.8, 0.7, Some(80.0))
+                } else {
+                    minute(i, 0.8, 1.0, Some(0.02))
+                }
+            }),
+        );
+        let closed: Vec<_> = out.iter().filter(|f| !f.ongoing).collect();
+        assert_eq!(closed.len(), 1, "{out:#?}");
+        assert_eq!(closed[0].evidence["minutes_bypass_monitor_active"], 60.0);
+        assert_eq!(closed[0].evidence["bypass_temperature_mean_c"], 120.0);
+    }
+}

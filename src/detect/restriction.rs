@@ -1,0 +1,249 @@
+//! `RESTRICTION_VIOLATION`: production above the allowed share of its normal power during a heavy-pollution or
+//! staggered-production order (plan 七(三)).
+//!
+//! Production is compared with its own learned normal running power (learned outside reduced periods, so a week of
+//! compliance does not lower the bar). Look-alikes: security and heat-keeping loads of a stopped plant (an absolute
+//! floor of `min_fraction` applies to stop orders), the first hour of an order (plants ramp down on notice), and
+//! A-grade enterprises, which are exempt from mandatory cuts.
+
+use super::runs::{Due, Runs, Timing};
+use super::{
+    duration_score, restore_state, save_state, DetectConfig, Detector, Finding, Language, Minute,
+    OutletContext,
+};
+use crate::domain::{AnomalyKind, RestrictionOrder, MS_PER_MINUTE};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Detector name and version.
+pub const NAME: &str = "restriction/1";
+
+/// Timing: an hour over the allowed load before raising; gaps under 15 min bridged.
+const TIMING: Timing = Timing {
+    grace_min: 60,
+    close_after_min: 15,
+    update_every_min: 120,
+};
+/// Load above the allowed fraction tolerated as measurement and control noise.
+const TOLERANCE: f64 = 0.15;
+/// Floor under a stop order (security, heat keeping).
+const MIN_FRACTION: f64 = 0.1;
+/// Minutes at the start of an order in which plants ramp down.
+const RAMP_DOWN_MIN: i64 = 60;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Stats {
+    fraction_sum: f64,
+    production_kw_sum: f64,
+    normal_kw_sum: f64,
+}
+
+/// The detector.
+pub struct Restriction {
+    language: Language,
+    runs: Runs<Stats>,
+}
+
+impl Restriction {
+    /// Factory for [`super::DETECTORS`].
+    pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
+        Box::new(Self {
+            language: config.language,
+            runs: Runs::default(),
+        })
+    }
+
+    fn finding(
+        &self,
+        ctx: &OutletContext<'_>,
+        order: Option<&RestrictionOrder>,
+        due: &Due<Stats>,
+    ) -> Finding {
+        let t = ctx.topology;
+        let (run, s) = (&due.run, &due.run.stats);
+        let n = f64::from(run.minutes.max(1));
+        let minutes = run.duration_min();
+        let fraction = s.fraction_sum / n;
+        let allowed = order.map_or(0.0, |o| o.max_load_fraction);
+        let excess = fraction - allowed;
+        let score = duration_score(minutes - f64::from(TIMING.grace_min), 180.0)
+            * (0.6 + excess).clamp(0.6, 1.0);
+        let level = order.map_or("", |o| o.level.as_str());
+        let mut evidence = BTreeMap::new();
+        evidence.insert("duration_min".into(), minutes);
+        evidence.insert("max_load_fraction".into(), allowed);
+        evidence.insert("production_fraction_of_normal_mean".into(), fraction);
+        evidence.insert("production_kw_mean".into(), s.production_kw_sum / n);
+        evidence.insert("production_normal_kw".into(), s.normal_kw_sum / n);
+        if let Some(o) = order {
+            evidence.insert("order_start_ms".into(), o.start_ms as f64);
+            evidence.insert("order_end_ms".into(), o.end_ms as f64);
+        }
+        let summary = match self.language {
+            Language::Zh => format!(
+                "{}：{}级管控期间（允许负荷 {:.0}%），生产负荷为正常的 {:.0}%（平均 {:.0} kW），持续 {:.0} 分钟。",
+                t.enterprise.name, level, 100.0 * allowed, 100.0 * fraction, s.production_kw_sum / n, minutes
+            ),
+            Language::En => format!(
+                "{}: production at {:.0}% of normal ({:.0} kW) for {:.0} min during a {} order allowing {:.0}%.",
+                t.enterprise.name, 100.0 * fraction, s.production_kw_sum / n, minutes, level, 100.0 * allowed
+            ),
+        };
+        let mut source_ids: Vec<String> = t.production.iter().map(|m| m.id.clone()).collect();
+        source_ids.insert(0, t.outlet.id.clone());
+        Finding {
+            kind: AnomalyKind::RestrictionViolation,
+            key: due.key.clone(),
+            start_ms: run.start_ms,
+            end_ms: run.end_ms(),
+            detected_at_ms: run.raised_at_ms.unwrap_or(run.end_ms()),
+            score,
+            source_ids,
+            summary,
+            evidence,
+            ongoing: due.ongoing,
+            detector: NAME,
+        }
+    }
+}
+
+impl Detector for Restriction {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
+        let t = ctx.topology;
+        let now = minute.row.minute_ms;
+        if t.enterprise.performance_grade == "A" {
+            return;
+        }
+        for order in &t.restrictions {
+            let active =
+                now >= order.start_ms + RAMP_DOWN_MIN * MS_PER_MINUTE && now < order.end_ms;
+            let affected: Vec<_> = t
+                .production
+                .iter()
+                .filter(|m| order.meter_ids.is_empty() || order.meter_ids.contains(&m.id))
+                .filter_map(|m| minute.process.meters.get(&m.id))
+                .filter(|m| m.kw.is_some() && m.normal_kw.is_some())
+                .collect();
+            let kw: f64 = affected.iter().filter_map(|m| m.kw).sum();
+            let normal: f64 = affected.iter().filter_map(|m| m.normal_kw).sum();
+            let due = if !active {
+                // Outside the window: any run of this order ends (at the window's end at the latest).
+                self.runs.good(
+                    &order.id,
+                    now.max(order.end_ms),
+                    Timing {
+                        close_after_min: 0,
+                        ..TIMING
+                    },
+                )
+            } else if affected.is_empty() || normal <= 0.0 {
+                None
+            } else {
+                let fraction = kw / normal;
+                let allowed = order.max_load_fraction.max(MIN_FRACTION) + TOLERANCE;
+                if fraction > allowed {
+                    self.runs.bad(&order.id, now, TIMING, Stats::default, |s| {
+                        s.fraction_sum += fraction;
+                        s.production_kw_sum += kw;
+                        s.normal_kw_sum += normal;
+                    })
+                } else {
+                    self.runs.good(&order.id, now, TIMING)
+                }
+            };
+            if let Some(due) = due {
+                out.push(self.finding(ctx, Some(order), &due));
+            }
+        }
+    }
+
+    fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>) {
+        for due in self.runs.finish() {
+            let order = ctx.topology.restrictions.iter().find(|o| o.id == due.key);
+            out.push(self.finding(ctx, order, &due));
+        }
+    }
+
+    fn save(&self) -> Vec<u8> {
+        save_state(&self.runs)
+    }
+
+    fn restore(&mut self, blob: &[u8]) -> Result<(), String> {
+        self.runs = restore_state(blob)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::testutil::{row, run_detector, topology, T0};
+    use crate::registry::OutletTopology;
+
+    const M: i64 = MS_PER_MINUTE;
+
+    fn topo(grade: &str) -> OutletTopology {
+        let mut t = topology();
+        t.enterprise.performance_grade = grade.into();
+        t.restrictions.push(RestrictionOrder {
+            id: "o1".into(),
+            enterprise_id: "e1".into(),
+            meter_ids: vec![],
+            start_ms: T0 + 600 * M,
+            end_ms: T0 + 1200 * M,
+            max_load_fraction: 0.5,
+            level: "orange".into(),
+        });
+        t
+    }
+
+    fn run(t: &OutletTopology, during_order_kw: f64) -> Vec<Finding> {
+        run_detector(
+            Restriction::boxed,
+            t,
+            (0..1500).map(|i| {
+                let kw = if (600..1200).contains(&i) {
+                    during_order_kw
+                } else {
+                    800.0
+                };
+                row(i, &[("p1", Some(kw)), ("t1", Some(150.0))])
+            }),
+        )
+    }
+
+    #[test]
+    fn full_production_during_an_orange_order_is_a_violation() {
+        let out = run(&topo("B"), 790.0);
+        let closed: Vec<_> = out.iter().filter(|f| !f.ongoing).collect();
+        assert_eq!(closed.len(), 1, "{out:#?}");
+        assert_eq!(
+            (closed[0].start_ms, closed[0].end_ms),
+            (T0 + 660 * M, T0 + 1200 * M)
+        );
+        assert!(closed[0].evidence["production_fraction_of_normal_mean"] > 0.9);
+        assert_eq!(closed[0].evidence["max_load_fraction"], 0.5);
+    }
+
+    #[test]
+    fn compliance_heat_keeping_and_a_grade_exemption_are_not() {
+        assert!(
+            run(&topo("B"), 350.0).is_empty(),
+            "cut to ~44 % of normal: complies"
+        );
+        let mut stop = topo("C");
+        stop.restrictions[0].max_load_fraction = 0.0;
+        assert!(
+            run(&stop, 40.0).is_empty(),
+            "5 % heat-keeping load under a stop order"
+        );
+        assert!(
+            run(&topo("A"), 800.0).is_empty(),
+            "A-grade enterprises are exempt"
+        );
+    }
+}

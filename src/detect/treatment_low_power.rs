@@ -1,0 +1,257 @@
+//! `TREATMENT_LOW_POWER`: a treatment facility runs, but far below the power the current production load needs
+//! (idling, reduced frequency, fewer pumps than needed).
+//!
+//! Each facility's ratio of treatment power to production power is learned while both run normally; a minute is
+//! suspicious when the facility draws less than half its normal running power *and* its ratio to production falls
+//! below `RATIO_DROP` of the learned ratio. The ratio test is what keeps variable-speed fans at low load quiet: when
+//! production falls, a healthy facility's power falls with it and the ratio holds.
+
+use super::equipment::EquipmentState;
+use super::runs::{Due, Runs, Timing};
+use super::{
+    duration_score, restore_state, save_state, DetectConfig, Detector, Finding, Language, Minute,
+    OutletContext,
+};
+use crate::domain::AnomalyKind;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Detector name and version.
+pub const NAME: &str = "treatment_low_power/1";
+
+/// Timing: an hour of evidence before raising (power dips for minutes are routine); gaps under 15 min bridged.
+const TIMING: Timing = Timing {
+    grace_min: 60,
+    close_after_min: 15,
+    update_every_min: 120,
+};
+/// A ratio below this share of the learned one is too low for the load.
+const RATIO_DROP: f64 = 0.6;
+/// Production below this share of normal is not judged (start-up, shutdown, deep turndown).
+const MIN_PRODUCTION_FRACTION: f64 = 0.5;
+/// Weight of a new minute in the learned ratio once warmed up (~1 day).
+const RATIO_ALPHA: f64 = 1.0 / 1440.0;
+/// Minutes learned before the ratio is trusted.
+const MATURE: u64 = 240;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Ratio {
+    mean: f64,
+    samples: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Stats {
+    treatment_kw_sum: f64,
+    treatment_normal_kw: f64,
+    production_kw_sum: f64,
+    production_fraction_sum: f64,
+    ratio_sum: f64,
+    normal_ratio: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    ratios: BTreeMap<String, Ratio>,
+    runs: Runs<Stats>,
+}
+
+/// The detector.
+pub struct TreatmentLowPower {
+    language: Language,
+    state: State,
+}
+
+impl TreatmentLowPower {
+    /// Factory for [`super::DETECTORS`].
+    pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
+        Box::new(Self {
+            language: config.language,
+            state: State::default(),
+        })
+    }
+
+    fn finding(&self, ctx: &OutletContext<'_>, due: &Due<Stats>) -> Finding {
+        let t = ctx.topology;
+        let (run, s) = (&due.run, &due.run.stats);
+        let n = f64::from(run.minutes.max(1));
+        let minutes = run.duration_min();
+        let treatment_kw = s.treatment_kw_sum / n;
+        let fraction = if s.treatment_normal_kw > 0.0 {
+            treatment_kw / s.treatment_normal_kw
+        } else {
+            0.0
+        };
+        let ratio_share = if s.normal_ratio > 0.0 {
+            s.ratio_sum / n / s.normal_ratio
+        } else {
+            0.0
+        };
+        let score = duration_score(minutes - f64::from(TIMING.grace_min), 120.0)
+            * (1.2 - ratio_share).clamp(0.5, 1.0);
+        let equipment = t
+            .treatment
+            .iter()
+            .find(|m| m.id == due.key)
+            .map(|m| m.equipment.clone())
+            .unwrap_or_default();
+        let mut evidence = BTreeMap::new();
+        evidence.insert("duration_min".into(), minutes);
+        evidence.insert("treatment_kw_mean".into(), treatment_kw);
+        evidence.insert("treatment_normal_kw".into(), s.treatment_normal_kw);
+        evidence.insert("treatment_fraction_of_normal".into(), fraction);
+        evidence.insert("ratio_to_production_mean".into(), s.ratio_sum / n);
+        evidence.insert("normal_ratio_to_production".into(), s.normal_ratio);
+        evidence.insert("production_kw_mean".into(), s.production_kw_sum / n);
+        evidence.insert(
+            "production_fraction_of_normal_mean".into(),
+            s.production_fraction_sum / n,
+        );
+        let summary = match self.language {
+            Language::Zh => format!(
+                "{}{}：治污设施 {}（{}）功率仅为正常的 {:.0}%（平均 {:.0} kW），而生产负荷为正常的 {:.0}%，持续 {:.0} 分钟，疑似不正常运行。",
+                t.enterprise.name, t.outlet.name, due.key, equipment, 100.0 * fraction, treatment_kw, 100.0 * s.production_fraction_sum / n, minutes
+            ),
+            Language::En => format!(
+                "{} {}: treatment {} ({}) at {:.0}% of its normal power ({:.0} kW) while production ran at {:.0}% of normal, for {:.0} min.",
+                t.enterprise.name, t.outlet.name, due.key, equipment, 100.0 * fraction, treatment_kw, 100.0 * s.production_fraction_sum / n, minutes
+            ),
+        };
+        let mut source_ids = vec![t.outlet.id.clone(), due.key.clone()];
+        source_ids.extend(t.production.iter().map(|m| m.id.clone()));
+        Finding {
+            kind: AnomalyKind::TreatmentLowPower,
+            key: due.key.clone(),
+            start_ms: run.start_ms,
+            end_ms: run.end_ms(),
+            detected_at_ms: run.raised_at_ms.unwrap_or(run.end_ms()),
+            score,
+            source_ids,
+            summary,
+            evidence,
+            ongoing: due.ongoing,
+            detector: NAME,
+        }
+    }
+}
+
+impl Detector for TreatmentLowPower {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
+        let t = ctx.topology;
+        let p = minute.process;
+        let now = minute.row.minute_ms;
+        let Some(production_fraction) = p.production_fraction() else {
+            return;
+        };
+        if p.production_kw <= 0.0 {
+            return;
+        }
+        for m in &t.treatment {
+            let Some(tm) = p.meters.get(&m.id).copied() else {
+                continue;
+            };
+            let Some(kw) = tm.kw else {
+                continue;
+            };
+            let ratio = kw / p.production_kw;
+            let learned = self.state.ratios.entry(m.id.clone()).or_default();
+            let normal_ratio = (learned.samples >= MATURE).then_some(learned.mean);
+            let judged = p.running() && production_fraction >= MIN_PRODUCTION_FRACTION;
+            if judged && tm.state == EquipmentState::Running {
+                let alpha = (1.0 / (learned.samples as f64 + 1.0)).max(RATIO_ALPHA);
+                learned.mean += alpha * (ratio - learned.mean);
+                learned.samples += 1;
+            }
+            let low = judged
+                && tm.state == EquipmentState::Reduced
+                && normal_ratio.is_some_and(|r| ratio < RATIO_DROP * r);
+            let due = if low {
+                let normal_kw = tm.normal_kw.unwrap_or(0.0);
+                let nr = normal_ratio.unwrap_or(0.0);
+                self.state
+                    .runs
+                    .bad(&m.id, now, TIMING, Stats::default, |s| {
+                        s.treatment_kw_sum += kw;
+                        s.treatment_normal_kw = normal_kw;
+                        s.production_kw_sum += p.production_kw;
+                        s.production_fraction_sum += production_fraction;
+                        s.ratio_sum += ratio;
+                        s.normal_ratio = nr;
+                    })
+            } else if p.production_on == Some(false)
+                || tm.state == EquipmentState::Running
+                || (judged && !low)
+            {
+                self.state.runs.good(&m.id, now, TIMING)
+            } else {
+                None
+            };
+            if let Some(due) = due {
+                out.push(self.finding(ctx, &due));
+            }
+        }
+    }
+
+    fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>) {
+        for due in self.state.runs.finish() {
+            out.push(self.finding(ctx, &due));
+        }
+    }
+
+    fn save(&self) -> Vec<u8> {
+        save_state(&self.state)
+    }
+
+    fn restore(&mut self, blob: &[u8]) -> Result<(), String> {
+        self.state = restore_state(blob)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::testutil::{row, run_detector, topology, T0};
+    use crate::domain::MS_PER_MINUTE;
+
+    /// Production load `l` (0..1) → production kW; treatment follows load like a variable-speed fan, times `cut`.
+    fn run(f: impl Fn(i64) -> (f64, f64)) -> Vec<Finding> {
+        run_detector(
+            TreatmentLowPower::boxed,
+            &topology(),
+            (0..1200).map(|i| {
+                let (load, cut) = f(i);
+                row(
+                    i,
+                    &[
+                        ("p1", Some(200.0 + 700.0 * load)),
+                        ("t1", Some((60.0 + 100.0 * load) * cut)),
+                    ],
+                )
+            }),
+        )
+    }
+
+    #[test]
+    fn fires_when_treatment_idles_under_full_production() {
+        let out = run(|i| (0.85, if (600..840).contains(&i) { 0.35 } else { 1.0 }));
+        let closed: Vec<_> = out.iter().filter(|f| !f.ongoing).collect();
+        assert_eq!(closed.len(), 1, "{out:#?}");
+        assert_eq!(
+            (closed[0].start_ms, closed[0].end_ms),
+            (T0 + 600 * MS_PER_MINUTE, T0 + 840 * MS_PER_MINUTE)
+        );
+        assert!(closed[0].evidence["treatment_fraction_of_normal"] < 0.5);
+    }
+
+    #[test]
+    fn variable_speed_fans_at_low_load_are_not() {
+        // Load drops to 0.55 for four hours: treatment power falls with it, the ratio holds.
+        let out = run(|i| (if (600..840).contains(&i) { 0.55 } else { 0.85 }, 1.0));
+        assert!(out.is_empty(), "{out:#?}");
+    }
+}
