@@ -23,6 +23,10 @@ enum Command {
     Simulate(SimulateArgs),
     /// Score a server's anomalies against a ground-truth file.
     Eval(EvalArgs),
+    /// The enforcement list from a running server.
+    Anomalies(AnomaliesArgs),
+    /// Move an anomaly through the review workflow (open → dispatched → confirmed / false_positive → rectified → closed).
+    Review(ReviewArgs),
     /// Benchmarks (figures are printed, not asserted).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -89,6 +93,58 @@ struct SimulateArgs {
     /// Where to write the ground truth when streaming (default: truth.json).
     #[arg(long, default_value = "truth.json")]
     truth: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct AnomaliesArgs {
+    /// The server.
+    #[arg(long, env = "SENTINEL_SERVER", default_value = "127.0.0.1:50051")]
+    server: String,
+    /// Only these enterprises (repeatable).
+    #[arg(long = "enterprise")]
+    enterprises: Vec<String>,
+    /// Only this region.
+    #[arg(long, default_value = "")]
+    region: String,
+    /// Only these kinds, e.g. bypass_suspected (repeatable).
+    #[arg(long = "kind")]
+    kinds: Vec<String>,
+    /// Only these review statuses, e.g. open (repeatable).
+    #[arg(long = "status")]
+    statuses: Vec<String>,
+    /// Minimum score.
+    #[arg(long, default_value_t = 0.0)]
+    min_score: f64,
+    /// Overlapping this window start (Unix ms).
+    #[arg(long, default_value_t = 0)]
+    from_ms: i64,
+    /// Overlapping this window end (Unix ms).
+    #[arg(long, default_value_t = 0)]
+    to_ms: i64,
+    /// At most this many rows (0 = all).
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: cems_sentinel::tools::anomalies::Format,
+}
+
+#[derive(clap::Args)]
+struct ReviewArgs {
+    /// Anomaly id.
+    id: String,
+    /// Target status: dispatched, confirmed, false_positive, rectified, closed, open.
+    #[arg(long)]
+    status: String,
+    /// Note for the audit trail.
+    #[arg(long, default_value = "")]
+    note: String,
+    /// Who is reviewing (recorded in the audit trail).
+    #[arg(long, env = "USER")]
+    reviewer: String,
+    /// The server.
+    #[arg(long, env = "SENTINEL_SERVER", default_value = "127.0.0.1:50051")]
+    server: String,
 }
 
 #[derive(clap::Args)]
@@ -181,6 +237,37 @@ fn main() -> anyhow::Result<()> {
         )),
         Command::Simulate(args) => rt.block_on(simulate(args)),
         Command::Eval(args) => rt.block_on(eval(args)),
+        Command::Anomalies(a) => rt.block_on(async {
+            let filter = cems_sentinel::tools::anomalies::Filter {
+                enterprises: a.enterprises,
+                region: a.region,
+                kinds: a.kinds,
+                statuses: a.statuses,
+                min_score: a.min_score,
+                from_ms: a.from_ms,
+                to_ms: a.to_ms,
+                limit: a.limit,
+            };
+            print!(
+                "{}",
+                cems_sentinel::tools::anomalies::list(&a.server, filter, a.format).await?
+            );
+            Ok(())
+        }),
+        Command::Review(r) => rt.block_on(async {
+            println!(
+                "{}",
+                cems_sentinel::tools::anomalies::review(
+                    &r.server,
+                    &r.id,
+                    &r.status,
+                    &r.note,
+                    &r.reviewer
+                )
+                .await?
+            );
+            Ok(())
+        }),
         Command::Bench(BenchCommand::Ingest {
             enterprises,
             hours,

@@ -45,11 +45,21 @@ async fn idle_scrubber_is_listed_with_evidence_and_a_stopped_plant_is_not() {
         .await
         .expect("sync")
         .into_inner();
-    assert_eq!(sync.anomalies_total, 1);
+    // The idle scrubber, and the SO2 exceedance it caused; nothing for the stopped plant.
+    assert_eq!(sync.anomalies_total, 2);
 
     let all = list_all(&mut s, pb::ListAnomaliesRequest::default()).await;
-    assert_eq!(all.len(), 1, "{all:#?}");
-    let a = &all[0];
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert!(all.iter().all(|a| a.enterprise_id == "e1"), "{all:#?}");
+    assert!(
+        all.iter()
+            .any(|a| a.kind == pb::AnomalyKind::Exceedance as i32
+                && a.evidence["limit_mg_m3"] == 35.0)
+    );
+    let a = all
+        .iter()
+        .find(|a| a.kind == pb::AnomalyKind::TreatmentNotRunning as i32)
+        .expect("treatment not running");
     assert_eq!(a.enterprise_id, "e1");
     assert_eq!(a.outlet_id, "e1-s1");
     assert_eq!(a.kind, pb::AnomalyKind::TreatmentNotRunning as i32);
@@ -115,7 +125,7 @@ async fn idle_scrubber_is_listed_with_evidence_and_a_stopped_plant_is_not() {
             ..Default::default()
         })
         .await,
-        1
+        2
     );
     assert_eq!(
         count(pb::ListAnomaliesRequest {
@@ -123,7 +133,7 @@ async fn idle_scrubber_is_listed_with_evidence_and_a_stopped_plant_is_not() {
             ..Default::default()
         })
         .await,
-        1
+        2
     );
     assert_eq!(
         count(pb::ListAnomaliesRequest {
@@ -135,7 +145,7 @@ async fn idle_scrubber_is_listed_with_evidence_and_a_stopped_plant_is_not() {
     );
     assert_eq!(
         count(pb::ListAnomaliesRequest {
-            kinds: vec![pb::AnomalyKind::Exceedance as i32],
+            kinds: vec![pb::AnomalyKind::BypassSuspected as i32],
             ..Default::default()
         })
         .await,
@@ -157,7 +167,7 @@ async fn idle_scrubber_is_listed_with_evidence_and_a_stopped_plant_is_not() {
             ..Default::default()
         })
         .await,
-        1
+        2
     );
     let err = s
         .enforcement

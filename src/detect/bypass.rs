@@ -39,7 +39,7 @@ const MATURE_MINUTES: f64 = 360.0;
 /// Forgetting factor per learned minute (~1 week memory).
 const FORGET: f64 = 1.0 - 1.0 / 10_080.0;
 /// Production below this share of normal is a transition (start-up, shutdown), not judged for a deficit.
-const MIN_PRODUCTION_FRACTION: f64 = 0.5;
+const MIN_PRODUCTION_FRACTION: f64 = 0.3;
 /// A bypass duct carrying more than this share of the stack's normal flow is active.
 const BYPASS_ACTIVE_FRACTION: f64 = 0.05;
 
@@ -67,15 +67,22 @@ impl FlowModel {
             return None;
         }
         let (mx, my) = (self.sx / self.w, self.sy / self.w);
-        let var = self.sxx / self.w - mx * mx;
+        let var = (self.sxx / self.w - mx * mx).max(0.0);
         let cov = self.sxy / self.w - mx * my;
-        // With little spread in production the slope is unidentified: fall back to the mean ratio.
+        // Flow proportional to power through the origin: the physical fallback.
+        let proportional = if mx > 0.0 { my * x / mx } else { my };
+        // The fitted line is trusted inside the range it was learned on. Below it (a restriction order, a deep
+        // turndown) a slope fitted on a narrow band can extrapolate far too high, so the lower of the two
+        // predictions is used: an unexplained deficit must be large to count.
         let y = if var > (0.02 * mx).powi(2) {
-            my + cov / var * (x - mx)
-        } else if mx > 0.0 {
-            my * x / mx
+            let linear = my + cov / var * (x - mx);
+            if x < mx - 2.0 * var.sqrt() {
+                linear.min(proportional)
+            } else {
+                linear
+            }
         } else {
-            my
+            proportional
         };
         Some(y.max(0.0))
     }

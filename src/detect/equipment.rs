@@ -43,6 +43,10 @@ pub enum EquipmentState {
 const RATED_TO_RUNNING: f64 = 0.7;
 /// Weight of a new running reading in the learned level: ~1 day of minute data to adapt.
 const LEARN_ALPHA: f64 = 1.0 / 1440.0;
+/// Readings learned from freely before only near-normal readings count.
+const WARM_UP_SAMPLES: u64 = 240;
+/// Share of the learned level a reading needs, after warm-up, to teach the level.
+const NEAR_NORMAL: f64 = 0.8;
 
 /// The learned level of one meter.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,7 +82,10 @@ impl MeterLevel {
             return EquipmentState::Unknown;
         };
         let state = Self::classify(kw, reference, th);
-        if state == EquipmentState::Running {
+        // Once warmed up, learn only from readings near the normal level: weeks of reduced operation (a restriction
+        // order, a cheat idling a scrubber at 55 %) must not lower the bar they are judged against.
+        let near_normal = self.learned_samples < WARM_UP_SAMPLES || kw >= NEAR_NORMAL * reference;
+        if state == EquipmentState::Running && near_normal {
             // Faster learning while young, so a wrong nameplate is corrected within hours.
             let alpha = (1.0 / (self.learned_samples as f64 + 1.0)).max(LEARN_ALPHA);
             self.running_kw = Some(reference + alpha * (kw - reference));

@@ -27,17 +27,41 @@ const TIMING: Timing = Timing {
 };
 /// A ratio below this share of the learned one is too low for the load.
 const RATIO_DROP: f64 = 0.6;
-/// Production below this share of normal is not judged (start-up, shutdown, deep turndown).
-const MIN_PRODUCTION_FRACTION: f64 = 0.5;
+/// Production below this share of normal is not judged (start-up, shutdown); reduced production (a restriction
+/// order) still is: the ratio test holds at any load.
+const MIN_PRODUCTION_FRACTION: f64 = 0.3;
+/// Learn the ratio only near normal load, where it is best defined.
+const LEARN_PRODUCTION_FRACTION: f64 = 0.6;
 /// Weight of a new minute in the learned ratio once warmed up (~1 day).
 const RATIO_ALPHA: f64 = 1.0 / 1440.0;
 /// Minutes learned before the ratio is trusted.
 const MATURE: u64 = 240;
 
+/// What normal looks like for one facility: its ratio to production power, and the production range it was learned
+/// on (judging outside that range would extrapolate a relation nobody has seen, e.g. a fan's cube law at low load).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Ratio {
     mean: f64,
+    production_mean_kw: f64,
+    production_var_kw2: f64,
     samples: u64,
+}
+
+impl Ratio {
+    fn learn(&mut self, ratio: f64, production_kw: f64) {
+        let alpha = (1.0 / (self.samples as f64 + 1.0)).max(RATIO_ALPHA);
+        self.mean += alpha * (ratio - self.mean);
+        let d = production_kw - self.production_mean_kw;
+        self.production_mean_kw += alpha * d;
+        self.production_var_kw2 = (1.0 - alpha) * (self.production_var_kw2 + alpha * d * d);
+        self.samples += 1;
+    }
+
+    /// Whether `production_kw` lies in the range the ratio was learned on.
+    fn familiar(&self, production_kw: f64) -> bool {
+        let band = (2.5 * self.production_var_kw2.sqrt()).max(0.15 * self.production_mean_kw);
+        production_kw >= self.production_mean_kw - band
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -161,12 +185,15 @@ impl Detector for TreatmentLowPower {
             let learned = self.state.ratios.entry(m.id.clone()).or_default();
             let normal_ratio = (learned.samples >= MATURE).then_some(learned.mean);
             let judged = p.running() && production_fraction >= MIN_PRODUCTION_FRACTION;
-            if judged && tm.state == EquipmentState::Running {
-                let alpha = (1.0 / (learned.samples as f64 + 1.0)).max(RATIO_ALPHA);
-                learned.mean += alpha * (ratio - learned.mean);
-                learned.samples += 1;
+            let familiar = learned.familiar(p.production_kw);
+            if judged
+                && production_fraction >= LEARN_PRODUCTION_FRACTION
+                && tm.state == EquipmentState::Running
+            {
+                learned.learn(ratio, p.production_kw);
             }
             let low = judged
+                && familiar
                 && tm.state == EquipmentState::Reduced
                 && normal_ratio.is_some_and(|r| ratio < RATIO_DROP * r);
             let due = if low {
@@ -246,6 +273,30 @@ mod tests {
             (T0 + 600 * MS_PER_MINUTE, T0 + 840 * MS_PER_MINUTE)
         );
         assert!(closed[0].evidence["treatment_fraction_of_normal"] < 0.5);
+    }
+
+    #[test]
+    fn a_fan_following_the_cube_law_at_unfamiliar_low_load_is_not() {
+        // Learned at load 0.85–0.95; then four hours at 0.5 with a fan whose power goes with load³.
+        let out = run_detector(
+            TreatmentLowPower::boxed,
+            &topology(),
+            (0..1200).map(|i| {
+                let load: f64 = if (600..840).contains(&i) {
+                    0.5
+                } else {
+                    0.9 + 0.05 * ((i as f64) / 50.0).sin()
+                };
+                row(
+                    i,
+                    &[
+                        ("p1", Some(200.0 + 700.0 * load)),
+                        ("t1", Some(170.0 * load.powi(3))),
+                    ],
+                )
+            }),
+        );
+        assert!(out.is_empty(), "{out:#?}");
     }
 
     #[test]

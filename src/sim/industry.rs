@@ -59,6 +59,10 @@ pub struct Profile {
     pub ammonia: Option<(f64, f64)>,
     /// Continuous process (runs around the clock) or day-shift (starts and stops daily).
     pub continuous: bool,
+    /// Typical load while running (0..1), for sizing permits.
+    pub typical_load: f64,
+    /// Share of the year it runs, for sizing permits.
+    pub duty: f64,
 }
 
 const fn pollutant(
@@ -112,6 +116,8 @@ pub fn profiles() -> Vec<Profile> {
             ],
             ammonia: Some((2.5, 0.7)),
             continuous: true,
+            typical_load: 0.74,
+            duty: 1.0,
         },
         Profile {
             industry: "steel_sintering",
@@ -136,6 +142,8 @@ pub fn profiles() -> Vec<Profile> {
             ],
             ammonia: Some((2.5, 0.8)),
             continuous: true,
+            typical_load: 0.9,
+            duty: 1.0,
         },
         Profile {
             industry: "cement",
@@ -153,12 +161,14 @@ pub fn profiles() -> Vec<Profile> {
                 facility("dust_collector", 1_200.0),
             ],
             pollutants: vec![
-                pollutant("a21026", 60.0, None, 0.0, 35.0, 0.1),
+                pollutant("a21026", 18.0, None, 0.0, 35.0, 0.1),
                 pollutant("a21002", 700.0, Some(0), 0.89, 100.0, 0.1),
                 pollutant("a34013", 50_000.0, Some(1), 0.9999, 10.0, 0.01),
             ],
             ammonia: Some((8.0, 2.5)),
             continuous: true,
+            typical_load: 0.9,
+            duty: 1.0,
         },
         Profile {
             industry: "coking",
@@ -183,6 +193,8 @@ pub fn profiles() -> Vec<Profile> {
             ],
             ammonia: Some((2.5, 0.8)),
             continuous: true,
+            typical_load: 0.9,
+            duty: 1.0,
         },
         Profile {
             industry: "coating",
@@ -199,6 +211,8 @@ pub fn profiles() -> Vec<Profile> {
             pollutants: vec![pollutant("a24088", 900.0, Some(0), 0.97, 60.0, 0.01)],
             ammonia: None,
             continuous: false,
+            typical_load: 0.85,
+            duty: 0.43,
         },
         Profile {
             industry: "gas_boiler",
@@ -220,6 +234,8 @@ pub fn profiles() -> Vec<Profile> {
             ],
             ammonia: Some((2.5, 0.5)),
             continuous: true,
+            typical_load: 0.62,
+            duty: 1.0,
         },
     ]
 }

@@ -77,11 +77,11 @@ const INJECTED_KINDS: [AnomalyKind; 17] = [
 fn secondary_kinds(kind: AnomalyKind) -> Vec<AnomalyKind> {
     use AnomalyKind::*;
     let mut v = match kind {
-        TreatmentNotRunning => vec![Exceedance, TreatmentLowPower, AmmoniaSlip],
-        TreatmentLowPower => vec![Exceedance, TreatmentNotRunning],
+        TreatmentNotRunning => vec![Exceedance, TreatmentLowPower, AmmoniaSlip, PermitExceeded],
+        TreatmentLowPower => vec![Exceedance, TreatmentNotRunning, PermitExceeded],
         BypassSuspected => vec![],
         UnmonitoredEmission => vec![SelectiveGap, FlagAbuse],
-        FlagAbuse => vec![UnmonitoredEmission],
+        FlagAbuse => vec![UnmonitoredEmission, PermitExceeded],
         Exceedance => vec![PermitExceeded],
         Flatline => vec![LowVariance],
         LowVariance => vec![Flatline],
@@ -91,7 +91,7 @@ fn secondary_kinds(kind: AnomalyKind) -> Vec<AnomalyKind> {
         ParameterTampering => vec![],
         LimitBunching => vec![LowVariance],
         AmmoniaSlip => vec![],
-        SelectiveGap => vec![UnmonitoredEmission, Exceedance],
+        SelectiveGap => vec![UnmonitoredEmission, Exceedance, PermitExceeded],
         RestrictionViolation => vec![],
         PermitExceeded => vec![Exceedance],
         ModelResidual => vec![],
@@ -288,15 +288,27 @@ impl Scenario {
                 region: region.to_string(),
                 performance_grade: grade.to_string(),
             });
-            // Permitted annual mass: `permit_factor` × what a year at typical emissions would be, so a cheat with a
-            // factor below 1 runs over its permit pro rata.
+            // Permitted annual mass: `permit_factor` × what a year at the plant's own typical emissions would be
+            // (its typical load and running time; near the limit for plants that run there), so a cheat with a factor
+            // below 1 runs over its permit pro rata while an honest plant stays at half of it.
+            let flow_m3_s =
+                profile.flow_full_m3_s * (0.35 + 0.65 * profile.typical_load) * profile.duty;
             let permitted: BTreeMap<String, f64> = profile
                 .pollutants
                 .iter()
                 .map(|pol| {
-                    let typical_mg_m3 = pol.inlet_mg_m3 * 0.95 * (1.0 - pol.efficiency);
+                    let inlet = pol.inlet_mg_m3 * (0.85 + 0.15 * profile.typical_load);
+                    let mut typical_mg_m3 = inlet * (1.0 - pol.efficiency);
+                    if life.near_limit && pol.removed_by.is_some() {
+                        typical_mg_m3 = typical_mg_m3.max(0.85 * pol.limit_mg_m3);
+                    }
+                    let raw_factor = if profile.reference_o2_pct > 0.0 {
+                        (21.0 - profile.o2_full_pct) / (21.0 - profile.reference_o2_pct)
+                    } else {
+                        1.0
+                    };
                     let t_per_year =
-                        typical_mg_m3 * profile.flow_full_m3_s * 0.8 * 3600.0 * 8760.0 * 1e-9;
+                        typical_mg_m3 * raw_factor * flow_m3_s * 3600.0 * 8760.0 * 1e-9;
                     (
                         pol.code.to_string(),
                         (t_per_year * permit_factor * 1000.0).round() / 1000.0,

@@ -245,7 +245,12 @@ impl Plant {
                 .injection(AnomalyKind::RestrictionViolation, m)
                 .is_some();
             if (r.start_min..r.end_min).contains(&m) && !defies {
-                load = load.min(r.max_load_fraction * 0.9);
+                // Compliance is judged on power (what the grid company sees): cut load until production power is
+                // at 90 % of the allowed fraction of its normal level. Auxiliaries draw power at any load, so the
+                // load cut is deeper than the power cut.
+                let normal_power = 0.25 + 0.7 * base;
+                let target_power = 0.9 * r.max_load_fraction * normal_power;
+                load = load.min(((target_power - 0.25) / 0.7).max(0.05));
             }
         }
         load.clamp(0.05, 1.0)
@@ -538,6 +543,7 @@ impl Plant {
             ValueFlag::Stopped
         };
         let mut tampered_converted = 1.0;
+        let mut replayed_flag: Option<ValueFlag> = None;
 
         // --- cheats on the CEMS ---
         if let Some(i) = self.injection(AnomalyKind::Flatline, m).cloned() {
@@ -601,6 +607,8 @@ impl Plant {
                 if let Some(v) = old.iter().find(|pt| pt.code == "a19001") {
                     o2 = v.value;
                 }
+                // A replay re-sends stored records, flags included (yesterday's calibration stays a calibration).
+                replayed_flag = old.iter().find(|pt| pt.code == "a19001").map(|pt| pt.flag);
             }
         }
         if let Some(i) = self.injection(AnomalyKind::CalibrationGas, m) {
@@ -713,6 +721,9 @@ impl Plant {
             flag,
             None,
         ));
+        if let Some(f) = replayed_flag.filter(|f| *f != ValueFlag::Normal) {
+            flag = f;
+        }
         let (o2_report, o2_flag) = if calibrating {
             (
                 if minute_of_day - self.life.calibration_minute < 5 {

@@ -2,6 +2,7 @@
 //! anomalies against ground truth, and the ingest benchmark. They talk to the service only through its gRPC API,
 //! exactly as a monitoring platform would.
 
+pub mod anomalies;
 pub mod bench;
 pub mod demo;
 pub mod feed;

@@ -1,0 +1,199 @@
+//! `sentinel anomalies` and `sentinel review`: the enforcement list from the command line.
+
+use super::demo::{anomaly_table, list_all};
+use super::feed;
+use super::table::beijing;
+use crate::domain::{AnomalyKind, ReviewStatus};
+use crate::pb;
+use crate::pb::enforcement_service_client::EnforcementServiceClient;
+use crate::pb::registry_service_client::RegistryServiceClient;
+use std::collections::HashMap;
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned table for a terminal.
+    Table,
+    /// CSV with evidence as a JSON column.
+    Csv,
+    /// JSON array of anomalies (the wire fields).
+    Json,
+}
+
+/// Filters as given on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Enterprise ids.
+    pub enterprises: Vec<String>,
+    /// Region.
+    pub region: String,
+    /// Kind names (snake_case).
+    pub kinds: Vec<String>,
+    /// Review statuses (snake_case).
+    pub statuses: Vec<String>,
+    /// Minimum score.
+    pub min_score: f64,
+    /// Overlap window (Unix ms), 0 = open.
+    pub from_ms: i64,
+    /// Overlap window end, 0 = open.
+    pub to_ms: i64,
+    /// At most this many rows (0 = all).
+    pub limit: usize,
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn json_of(a: &pb::Anomaly) -> serde_json::Value {
+    let evidence: std::collections::BTreeMap<&String, &f64> = a.evidence.iter().collect();
+    serde_json::json!({
+        "id": a.id,
+        "enterprise_id": a.enterprise_id,
+        "outlet_id": a.outlet_id,
+        "source_ids": a.source_ids,
+        "kind": AnomalyKind::from_number(a.kind).map(AnomalyKind::as_str),
+        "start_ms": a.start_ms,
+        "end_ms": a.end_ms,
+        "score": a.score,
+        "detector": a.detector,
+        "summary": a.summary,
+        "evidence": evidence,
+        "status": ReviewStatus::from_number(a.status).map(ReviewStatus::as_str),
+        "detected_at_ms": a.detected_at_ms,
+        "note": a.note,
+        "ongoing": a.ongoing,
+    })
+}
+
+/// Renders anomalies in a format.
+pub fn render(anomalies: &[pb::Anomaly], format: Format, names: &dyn Fn(&str) -> String) -> String {
+    match format {
+        Format::Table => anomaly_table(anomalies, names),
+        Format::Json => {
+            serde_json::to_string_pretty(&anomalies.iter().map(json_of).collect::<Vec<_>>())
+                .unwrap_or_default()
+        }
+        Format::Csv => {
+            let mut out = String::from("id,enterprise_id,outlet_id,kind,start_utc8,end_utc8,score,status,detected_at_utc8,summary,evidence\n");
+            for a in anomalies {
+                let j = json_of(a);
+                let row = [
+                    a.id.clone(),
+                    a.enterprise_id.clone(),
+                    a.outlet_id.clone(),
+                    j["kind"].as_str().unwrap_or_default().to_string(),
+                    beijing(a.start_ms),
+                    beijing(a.end_ms),
+                    format!("{:.3}", a.score),
+                    j["status"].as_str().unwrap_or_default().to_string(),
+                    beijing(a.detected_at_ms),
+                    a.summary.clone(),
+                    j["evidence"].to_string(),
+                ];
+                out.push_str(
+                    &row.iter()
+                        .map(|f| csv_field(f))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
+                out.push('\n');
+            }
+            out
+        }
+    }
+}
+
+/// Lists anomalies from a server.
+///
+/// # Errors
+/// Unknown kind/status names, or a failed call.
+pub async fn list(server: &str, f: Filter, format: Format) -> anyhow::Result<String> {
+    let kinds = f
+        .kinds
+        .iter()
+        .map(|k| {
+            AnomalyKind::parse(k)
+                .map(AnomalyKind::number)
+                .ok_or_else(|| anyhow::anyhow!("unknown kind {k:?}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let statuses = f
+        .statuses
+        .iter()
+        .map(|s| {
+            ReviewStatus::ALL
+                .iter()
+                .find(|x| x.as_str() == s)
+                .map(|x| x.number())
+                .ok_or_else(|| anyhow::anyhow!("unknown status {s:?}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let channel = feed::connect(server).await?;
+    let mut anomalies = list_all(
+        &channel,
+        pb::ListAnomaliesRequest {
+            enterprise_ids: f.enterprises,
+            region: f.region,
+            kinds,
+            from_ms: f.from_ms,
+            to_ms: f.to_ms,
+            min_score: f.min_score,
+            statuses,
+            ..Default::default()
+        },
+    )
+    .await?;
+    if f.limit > 0 {
+        anomalies.truncate(f.limit);
+    }
+    let names: HashMap<String, String> = RegistryServiceClient::new(channel)
+        .list_enterprises(pb::ListEnterprisesRequest::default())
+        .await?
+        .into_inner()
+        .enterprises
+        .into_iter()
+        .map(|e| (e.id.clone(), format!("{} {}", e.id, e.name)))
+        .collect();
+    Ok(render(&anomalies, format, &|id: &str| {
+        names.get(id).cloned().unwrap_or_else(|| id.to_string())
+    }))
+}
+
+/// Reviews one anomaly.
+///
+/// # Errors
+/// Unknown status or a refused transition.
+pub async fn review(
+    server: &str,
+    id: &str,
+    status: &str,
+    note: &str,
+    reviewer: &str,
+) -> anyhow::Result<String> {
+    let status = ReviewStatus::ALL
+        .iter()
+        .find(|x| x.as_str() == status)
+        .ok_or_else(|| anyhow::anyhow!("unknown status {status:?}: one of open, dispatched, confirmed, false_positive, rectified, closed"))?;
+    let channel = feed::connect(server).await?;
+    let a = EnforcementServiceClient::new(channel)
+        .review_anomaly(pb::ReviewAnomalyRequest {
+            id: id.to_string(),
+            status: status.number(),
+            note: note.to_string(),
+            reviewer: reviewer.to_string(),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    Ok(format!(
+        "{} is now {} ({})",
+        a.id,
+        ReviewStatus::from_number(a.status).map_or("?", ReviewStatus::as_str),
+        a.summary
+    ))
+}
