@@ -25,6 +25,33 @@ enum Command {
     Eval(EvalArgs),
     /// The enforcement list from a running server.
     Anomalies(AnomaliesArgs),
+    /// Incidents: overlapping anomalies of one enterprise as one case.
+    Incidents {
+        /// The server.
+        #[arg(long, env = "SENTINEL_SERVER", default_value = "127.0.0.1:50051")]
+        server: String,
+        /// Only these enterprises (repeatable).
+        #[arg(long = "enterprise")]
+        enterprises: Vec<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: cems_sentinel::tools::anomalies::Format,
+    },
+    /// Enterprises (or regions) ranked by unresolved anomaly severity.
+    Hotspots {
+        /// The server.
+        #[arg(long, env = "SENTINEL_SERVER", default_value = "127.0.0.1:50051")]
+        server: String,
+        /// Rank regions instead of enterprises.
+        #[arg(long)]
+        by_region: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
     /// Move an anomaly through the review workflow (open → dispatched → confirmed / false_positive → rectified → closed).
     Review(ReviewArgs),
     /// Benchmarks (figures are printed, not asserted).
@@ -251,6 +278,30 @@ fn main() -> anyhow::Result<()> {
             print!(
                 "{}",
                 cems_sentinel::tools::anomalies::list(&a.server, filter, a.format).await?
+            );
+            Ok(())
+        }),
+        Command::Incidents {
+            server,
+            enterprises,
+            limit,
+            format,
+        } => rt.block_on(async {
+            print!(
+                "{}",
+                cems_sentinel::tools::anomalies::incidents(&server, enterprises, limit, format)
+                    .await?
+            );
+            Ok(())
+        }),
+        Command::Hotspots {
+            server,
+            by_region,
+            limit,
+        } => rt.block_on(async {
+            print!(
+                "{}",
+                cems_sentinel::tools::anomalies::hotspots(&server, by_region, limit).await?
             );
             Ok(())
         }),

@@ -269,3 +269,40 @@ pub fn filter_from_pb(r: &pb::ListAnomaliesRequest) -> Result<AnomalyFilter, Sta
         statuses,
     })
 }
+
+pub fn incident_to_pb(i: crate::enforce::cases::Incident) -> pb::Incident {
+    pb::Incident {
+        id: i.id,
+        enterprise_id: i.enterprise_id,
+        outlet_ids: i.outlet_ids,
+        start_ms: i.start_ms,
+        end_ms: i.end_ms,
+        score: i.score,
+        kinds: i.kinds.into_iter().map(AnomalyKind::number).collect(),
+        anomaly_ids: i.anomaly_ids,
+        summary: i.summary,
+    }
+}
+
+pub fn hotspot_to_pb(h: crate::enforce::cases::Hotspot, name: String) -> pb::Hotspot {
+    pb::Hotspot {
+        key: h.key,
+        name,
+        region: h.region,
+        anomalies: h.anomalies,
+        severity: h.severity,
+        max_score: h.max_score,
+        kinds: h.kinds.into_iter().map(AnomalyKind::number).collect(),
+        enterprises: h.enterprises,
+    }
+}
+
+pub fn review_entry_to_pb(r: crate::domain::ReviewEntry) -> pb::ReviewEntry {
+    pb::ReviewEntry {
+        from: r.from.number(),
+        to: r.to.number(),
+        reviewer: r.reviewer,
+        at_ms: r.at_ms,
+        note: r.note,
+    }
+}

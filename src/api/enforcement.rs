@@ -1,6 +1,12 @@
 //! `EnforcementService`.
 
-use super::convert::{anomaly_to_pb, filter_from_pb, review_status_from_pb};
+use super::convert::{
+    anomaly_to_pb, filter_from_pb, hotspot_to_pb, incident_to_pb, review_entry_to_pb,
+    review_status_from_pb,
+};
+use crate::domain::ReviewStatus;
+use crate::enforce::cases;
+use crate::enforce::AnomalyFilter;
 use crate::enforce::{AnomalyBook, ReviewRequest};
 use crate::ingest::system_now_ms;
 use crate::pb::{self, enforcement_service_server::EnforcementService};
@@ -86,6 +92,110 @@ impl EnforcementService for EnforcementApi {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_incidents(
+        &self,
+        req: Request<pb::ListIncidentsRequest>,
+    ) -> Result<Response<pb::ListIncidentsResponse>, Status> {
+        let q = req.into_inner();
+        let filter = filter_from_pb(&q.filter.unwrap_or_default())?;
+        let gap_min = if q.max_gap_minutes == 0 {
+            60
+        } else {
+            q.max_gap_minutes
+        };
+        let limit = match q.limit {
+            0 => 100,
+            n => n.min(1000),
+        } as usize;
+        let (book, registry) = (self.book.clone(), self.registry.clone());
+        let incidents = tokio::task::spawn_blocking(move || {
+            let members = book.matching(&filter, |e| registry.region_of(e));
+            cases::incidents(&members, i64::from(gap_min) * 60_000)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("task failed: {e}")))?;
+        Ok(Response::new(pb::ListIncidentsResponse {
+            incidents: incidents
+                .into_iter()
+                .take(limit)
+                .map(incident_to_pb)
+                .collect(),
+        }))
+    }
+
+    async fn list_hotspots(
+        &self,
+        req: Request<pb::ListHotspotsRequest>,
+    ) -> Result<Response<pb::ListHotspotsResponse>, Status> {
+        let q = req.into_inner();
+        let by_region = match pb::HotspotLevel::try_from(q.level) {
+            Ok(pb::HotspotLevel::Region) => true,
+            Ok(_) => false,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown hotspot level {}",
+                    q.level
+                )))
+            }
+        };
+        let statuses = if q.statuses.is_empty() {
+            vec![
+                ReviewStatus::Open,
+                ReviewStatus::Dispatched,
+                ReviewStatus::Confirmed,
+            ]
+        } else {
+            q.statuses
+                .iter()
+                .map(|s| review_status_from_pb(*s))
+                .collect::<Result<_, _>>()?
+        };
+        let filter = AnomalyFilter {
+            from_ms: q.from_ms,
+            to_ms: q.to_ms,
+            statuses,
+            ..AnomalyFilter::default()
+        };
+        let limit = if q.limit == 0 { 20 } else { q.limit as usize };
+        let (book, registry) = (self.book.clone(), self.registry.clone());
+        let hotspots = tokio::task::spawn_blocking(move || {
+            let members = book.matching(&filter, |e| registry.region_of(e));
+            cases::hotspots(&members, by_region, |e| registry.region_of(e))
+                .into_iter()
+                .take(limit)
+                .map(|h| {
+                    let name = if by_region {
+                        h.key.clone()
+                    } else {
+                        registry
+                            .enterprise(&h.key)
+                            .map(|e| e.name)
+                            .unwrap_or_default()
+                    };
+                    hotspot_to_pb(h, name)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| Status::internal(format!("task failed: {e}")))?;
+        Ok(Response::new(pb::ListHotspotsResponse { hotspots }))
+    }
+
+    async fn get_review_history(
+        &self,
+        req: Request<pb::GetAnomalyRequest>,
+    ) -> Result<Response<pb::ReviewHistory>, Status> {
+        let id = req.into_inner().id;
+        let a = self
+            .book
+            .get(&id)
+            .ok_or_else(|| Status::not_found(format!("anomaly {id:?} not found")))?;
+        Ok(Response::new(pb::ReviewHistory {
+            anomaly_id: a.id,
+            entries: a.reviews.into_iter().map(review_entry_to_pb).collect(),
+        }))
     }
 
     async fn review_anomaly(

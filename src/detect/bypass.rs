@@ -6,7 +6,7 @@
 //!   it, so a bypass never teaches the model that low flow is normal. A real load drop lowers production power too,
 //!   so the prediction falls with it: no deficit.
 //! - **bypass monitor active**: a registered bypass duct of the outlet carries flow (its own flow/temperature
-//!   monitor, plan 六(三)).
+//!   monitor, plan 六(三)), or reports its damper open (`damper_open_pct` > 5 %).
 //!
 //! Stack switching (production feeding several stacks) makes one stack's flow meaningless on its own; the flow-deficit
 //! signal is off for an outlet whose production meters also feed another outlet.
@@ -16,7 +16,7 @@ use super::{
     duration_score, restore_state, save_state, DetectConfig, Detector, Finding, Language, Minute,
     OutletContext,
 };
-use crate::domain::codes::{FLOW, TEMPERATURE};
+use crate::domain::codes::{DAMPER_OPEN_PCT, FLOW, TEMPERATURE};
 use crate::domain::AnomalyKind;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -40,6 +40,8 @@ const MATURE_MINUTES: f64 = 360.0;
 const FORGET: f64 = 1.0 - 1.0 / 10_080.0;
 /// Production below this share of normal is a transition (start-up, shutdown), not judged for a deficit.
 const MIN_PRODUCTION_FRACTION: f64 = 0.3;
+/// A bypass damper opened further than this (%) is active.
+const DAMPER_OPEN_THRESHOLD_PCT: f64 = 5.0;
 /// A bypass duct carrying more than this share of the stack's normal flow is active.
 const BYPASS_ACTIVE_FRACTION: f64 = 0.05;
 
@@ -223,6 +225,7 @@ impl Detector for Bypass {
         let normal = p.flow_normal_m3_s.unwrap_or(f64::INFINITY);
         let mut bypass_flow = 0.0;
         let mut bypass_temperature = None;
+        let mut damper_open = false;
         for b in &t.bypasses {
             if let Some(duct) = row.bypass.get(&b.id) {
                 if let Some(f) = duct.get(FLOW).filter(|r| r.is_valid()) {
@@ -231,9 +234,16 @@ impl Detector for Bypass {
                 if let Some(temp) = duct.get(TEMPERATURE).filter(|r| r.is_valid()) {
                     bypass_temperature = Some(temp.value);
                 }
+                if duct
+                    .get(DAMPER_OPEN_PCT)
+                    .filter(|r| r.is_valid())
+                    .is_some_and(|r| r.value > DAMPER_OPEN_THRESHOLD_PCT)
+                {
+                    damper_open = true;
+                }
             }
         }
-        let bypass_active = bypass_flow > BYPASS_ACTIVE_FRACTION * normal;
+        let bypass_active = damper_open || bypass_flow > BYPASS_ACTIVE_FRACTION * normal;
 
         let mut deficit = None;
         let mut predicted = None;
@@ -411,6 +421,38 @@ mod tests {
             }),
         );
         assert!(out.is_empty(), "{out:#?}");
+    }
+
+    #[test]
+    fn an_open_damper_is_direct_evidence() {
+        let mut t = topology();
+        t.bypasses.push(Outlet {
+            id: "b1".into(),
+            kind: OutletKind::Bypass,
+            main_outlet_id: "s1".into(),
+            ..Default::default()
+        });
+        let out = run_detector(
+            Bypass::boxed,
+            &t,
+            (0..300).map(|i| {
+                let mut r = minute(i, 0.8, 1.0, None);
+                let open = if (100..130).contains(&i) { 100.0 } else { 0.0 };
+                r.bypass.entry("b1".into()).or_default().insert(
+                    DAMPER_OPEN_PCT.into(),
+                    Reading {
+                        value: open,
+                        flag: ValueFlag::Normal,
+                        converted: None,
+                        samples: 1,
+                    },
+                );
+                r
+            }),
+        );
+        let closed: Vec<_> = out.iter().filter(|f| !f.ongoing).collect();
+        assert_eq!(closed.len(), 1, "{out:#?}");
+        assert_eq!(closed[0].evidence["minutes_bypass_monitor_active"], 30.0);
     }
 
     #[test]

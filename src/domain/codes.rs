@@ -21,6 +21,10 @@ pub const NH3: &str = "a21001";
 /// Non-methane hydrocarbons (mg/m³).
 pub const NMHC: &str = "a24088";
 
+/// Bypass damper opening (%), reported by a bypass duct's monitor. HJ 212 has no national code for it; the gateway's
+/// per-deployment code dictionary maps a plant's process code onto this name.
+pub const DAMPER_OPEN_PCT: &str = "damper_open_pct";
+
 /// Display name of a code: (Chinese, English); the code itself when unknown.
 pub fn display_name(code: &str) -> (&str, &str) {
     match code {

@@ -293,6 +293,33 @@ impl AnomalyBook {
         })
     }
 
+    /// Every anomaly matching a filter, in rank order (for incidents and hotspots, which need the whole set).
+    pub fn matching(
+        &self,
+        filter: &AnomalyFilter,
+        region_of: impl Fn(&str) -> String,
+    ) -> Vec<Anomaly> {
+        let index = self.read();
+        let mut regions: HashMap<String, String> = HashMap::new();
+        index
+            .ranked
+            .iter()
+            .filter_map(|k| index.by_id.get(&k.2))
+            .filter(|a| {
+                let region = if filter.region.is_empty() {
+                    String::new()
+                } else {
+                    regions
+                        .entry(a.enterprise_id.clone())
+                        .or_insert_with(|| region_of(&a.enterprise_id))
+                        .clone()
+                };
+                filter.matches(a, &region)
+            })
+            .cloned()
+            .collect()
+    }
+
     /// Moves an anomaly through the review workflow, appends to its audit trail and persists it before returning.
     ///
     /// # Errors

@@ -3,5 +3,6 @@
 //! the city plan with an audit trail.
 
 mod book;
+pub mod cases;
 
 pub use book::{AnomalyBook, AnomalyFilter, BookError, Page, ReviewRequest};

@@ -197,3 +197,115 @@ pub async fn review(
         a.summary
     ))
 }
+
+/// Lists incidents (overlapping anomalies of one enterprise) from a server, as a table or JSON.
+///
+/// # Errors
+/// A failed call.
+pub async fn incidents(
+    server: &str,
+    enterprises: Vec<String>,
+    limit: u32,
+    format: Format,
+) -> anyhow::Result<String> {
+    let channel = feed::connect(server).await?;
+    let list = EnforcementServiceClient::new(channel)
+        .list_incidents(pb::ListIncidentsRequest {
+            filter: Some(pb::ListAnomaliesRequest {
+                enterprise_ids: enterprises,
+                ..Default::default()
+            }),
+            max_gap_minutes: 0,
+            limit,
+        })
+        .await?
+        .into_inner()
+        .incidents;
+    let kinds = |ks: &[i32]| {
+        ks.iter()
+            .filter_map(|k| AnomalyKind::from_number(*k).map(AnomalyKind::as_str))
+            .collect::<Vec<_>>()
+            .join("+")
+    };
+    Ok(match format {
+        Format::Json | Format::Csv => serde_json::to_string_pretty(
+            &list
+                .iter()
+                .map(|i| {
+                    serde_json::json!({
+                        "id": i.id, "enterprise_id": i.enterprise_id, "outlet_ids": i.outlet_ids,
+                        "start_ms": i.start_ms, "end_ms": i.end_ms, "score": i.score, "kinds": kinds(&i.kinds),
+                        "anomaly_ids": i.anomaly_ids, "summary": i.summary,
+                    })
+                })
+                .collect::<Vec<_>>(),
+        )?,
+        Format::Table => super::table::render(
+            &["#", "enterprise", "start (UTC+8)", "end (UTC+8)", "score", "anomalies", "kinds"],
+            &list
+                .iter()
+                .enumerate()
+                .map(|(n, i)| {
+                    vec![
+                        (n + 1).to_string(),
+                        i.enterprise_id.clone(),
+                        beijing(i.start_ms),
+                        beijing(i.end_ms),
+                        format!("{:.2}", i.score),
+                        i.anomaly_ids.len().to_string(),
+                        kinds(&i.kinds),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        ),
+    })
+}
+
+/// Ranks enterprises (or regions) by unresolved anomaly severity.
+///
+/// # Errors
+/// A failed call.
+pub async fn hotspots(server: &str, by_region: bool, limit: u32) -> anyhow::Result<String> {
+    let channel = feed::connect(server).await?;
+    let list = EnforcementServiceClient::new(channel)
+        .list_hotspots(pb::ListHotspotsRequest {
+            level: if by_region {
+                pb::HotspotLevel::Region
+            } else {
+                pb::HotspotLevel::Enterprise
+            } as i32,
+            limit,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .hotspots;
+    Ok(super::table::render(
+        &[
+            "#",
+            "key",
+            "name",
+            "region",
+            "anomalies",
+            "severity",
+            "max score",
+            "enterprises",
+        ],
+        &list
+            .iter()
+            .enumerate()
+            .map(|(n, h)| {
+                vec![
+                    (n + 1).to_string(),
+                    h.key.clone(),
+                    super::table::truncate(&h.name, 24),
+                    h.region.clone(),
+                    h.anomalies.to_string(),
+                    format!("{:.2}", h.severity),
+                    format!("{:.2}", h.max_score),
+                    h.enterprises.to_string(),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
