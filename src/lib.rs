@@ -15,6 +15,7 @@ pub mod enforce;
 pub mod episode;
 mod error;
 pub mod eval;
+pub mod hj212;
 pub mod ingest;
 pub mod pb;
 pub mod pipeline;
