@@ -54,9 +54,35 @@ enum Command {
     },
     /// Move an anomaly through the review workflow (open → dispatched → confirmed / false_positive → rectified → closed).
     Review(ReviewArgs),
+    /// HJ 212 tools: check a file of packets, or send it to a gateway.
+    #[command(subcommand)]
+    Hj212(Hj212Command),
     /// Benchmarks (figures are printed, not asserted).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum Hj212Command {
+    /// One verdict per packet (ok / warnings / rejected with reason) and totals; exits 1 if any was rejected.
+    Check {
+        /// File with one packet per line.
+        file: PathBuf,
+        /// MNs whose devices send the MODBUS CRC dialect (repeatable).
+        #[arg(long = "modbus-mn")]
+        modbus_mns: Vec<String>,
+    },
+    /// Sends a file of packets to a gateway and reports the replies.
+    Send {
+        /// File with one packet per line.
+        file: PathBuf,
+        /// Gateway address.
+        #[arg(long)]
+        to: String,
+        /// Seconds of silence after which no more replies are expected.
+        #[arg(long, default_value_t = 2.0)]
+        reply_timeout_secs: f64,
+    },
 }
 
 #[derive(clap::Args, Clone)]
@@ -195,6 +221,15 @@ enum Format {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// HJ 212 parse throughput (framing, CRC, data segment, records) over a packet file.
+    Hj212 {
+        /// Packet file (default: the conformance corpus).
+        #[arg(long, default_value = "tests/data/hj212/real_packets.txt")]
+        file: PathBuf,
+        /// Passes over the file.
+        #[arg(long, default_value_t = 2000)]
+        rounds: usize,
+    },
     /// Durable-ack ingest throughput and latency over gRPC, with detection running.
     Ingest {
         /// Simulated enterprises.
@@ -232,6 +267,13 @@ struct ServeArgs {
     /// Language of anomaly summaries.
     #[arg(long, env = "SENTINEL_LANGUAGE", value_enum, default_value = "zh")]
     language: cems_sentinel::detect::Language,
+    /// Also accept HJ 212 over TCP on this address (data acquisition units connect here).
+    #[arg(long, env = "SENTINEL_HJ212_LISTEN")]
+    hj212_listen: Option<SocketAddr>,
+    /// HJ 212 gateway settings (TOML: time zone, code dictionary, per-device CRC dialect, limits);
+    /// see config/hj212.example.toml.
+    #[arg(long, env = "SENTINEL_HJ212_CONFIG")]
+    hj212_config: Option<PathBuf>,
 }
 
 fn init_logs() {
@@ -319,6 +361,35 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }),
+        Command::Hj212(Hj212Command::Check { file, modbus_mns }) => {
+            let (report, all_ok) =
+                cems_sentinel::tools::hj212::check(&file, &modbus_mns, &Default::default())?;
+            print!("{report}");
+            if !all_ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Hj212(Hj212Command::Send {
+            file,
+            to,
+            reply_timeout_secs,
+        }) => rt.block_on(async {
+            print!(
+                "{}",
+                cems_sentinel::tools::hj212::send(
+                    &file,
+                    &to,
+                    Duration::from_secs_f64(reply_timeout_secs)
+                )
+                .await?
+            );
+            Ok(())
+        }),
+        Command::Bench(BenchCommand::Hj212 { file, rounds }) => {
+            print!("{}", cems_sentinel::tools::hj212::bench(&file, rounds)?);
+            Ok(())
+        }
         Command::Bench(BenchCommand::Ingest {
             enterprises,
             hours,
@@ -341,10 +412,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.allowed_lateness = Duration::from_secs(args.allowed_lateness_secs);
     config.cache_bytes = args.cache_mb << 20;
     config.detect.language = args.language;
+    if let Some(path) = &args.hj212_config {
+        config.hj212 = cems_sentinel::ingest::hj212_gateway::GatewayConfig::load(path)?;
+    }
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    let mut server = cems_sentinel::server::start(config, listener).await?;
-    // One plain line on stdout, so scripts and tests can find the port when listening on :0.
+    let hj212 = match args.hj212_listen {
+        Some(a) => Some(tokio::net::TcpListener::bind(a).await?),
+        None => None,
+    };
+    let mut server = cems_sentinel::server::start_with(config, listener, hj212).await?;
+    // Plain lines on stdout, so scripts and tests can find the ports when listening on :0.
     println!("sentinel listening on {}", server.addr);
+    if let Some(a) = server.hj212_addr {
+        println!("sentinel hj212 gateway on {a}");
+    }
     let stop = shutdown_signal();
     tokio::pin!(stop);
     tokio::select! {

@@ -4,6 +4,7 @@
 use crate::api::{EnforcementApi, IngestApi, RegistryApi};
 use crate::detect::DetectConfig;
 use crate::enforce::AnomalyBook;
+use crate::ingest::hj212_gateway::{self, GatewayConfig, GatewayStats};
 use crate::ingest::{system_now_ms, IngestConfig, Ingestor};
 use crate::pb::enforcement_service_server::EnforcementServiceServer;
 use crate::pb::ingest_service_server::IngestServiceServer;
@@ -18,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 
 /// Largest gRPC message accepted: a full 10,000-record batch of a dozen channels fits with room to spare.
@@ -39,6 +40,8 @@ pub struct ServeConfig {
     pub allowed_lateness: Duration,
     /// Time between detection checkpoints while data flows.
     pub checkpoint_interval: Duration,
+    /// HJ 212 gateway settings (used when an HJ 212 listener is given).
+    pub hj212: GatewayConfig,
 }
 
 impl ServeConfig {
@@ -51,6 +54,7 @@ impl ServeConfig {
             detect: DetectConfig::default(),
             allowed_lateness: Duration::from_secs(2 * 3600),
             checkpoint_interval: Duration::from_secs(2),
+            hj212: GatewayConfig::default(),
         }
     }
 }
@@ -59,17 +63,34 @@ impl ServeConfig {
 pub struct RunningServer {
     /// The address it listens on (useful with port 0).
     pub addr: SocketAddr,
+    /// The HJ 212 gateway's address, when it runs.
+    pub hj212_addr: Option<SocketAddr>,
+    /// The HJ 212 gateway's counters, when it runs.
+    pub hj212_stats: Option<Arc<GatewayStats>>,
+    gateway: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
     shutdown: Option<oneshot::Sender<()>>,
     serve: tokio::task::JoinHandle<anyhow::Result<()>>,
     threads: Vec<std::thread::JoinHandle<()>>,
     store: Store,
 }
 
-/// Opens everything and starts serving on `listener`.
+/// Opens everything and starts serving gRPC on `listener`.
 ///
 /// # Errors
 /// When the store cannot be opened or recovered, or a thread cannot start.
 pub async fn start(config: ServeConfig, listener: TcpListener) -> anyhow::Result<RunningServer> {
+    start_with(config, listener, None).await
+}
+
+/// As [`start`], with the HJ 212 gateway on `hj212` when given.
+///
+/// # Errors
+/// When the store cannot be opened or recovered, or a thread cannot start.
+pub async fn start_with(
+    config: ServeConfig,
+    listener: TcpListener,
+    hj212: Option<TcpListener>,
+) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
@@ -121,6 +142,24 @@ pub async fn start(config: ServeConfig, listener: TcpListener) -> anyhow::Result
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
+    let (hj212_addr, hj212_stats, gateway) = match hj212 {
+        Some(l) => {
+            let hj_addr = l.local_addr()?;
+            let stats = Arc::new(GatewayStats::default());
+            let (tx, rx) = watch::channel(false);
+            let handle = tokio::spawn(hj212_gateway::serve(
+                l,
+                ingestor.clone(),
+                registry.clone(),
+                config.hj212.clone(),
+                stats.clone(),
+                rx,
+            ));
+            tracing::info!(addr = %hj_addr, "HJ 212 gateway listening.");
+            (Some(hj_addr), Some(stats), Some((tx, handle)))
+        }
+        None => (None, None, None),
+    };
     let ingest_api = IngestServiceServer::new(IngestApi {
         ingestor,
         store: store.clone(),
@@ -153,6 +192,9 @@ pub async fn start(config: ServeConfig, listener: TcpListener) -> anyhow::Result
     });
     Ok(RunningServer {
         addr,
+        hj212_addr,
+        hj212_stats,
+        gateway,
         shutdown: Some(shutdown_tx),
         serve,
         threads: vec![writer, detection],
@@ -179,6 +221,11 @@ impl RunningServer {
     /// When the server task failed.
     pub async fn wait(&mut self) -> anyhow::Result<()> {
         let served = (&mut self.serve).await;
+        // The gateway holds the ingest front door too: stop it before waiting for the writer to drain.
+        if let Some((tx, handle)) = self.gateway.take() {
+            let _ = tx.send(true);
+            let _ = handle.await;
+        }
         // The services (and with them the last senders to the writer and detection) are dropped now; the threads
         // drain their queues and end.
         let threads = std::mem::take(&mut self.threads);

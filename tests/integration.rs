@@ -11,3 +11,5 @@ mod enforcement_api;
 mod durability;
 // Health and reflection for generic clients.
 mod service_discovery;
+// The HJ 212 gateway over real TCP.
+mod hj212_tcp;

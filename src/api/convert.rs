@@ -187,6 +187,7 @@ fn interval_to_pb(i: crate::domain::Interval) -> pb::Interval {
         crate::domain::Interval::Realtime => pb::Interval::Realtime,
         crate::domain::Interval::Minute => pb::Interval::Minute,
         crate::domain::Interval::Hour => pb::Interval::Hour,
+        crate::domain::Interval::Day => pb::Interval::Day,
     }
 }
 

@@ -90,6 +90,8 @@ pub enum Interval {
     Minute,
     /// Hour averages (CN 2061).
     Hour,
+    /// Day values (CN 2031 averages, CN 2041 run times).
+    Day,
 }
 
 impl Interval {
@@ -99,6 +101,7 @@ impl Interval {
             Self::Realtime => 1,
             Self::Minute => 2,
             Self::Hour => 3,
+            Self::Day => 4,
         }
     }
 
@@ -107,6 +110,7 @@ impl Interval {
         match b {
             1 => Self::Realtime,
             3 => Self::Hour,
+            4 => Self::Day,
             _ => Self::Minute,
         }
     }

@@ -210,3 +210,70 @@ pub fn check_line(
         measurements,
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::records::ConvertConfig;
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Whatever arrives on the wire, the framer and parser return verdicts, never panic, and the framer's buffer
+        /// stays bounded.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..3000), cut in 1usize..700) {
+            let cfg = ConvertConfig::default();
+            let _ = check_line(&bytes, &|_| true, &cfg);
+            let mut framer = Framer::new();
+            for chunk in bytes.chunks(cut) {
+                framer.push(chunk);
+                while let Some(f) = framer.next_frame() {
+                    if let Ok(f) = f {
+                        if let Ok(p) = Packet::parse(&f.segment) {
+                            let _ = records::to_records(&p, &cfg);
+                        }
+                    }
+                }
+                prop_assert!(framer.buffered() <= 6 + frame::MAX_SEGMENT + 6 + cut);
+            }
+        }
+
+        /// Packet-shaped noise: plausible headers and CP items with random content.
+        #[test]
+        fn packet_shaped_input_never_panics(
+            cn in "(2011|2051|2061|2031|2041|2021|3020|9014|[0-9]{1,5})",
+            flag in "[0-9]{0,3}",
+            items in proptest::collection::vec("[a-zA-Z0-9]{0,7}(-[A-Za-z]{0,6}){0,2}=[-0-9.eE+a-zA-Z]{0,12}", 0..12),
+            time in "[0-9]{0,18}",
+        ) {
+            let seg = format!("QN=1;ST=32;CN={cn};PW=1;MN=M;Flag={flag};CP=&&DataTime={time};{}&&", items.join(";"));
+            let framed = frame::encode(&seg);
+            let _ = check_line(&framed, &|_| false, &ConvertConfig::default());
+        }
+
+        /// Encoding then parsing gives back the values sent, whatever they are.
+        #[test]
+        fn encode_parse_round_trip(
+            values in proptest::collection::vec(-1.0e6f64..1.0e6, 1..20),
+            minute in 0u32..60,
+        ) {
+            let items: Vec<String> = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| format!("a{:05}-Rtd={v},a{:05}-Flag=N", 10_000 + i, 10_000 + i))
+                .collect();
+            let seg = format!("QN=20210101000000000;ST=31;CN=2011;PW=1;MN=M;Flag=4;CP=&&DataTime=2021010110{minute:02}00;{}&&", items.join(";"));
+            let framed = frame::encode(&seg);
+            let Verdict::Accepted { packet, warnings, measurements } = check_line(&framed, &|_| false, &ConvertConfig::default()) else {
+                return Err(TestCaseError::fail("refused"));
+            };
+            prop_assert!(warnings.is_empty(), "{warnings:?}");
+            prop_assert_eq!(measurements, values.len());
+            let converted = records::to_records(&packet, &ConvertConfig::default()).expect("records");
+            let got: Vec<f64> = converted.records[0].values.iter().map(|m| m.value).collect();
+            prop_assert_eq!(got, values);
+        }
+    }
+}

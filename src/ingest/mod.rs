@@ -5,6 +5,7 @@
 //! detection, and only then acknowledges each batch. Many concurrent streams therefore share one disk sync, and a
 //! client that disconnects mid-request cannot leave a batch half-written: once queued, a batch is committed whole.
 
+pub mod hj212_gateway;
 mod validate;
 
 pub use validate::{

@@ -67,6 +67,7 @@ pub fn interval_from_number(n: i32) -> Option<Interval> {
         0 | 2 => Interval::Minute,
         1 => Interval::Realtime,
         3 => Interval::Hour,
+        4 => Interval::Day,
         _ => return None,
     })
 }

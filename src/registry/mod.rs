@@ -288,6 +288,15 @@ impl Registry {
         }
     }
 
+    /// The HJ 212 password a source must send, if the source is registered (`Some("")` = not checked).
+    pub fn hj212_password(&self, source_id: &str) -> Option<String> {
+        let maps = self.read();
+        maps.outlets
+            .get(source_id)
+            .map(|o| o.hj212_password.clone())
+            .or_else(|| maps.meters.get(source_id).map(|m| m.hj212_password.clone()))
+    }
+
     /// Enterprises filtered by region and industry (empty = any).
     pub fn enterprises(&self, region: &str, industry: &str) -> Vec<Enterprise> {
         self.read()

@@ -6,4 +6,5 @@ pub mod anomalies;
 pub mod bench;
 pub mod demo;
 pub mod feed;
+pub mod hj212;
 pub mod table;

@@ -41,10 +41,32 @@ pub async fn start_with(
     dir: tempfile::TempDir,
     config: impl Fn(&Path) -> ServeConfig,
 ) -> TestServer {
+    start_full(dir, config, false).await
+}
+
+/// A server with the HJ 212 gateway on its own ephemeral port (`server.hj212_addr`).
+pub async fn start_with_gateway() -> TestServer {
+    start_full(tempfile::tempdir().expect("tempdir"), test_config, true).await
+}
+
+async fn start_full(
+    dir: tempfile::TempDir,
+    config: impl Fn(&Path) -> ServeConfig,
+    gateway: bool,
+) -> TestServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let server = server::start(config(dir.path()), listener)
+    let hj212 = if gateway {
+        Some(
+            tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind hj212"),
+        )
+    } else {
+        None
+    };
+    let server = server::start_with(config(dir.path()), listener, hj212)
         .await
         .expect("server starts");
     let channel = Channel::from_shared(format!("http://{}", server.addr))

@@ -1,0 +1,446 @@
+//! The HJ 212 gateway: data acquisition units connect over TCP and upload packets; data commands go through the
+//! same validation, durability and detection path as gRPC `Push`, and the 9014 acknowledgement (when the Flag A bit
+//! asks for one) is sent only once the data is on disk.
+//!
+//! Each connection may carry many MNs. A packet is refused, logged with its reason and counted, with nothing stored,
+//! when its framing or CRC is bad, its MN is not a registered outlet or meter, or its PW differs from the registered
+//! password. One misbehaving device cannot exhaust the service: connections are capped, idle ones are closed, and
+//! the framer never buffers more than one maximal frame plus one read.
+
+use super::{IngestError, Ingestor};
+use crate::hj212::reassembly::Reassembler;
+use crate::hj212::records::{self, ConvertConfig};
+use crate::hj212::{reply, FrameError, Framer, Packet};
+use crate::registry::RegistryRef;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+/// Gateway settings, read from the `--hj212-config` TOML file (every field optional).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Offset of device `DataTime` from UTC, hours (8 = Beijing time).
+    pub utc_offset_hours: f64,
+    /// Concurrent connections; further ones are closed at once.
+    pub max_connections: usize,
+    /// A connection silent this long is closed (devices reconnect).
+    pub idle_timeout_secs: u64,
+    /// How long segments of a split packet wait for the rest before the part that arrived is ingested.
+    pub segment_timeout_secs: u64,
+    /// Extra code mappings (`"i33200" = "current_a"`, `"100000-Pt" = "power_kw"`), added to the built-in ones.
+    pub code_dictionary: BTreeMap<String, String>,
+    /// Per-device settings by MN.
+    pub devices: BTreeMap<String, DeviceConfig>,
+}
+
+/// Settings of one device.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// CRC dialect: `hj212` (standard) or `modbus_low_byte_first` (seen on real devices).
+    pub crc: crate::hj212::crc::CrcDialect,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            utc_offset_hours: 8.0,
+            max_connections: 1024,
+            idle_timeout_secs: 600,
+            segment_timeout_secs: 60,
+            code_dictionary: BTreeMap::new(),
+            devices: BTreeMap::new(),
+        }
+    }
+}
+
+/// Why a gateway config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// Path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("parsing {path}: {message}")]
+    Parse {
+        /// Path.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Values out of range, all of them.
+    #[error("invalid gateway settings: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+}
+
+impl GatewayConfig {
+    /// Reads and validates a TOML file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming every problem found.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges, reporting every problem at once.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if !(-12.0..=14.0).contains(&self.utc_offset_hours) {
+            problems.push(format!(
+                "utc_offset_hours {} is not a time zone",
+                self.utc_offset_hours
+            ));
+        }
+        if self.max_connections == 0 {
+            problems.push("max_connections must be at least 1".into());
+        }
+        if self.idle_timeout_secs == 0 {
+            problems.push("idle_timeout_secs must be at least 1".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    fn convert(&self) -> ConvertConfig {
+        let mut dictionary = records::default_dictionary();
+        dictionary.extend(self.code_dictionary.clone());
+        ConvertConfig {
+            utc_offset_ms: (self.utc_offset_hours * 3_600_000.0) as i64,
+            dictionary,
+        }
+    }
+
+    fn modbus_devices(&self) -> HashSet<String> {
+        self.devices
+            .iter()
+            .filter(|(_, d)| d.crc == crate::hj212::crc::CrcDialect::ModbusLowByteFirst)
+            .map(|(mn, _)| mn.clone())
+            .collect()
+    }
+}
+
+/// Counters, for logs, tests and operators.
+#[derive(Debug, Default)]
+pub struct GatewayStats {
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// Connections closed at once because the limit was reached.
+    pub connections_refused: AtomicU64,
+    /// Packets accepted (data stored, or a non-data command handled).
+    pub packets_accepted: AtomicU64,
+    /// Packets refused for framing (length, truncation).
+    pub refused_framing: AtomicU64,
+    /// Packets refused for their CRC.
+    pub refused_crc: AtomicU64,
+    /// Packets whose data segment could not be parsed.
+    pub refused_parse: AtomicU64,
+    /// Packets from an MN that is not a registered outlet or meter.
+    pub refused_unknown_mn: AtomicU64,
+    /// Packets with the wrong password.
+    pub refused_password: AtomicU64,
+    /// Packets the ingest path could not take (store failure, shutdown).
+    pub refused_ingest: AtomicU64,
+    /// Bytes skipped between frames.
+    pub garbage_bytes: AtomicU64,
+    /// Measurements accepted.
+    pub measurements: AtomicU64,
+    /// Acknowledgements sent.
+    pub acks_sent: AtomicU64,
+}
+
+impl GatewayStats {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A snapshot for display: (name, value).
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            ("connections", g(&self.connections)),
+            ("connections_refused", g(&self.connections_refused)),
+            ("packets_accepted", g(&self.packets_accepted)),
+            ("refused_framing", g(&self.refused_framing)),
+            ("refused_crc", g(&self.refused_crc)),
+            ("refused_parse", g(&self.refused_parse)),
+            ("refused_unknown_mn", g(&self.refused_unknown_mn)),
+            ("refused_password", g(&self.refused_password)),
+            ("refused_ingest", g(&self.refused_ingest)),
+            ("garbage_bytes", g(&self.garbage_bytes)),
+            ("measurements", g(&self.measurements)),
+            ("acks_sent", g(&self.acks_sent)),
+        ]
+    }
+}
+
+/// Read size per socket read.
+const READ_CHUNK: usize = 16 * 1024;
+
+struct Shared {
+    ingestor: Arc<Ingestor>,
+    registry: RegistryRef,
+    convert: ConvertConfig,
+    modbus: HashSet<String>,
+    stats: Arc<GatewayStats>,
+    idle_timeout: Duration,
+    segment_timeout: Duration,
+}
+
+/// Accepts connections until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    ingestor: Arc<Ingestor>,
+    registry: RegistryRef,
+    config: GatewayConfig,
+    stats: Arc<GatewayStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(config.max_connections));
+    let shared = Arc::new(Shared {
+        ingestor,
+        registry,
+        convert: config.convert(),
+        modbus: config.modbus_devices(),
+        stats,
+        idle_timeout: Duration::from_secs(config.idle_timeout_secs),
+        segment_timeout: Duration::from_secs(config.segment_timeout_secs),
+    });
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "HJ 212 accept failed.");
+                        continue;
+                    }
+                };
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    GatewayStats::add(&shared.stats.connections_refused, 1);
+                    tracing::warn!(%peer, "HJ 212 connection refused: connection limit reached.");
+                    drop(stream);
+                    continue;
+                };
+                GatewayStats::add(&shared.stats.connections, 1);
+                let shared = shared.clone();
+                let shutdown = shutdown.clone();
+                connections.spawn(async move {
+                    connection(stream, peer, &shared, shutdown).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+    // Let in-flight packets finish (each connection stops reading at shutdown).
+    while connections.join_next().await.is_some() {}
+    tracing::info!("HJ 212 gateway stopped.");
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: std::net::SocketAddr,
+    shared: &Shared,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut framer = Framer::new();
+    let mut reassembler = Reassembler::default();
+    let started = Instant::now();
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        let read = tokio::select! {
+            _ = shutdown.changed() => break,
+            r = tokio::time::timeout(shared.idle_timeout, stream.read(&mut buf)) => r,
+        };
+        let n = match read {
+            Err(_) => {
+                tracing::debug!(%peer, "HJ 212 connection idle; closed.");
+                break;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "HJ 212 read failed; closed.");
+                break;
+            }
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => n,
+        };
+        framer.push(&buf[..n]);
+        while let Some(next) = framer.next_frame() {
+            let now = started.elapsed().as_millis() as i64;
+            match next {
+                Ok(mut frame) => {
+                    let packet = match Packet::parse(&frame.segment) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            GatewayStats::add(&shared.stats.refused_parse, 1);
+                            tracing::warn!(%peer, reason = %e, "HJ 212 packet refused.");
+                            continue;
+                        }
+                    };
+                    let mn = packet.mn.clone().unwrap_or_default();
+                    if let Err(e) = frame.check_crc(shared.modbus.contains(&mn)) {
+                        GatewayStats::add(&shared.stats.refused_crc, 1);
+                        tracing::warn!(%peer, mn = %mn, reason = %e, "HJ 212 packet refused.");
+                        continue;
+                    }
+                    if !authorized(shared, &peer, &packet) {
+                        continue;
+                    }
+                    if let Some(whole) = reassembler.push(packet, now) {
+                        if let Some(bytes) = handle(shared, &peer, whole).await {
+                            if stream.write_all(&bytes).await.is_err() {
+                                return;
+                            }
+                            GatewayStats::add(&shared.stats.acks_sent, 1);
+                        }
+                    }
+                }
+                Err(FrameError::Garbage { bytes }) => {
+                    GatewayStats::add(&shared.stats.garbage_bytes, bytes as u64)
+                }
+                Err(e) => {
+                    GatewayStats::add(&shared.stats.refused_framing, 1);
+                    tracing::warn!(%peer, reason = %e, "HJ 212 frame refused.");
+                }
+            }
+        }
+        let now = started.elapsed().as_millis() as i64;
+        for partial in reassembler.expire(now, shared.segment_timeout.as_millis() as i64) {
+            let _ = handle(shared, &peer, partial).await;
+        }
+    }
+    // Segments still waiting when the device goes away are not lost.
+    for partial in reassembler.expire(i64::MAX, 0) {
+        let _ = handle(shared, &peer, partial).await;
+    }
+}
+
+/// MN registered and PW right; otherwise counted, logged and refused.
+fn authorized(shared: &Shared, peer: &std::net::SocketAddr, p: &Packet) -> bool {
+    let mn = p.mn.as_deref().unwrap_or_default();
+    match shared.registry.hj212_password(mn) {
+        None => {
+            GatewayStats::add(&shared.stats.refused_unknown_mn, 1);
+            tracing::warn!(%peer, mn, cn = p.cn.as_deref().unwrap_or_default(), "HJ 212 packet refused: MN is not a registered outlet or meter.");
+            false
+        }
+        Some(pw) if !pw.is_empty() && p.pw.as_deref() != Some(pw.as_str()) => {
+            GatewayStats::add(&shared.stats.refused_password, 1);
+            tracing::warn!(%peer, mn, "HJ 212 packet refused: wrong PW.");
+            false
+        }
+        Some(_) => true,
+    }
+}
+
+/// Ingests a packet's data (waiting for durability) and returns the reply due, if any.
+async fn handle(shared: &Shared, peer: &std::net::SocketAddr, p: Packet) -> Option<Vec<u8>> {
+    let cn = p.cn.clone().unwrap_or_default();
+    let converted = match records::to_records(&p, &shared.convert) {
+        Ok(c) => c,
+        Err(e) => {
+            GatewayStats::add(&shared.stats.refused_parse, 1);
+            tracing::warn!(%peer, mn = p.mn.as_deref().unwrap_or_default(), reason = %e, "HJ 212 packet refused.");
+            return None;
+        }
+    };
+    if !converted.records.is_empty() {
+        match shared.ingestor.write(converted.records).await {
+            Ok(ack) => {
+                GatewayStats::add(&shared.stats.measurements, u64::from(ack.accepted));
+                for r in &ack.rejected {
+                    tracing::warn!(%peer, code = %r.code, reason = %r.reason, "HJ 212 value rejected.");
+                }
+            }
+            Err(e) => {
+                GatewayStats::add(&shared.stats.refused_ingest, 1);
+                let level_is_error = matches!(e, IngestError::CommitFailed(_));
+                if level_is_error {
+                    tracing::error!(%peer, error = %e, "HJ 212 packet not stored; no ack sent.");
+                } else {
+                    tracing::warn!(%peer, error = %e, "HJ 212 packet not stored; no ack sent.");
+                }
+                return None;
+            }
+        }
+    }
+    GatewayStats::add(&shared.stats.packets_accepted, 1);
+    match cn.as_str() {
+        // A field notice (time-calibration request) gets a notice acknowledgement.
+        "1013" => Some(reply::notice_ack(&p)),
+        _ => reply::data_ack(&p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_loads() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/hj212.example.toml");
+        let c = GatewayConfig::load(&path).unwrap();
+        assert_eq!(c.code_dictionary["g11601"], "damper_open_pct");
+        assert!(c.modbus_devices().contains("88888880000001"));
+    }
+
+    #[test]
+    fn config_file_parses_validates_and_rejects_unknown_keys() {
+        let c: GatewayConfig = toml::from_str(
+            r#"
+            utc_offset_hours = 8
+            [code_dictionary]
+            "100000-Pt" = "power_kw"
+            [devices."88888880000001"]
+            crc = "modbus_low_byte_first"
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert!(c.modbus_devices().contains("88888880000001"));
+        assert_eq!(c.convert().dictionary["100000-Pt"], "power_kw");
+        assert_eq!(c.convert().utc_offset_ms, 28_800_000);
+        assert!(
+            toml::from_str::<GatewayConfig>("max_conections = 3").is_err(),
+            "typos are refused"
+        );
+        let bad = GatewayConfig {
+            utc_offset_hours: 30.0,
+            max_connections: 0,
+            ..Default::default()
+        };
+        match bad.validate() {
+            Err(ConfigError::Invalid(p)) => assert_eq!(p.len(), 2),
+            other => panic!("{other:?}"),
+        }
+    }
+}
