@@ -6,7 +6,6 @@
 //! packet meaningless (no CP, no closing `&&`, not UTF-8) is an error.
 
 use super::Warning;
-use std::collections::BTreeMap;
 
 /// A parsed data segment.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -360,29 +359,50 @@ pub fn code_2005_to_2017(code: &str) -> Option<&'static str> {
     })
 }
 
-/// One factor's fields from the CP area, grouped by code (`a21026-Rtd`, `a21026-Flag`, … → `a21026`).
+/// One factor's fields from the CP area, borrowed from the packet: suffix → raw value (`Rtd`, `Avg`, `ZsRtd`, `Flag`,
+/// `Info`, …), in the order sent.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Factor {
-    /// Suffix → raw value (`Rtd`, `Avg`, `ZsRtd`, `Flag`, `Info`, …).
-    pub fields: BTreeMap<String, String>,
+pub struct Factor<'a> {
+    /// (suffix, value) pairs.
+    pub fields: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> Factor<'a> {
+    /// The value of a suffix, if sent.
+    pub fn get(&self, suffix: &str) -> Option<&'a str> {
+        self.fields
+            .iter()
+            .find(|(s, _)| *s == suffix)
+            .map(|(_, v)| *v)
+    }
 }
 
 /// Groups `code-suffix` keys by code. The suffix is what follows the **last** dash, so info fields of a pollutant's
 /// instrument (`a21026-i13007-Info`) group under `a21026-i13007` and vendor codes with dashes (`Nh3-scr-Rtd`) keep
-/// theirs. Keys without a dash (`DataTime`, `SystemTime`, a bare `Flag`) are returned separately.
-pub fn factors(cp: &[(String, String)]) -> (BTreeMap<String, Factor>, Vec<(String, String)>) {
-    let mut by_code: BTreeMap<String, Factor> = BTreeMap::new();
+/// theirs. Keys without a dash (`DataTime`, `SystemTime`, a bare `Flag`) are returned separately. Borrows: no copies
+/// of the packet's text.
+pub fn factors(cp: &[(String, String)]) -> (Vec<(&str, Factor<'_>)>, Vec<(&str, &str)>) {
+    let mut by_code: Vec<(&str, Factor<'_>)> = Vec::new();
     let mut plain = Vec::new();
     for (k, v) in cp {
         match k.rsplit_once('-') {
             Some((code, suffix)) if !code.is_empty() && !suffix.is_empty() => {
-                by_code
-                    .entry(code.to_string())
-                    .or_default()
-                    .fields
-                    .insert(suffix.to_string(), v.clone());
+                // Fields of one factor are almost always adjacent: look at the last group first.
+                let pos = match by_code.last() {
+                    Some((c, _)) if *c == code => Some(by_code.len() - 1),
+                    _ => by_code.iter().position(|(c, _)| *c == code),
+                };
+                match pos {
+                    Some(i) => by_code[i].1.fields.push((suffix, v.as_str())),
+                    None => by_code.push((
+                        code,
+                        Factor {
+                            fields: vec![(suffix, v.as_str())],
+                        },
+                    )),
+                }
             }
-            _ => plain.push((k.clone(), v.clone())),
+            _ => plain.push((k.as_str(), v.as_str())),
         }
     }
     (by_code, plain)
@@ -450,9 +470,15 @@ mod tests {
             ("Nh3-scr-Rtd".to_string(), "4.1".to_string()),
         ];
         let (f, plain) = factors(&cp);
-        assert_eq!(f["a21026"].fields["Rtd"], "12.5");
-        assert_eq!(f["a21026-i13007"].fields["Info"], "1.02");
-        assert_eq!(f["Nh3-scr"].fields["Rtd"], "4.1");
+        let get = |code: &str, suffix: &str| {
+            f.iter()
+                .find(|(c, _)| *c == code)
+                .and_then(|(_, x)| x.get(suffix))
+        };
+        assert_eq!(get("a21026", "Rtd"), Some("12.5"));
+        assert_eq!(get("a21026", "Flag"), Some("N"));
+        assert_eq!(get("a21026-i13007", "Info"), Some("1.02"));
+        assert_eq!(get("Nh3-scr", "Rtd"), Some("4.1"));
         assert_eq!(plain.len(), 1);
         assert_eq!(code_2005_to_2017("02"), Some("a21026"));
         assert_eq!(code_2005_to_2017("a21026"), None);

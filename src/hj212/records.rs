@@ -27,6 +27,23 @@ pub struct ConvertConfig {
     /// Code dictionary: a key as sent (`i33200`, `100000-Pt`, …) → the code it is stored under (`current_a`,
     /// `power_kw`, …). A `code-suffix` key maps that one field; a bare code maps the factor.
     pub dictionary: BTreeMap<String, String>,
+    /// Codes that have field-level (`code-suffix`) entries in the dictionary; derived by [`ConvertConfig::new`].
+    pub field_codes: std::collections::HashSet<String>,
+}
+
+impl ConvertConfig {
+    /// A config with its derived lookup built.
+    pub fn new(utc_offset_ms: i64, dictionary: BTreeMap<String, String>) -> Self {
+        let field_codes = dictionary
+            .keys()
+            .filter_map(|k| k.rsplit_once('-').map(|(code, _)| code.to_string()))
+            .collect();
+        Self {
+            utc_offset_ms,
+            dictionary,
+            field_codes,
+        }
+    }
 }
 
 /// The built-in dictionary: HJ 212-2017's electricity info codes and the three-phase meter fields seen in the field
@@ -48,10 +65,7 @@ pub fn default_dictionary() -> BTreeMap<String, String> {
 
 impl Default for ConvertConfig {
     fn default() -> Self {
-        Self {
-            utc_offset_ms: 8 * 3_600_000,
-            dictionary: default_dictionary(),
-        }
+        Self::new(8 * 3_600_000, default_dictionary())
     }
 }
 
@@ -220,13 +234,14 @@ pub fn to_records(p: &Packet, cfg: &ConvertConfig) -> Result<Converted, ConvertE
     }
     let mut values: Vec<IncomingMeasurement> = Vec::new();
     for (raw_code, factor) in &by_code {
+        let raw_code: &str = raw_code;
         // 2005 codes first, then the deployment's dictionary for the whole factor.
-        let mut code = raw_code.clone();
+        let mut code = raw_code.to_string();
         if let Some(c17) = code_2005_to_2017(raw_code) {
             push(
                 &mut out.warnings,
                 Warning::Code2005 {
-                    from: raw_code.clone(),
+                    from: raw_code.to_string(),
                     to: c17.to_string(),
                 },
             );
@@ -240,25 +255,26 @@ pub fn to_records(p: &Packet, cfg: &ConvertConfig) -> Result<Converted, ConvertE
             push(
                 &mut out.warnings,
                 Warning::CodeMapped {
-                    from: raw_code.clone(),
+                    from: raw_code.to_string(),
                     to: mapped.clone(),
                 },
             );
             code = mapped.clone();
         }
-        let flag = match factor.fields.get("Flag") {
+        let flag = match factor.get("Flag") {
             Some(letter) => flag_number(letter, &mut out.warnings),
             None => {
-                let has_value =
-                    factor.fields.contains_key(main) || factor.fields.contains_key("Info");
+                let has_value = factor.get(main).is_some() || factor.get("Info").is_some();
                 if has_value && main != "Info" && main != "RS" && main != "RT" {
-                    push(&mut out.warnings, Warning::NoFactorFlag(raw_code.clone()));
+                    push(
+                        &mut out.warnings,
+                        Warning::NoFactorFlag(raw_code.to_string()),
+                    );
                 }
                 1
             }
         };
-        let number = |suffix: &str, warnings: &mut Vec<Warning>| -> Option<f64> {
-            let v = factor.fields.get(suffix)?;
+        let number = |suffix: &str, v: &str, warnings: &mut Vec<Warning>| -> Option<f64> {
             match v.parse::<f64>() {
                 Ok(x) if x.is_finite() => Some(x),
                 _ => {
@@ -273,21 +289,29 @@ pub fn to_records(p: &Packet, cfg: &ConvertConfig) -> Result<Converted, ConvertE
         let converted = if converted_suffix.is_empty() {
             None
         } else {
-            number(converted_suffix, &mut out.warnings)
+            factor
+                .get(converted_suffix)
+                .and_then(|v| number(converted_suffix, v, &mut out.warnings))
         };
-        for (suffix, _) in factor.fields.iter() {
-            let field_key = format!("{raw_code}-{suffix}");
-            let target = if let Some(mapped) = cfg.dictionary.get(&field_key) {
+        // Field-level dictionary entries ("100000-Pt") exist only for some codes: check once per factor.
+        let field_mapped = cfg.field_codes.contains(raw_code);
+        for &(suffix, raw_value) in &factor.fields {
+            let mapped = if field_mapped {
+                cfg.dictionary.get(&format!("{raw_code}-{suffix}"))
+            } else {
+                None
+            };
+            let target = if let Some(mapped) = mapped {
                 push(
                     &mut out.warnings,
                     Warning::CodeMapped {
-                        from: field_key.clone(),
+                        from: format!("{raw_code}-{suffix}"),
                         to: mapped.clone(),
                     },
                 );
                 mapped.clone()
             } else {
-                match suffix.as_str() {
+                match suffix {
                     s if s == main || s == "Info" => code.clone(),
                     "RS" | "RT" => format!("{code}-{suffix}"),
                     "Flag" | "EFlag" | "SampleTime" | "SN" => continue,
@@ -296,7 +320,7 @@ pub fn to_records(p: &Packet, cfg: &ConvertConfig) -> Result<Converted, ConvertE
                     _ => format!("{code}-{suffix}"),
                 }
             };
-            let Some(value) = number(suffix, &mut out.warnings) else {
+            let Some(value) = number(suffix, raw_value, &mut out.warnings) else {
                 continue;
             };
             let is_main = target == code;

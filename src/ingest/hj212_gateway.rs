@@ -131,10 +131,7 @@ impl GatewayConfig {
     fn convert(&self) -> ConvertConfig {
         let mut dictionary = records::default_dictionary();
         dictionary.extend(self.code_dictionary.clone());
-        ConvertConfig {
-            utc_offset_ms: (self.utc_offset_hours * 3_600_000.0) as i64,
-            dictionary,
-        }
+        ConvertConfig::new((self.utc_offset_hours * 3_600_000.0) as i64, dictionary)
     }
 
     fn modbus_devices(&self) -> HashSet<String> {
