@@ -377,11 +377,14 @@ impl<'a> Factor<'a> {
     }
 }
 
+/// Factors by code, in the order first sent.
+pub type Factors<'a> = Vec<(&'a str, Factor<'a>)>;
+
 /// Groups `code-suffix` keys by code. The suffix is what follows the **last** dash, so info fields of a pollutant's
 /// instrument (`a21026-i13007-Info`) group under `a21026-i13007` and vendor codes with dashes (`Nh3-scr-Rtd`) keep
 /// theirs. Keys without a dash (`DataTime`, `SystemTime`, a bare `Flag`) are returned separately. Borrows: no copies
 /// of the packet's text.
-pub fn factors(cp: &[(String, String)]) -> (Vec<(&str, Factor<'_>)>, Vec<(&str, &str)>) {
+pub fn factors(cp: &[(String, String)]) -> (Factors<'_>, Vec<(&str, &str)>) {
     let mut by_code: Vec<(&str, Factor<'_>)> = Vec::new();
     let mut plain = Vec::new();
     for (k, v) in cp {
