@@ -13,6 +13,7 @@
 //! Look-alikes: calibration windows (C flag, excluded), start-up with O2 near ambient (not evaluable), noisy
 //! in-situ NH3 analyzers (hourly averaging; single high minutes do not count).
 
+use super::cems::{self, CemsValue};
 use super::{
     restore_state, save_state, DetectConfig, Detector, Finding, Language, Minute, OutletContext,
 };
@@ -85,39 +86,6 @@ impl Exceedance {
             language: config.language,
             state: State::default(),
         })
-    }
-
-    /// The value judged for this minute, or why there is none.
-    fn minute_value(
-        &self,
-        ctx: &OutletContext<'_>,
-        minute: &Minute<'_>,
-        code: &str,
-    ) -> MinuteValue {
-        let Some(r) = minute.row.cems.get(code) else {
-            return MinuteValue::Missing;
-        };
-        if !r.is_valid() {
-            return MinuteValue::InvalidFlag;
-        }
-        let reference = ctx.topology.outlet.reference_o2_pct;
-        if reference <= 0.0 {
-            return MinuteValue::Valid(r.value);
-        }
-        match minute.row.cems.get(codes::O2).filter(|o2| o2.is_valid()) {
-            Some(o2) => match units::converted_mg_m3(
-                r.value,
-                o2.value,
-                reference,
-                self.config.o2_ceiling_pct,
-            ) {
-                Some(cz) => MinuteValue::Valid(cz),
-                None => MinuteValue::NotEvaluable,
-            },
-            None => r
-                .converted
-                .map_or(MinuteValue::NotEvaluable, MinuteValue::Valid),
-        }
     }
 
     /// Judges the hour that just ended.
@@ -229,13 +197,6 @@ impl Exceedance {
     }
 }
 
-enum MinuteValue {
-    Valid(f64),
-    NotEvaluable,
-    InvalidFlag,
-    Missing,
-}
-
 impl Detector for Exceedance {
     fn name(&self) -> &'static str {
         NAME
@@ -258,16 +219,21 @@ impl Detector for Exceedance {
             .chain((!limits.contains_key(codes::NOX)).then(|| codes::NOX.to_string()))
             .collect();
         for code in codes_here {
-            let v = self.minute_value(ctx, minute, &code);
+            let v = cems::converted(
+                minute.row,
+                &code,
+                ctx.topology.outlet.reference_o2_pct,
+                self.config.o2_ceiling_pct,
+            );
             let sums = self.state.hour.entry(code).or_default();
             match v {
-                MinuteValue::Valid(x) => {
+                CemsValue::Valid(x) => {
                     sums.sum += x;
                     sums.valid += 1;
                 }
-                MinuteValue::NotEvaluable => sums.not_evaluable += 1,
-                MinuteValue::InvalidFlag => sums.invalid_flag += 1,
-                MinuteValue::Missing => {}
+                CemsValue::NotEvaluable => sums.not_evaluable += 1,
+                CemsValue::InvalidFlag => sums.invalid_flag += 1,
+                CemsValue::Missing => {}
             }
         }
     }

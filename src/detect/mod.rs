@@ -6,9 +6,12 @@
 //! listed once in [`DETECTORS`].
 
 pub mod bypass;
+pub mod calibration_gas;
+pub mod cems;
 pub mod equipment;
 pub mod exceedance;
 pub mod flag_abuse;
+pub mod flatline;
 pub mod permit;
 pub mod process;
 pub mod restriction;
@@ -137,6 +140,8 @@ pub const DETECTORS: &[DetectorFactory] = &[
     restriction::Restriction::boxed,
     treatment_low_power::TreatmentLowPower::boxed,
     permit::Permit::boxed,
+    flatline::Flatline::boxed,
+    calibration_gas::CalibrationGas::boxed,
 ];
 
 /// The CEMS channels that say whether an outlet is monitored: its limited pollutants, or its flow when no limit is

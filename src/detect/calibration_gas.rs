@@ -1,0 +1,291 @@
+//! `CALIBRATION_GAS`: standard or zero gas fed to the analyzer as if it were the sample. The gas channels sit at a
+//! constant while O2 reads a cylinder value (≈ 0 % for nitrogen zero gas, ≈ 20.9 % for air) and the stack's flow
+//! and temperature keep moving, outside any calibration-flagged window.
+//!
+//! Look-alikes: real calibrations (flagged C, so not valid data and not judged), blow-back (minutes, shorter than the
+//! 30-minute grace), a stopped plant (O2 at ambient, but production off and flow collapsed).
+
+use super::cems::{self, Resolution};
+use super::runs::{Due, Runs, Timing};
+use super::{
+    duration_score, monitored_codes, restore_state, save_state, DetectConfig, Detector, Finding,
+    Language, Minute, OutletContext,
+};
+use crate::domain::codes::O2;
+use crate::domain::AnomalyKind;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Detector name and version.
+pub const NAME: &str = "calibration_gas/1";
+
+/// Half an hour of the signature before raising (blow-back and zero checks take minutes).
+const TIMING: Timing = Timing {
+    grace_min: 30,
+    close_after_min: 5,
+    update_every_min: 120,
+};
+/// O2 (%) at or below which the sample is nitrogen / zero gas.
+const ZERO_GAS_O2: f64 = 0.5;
+/// O2 (%) at or above which the sample is air.
+const AIR_O2: f64 = 20.5;
+/// Share of normal stack flow that shows the plant running.
+const FLOWING: f64 = 0.5;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Stats {
+    o2_sum: f64,
+    gas_values: BTreeMap<String, f64>,
+    flow_fraction_sum: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    resolution: BTreeMap<String, Resolution>,
+    previous: BTreeMap<String, f64>,
+    runs: Runs<Stats>,
+}
+
+/// The detector.
+pub struct CalibrationGas {
+    language: Language,
+    state: State,
+}
+
+impl CalibrationGas {
+    /// Factory for [`super::DETECTORS`].
+    pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
+        Box::new(Self {
+            language: config.language,
+            state: State::default(),
+        })
+    }
+
+    fn finding(&self, ctx: &OutletContext<'_>, due: &Due<Stats>) -> Finding {
+        let t = ctx.topology;
+        let (run, s) = (&due.run, &due.run.stats);
+        let n = f64::from(run.minutes.max(1));
+        let minutes = run.duration_min();
+        let o2 = s.o2_sum / n;
+        let mut evidence = BTreeMap::new();
+        evidence.insert("duration_min".into(), minutes);
+        evidence.insert("o2_mean_pct".into(), o2);
+        evidence.insert(
+            "flow_fraction_of_normal_mean".into(),
+            s.flow_fraction_sum / n,
+        );
+        for (code, v) in &s.gas_values {
+            evidence.insert(format!("{code}_constant"), *v);
+        }
+        let gas = if o2 <= ZERO_GAS_O2 {
+            ("氮气/零气", "nitrogen / zero gas")
+        } else {
+            ("空气", "air")
+        };
+        let values: Vec<String> = s
+            .gas_values
+            .iter()
+            .map(|(c, v)| format!("{c}={v}"))
+            .collect();
+        let summary = match self.language {
+            Language::Zh => format!(
+                "{}{}：氧含量 {:.2}%（{}特征），污染物读数恒定（{}），烟气流量为正常的 {:.0}%，持续 {:.0} 分钟，且无校准标记，疑似通入标气/零气冒充样气。",
+                t.enterprise.name, t.outlet.name, o2, gas.0, values.join(", "), 100.0 * s.flow_fraction_sum / n, minutes
+            ),
+            Language::En => format!(
+                "{} {}: O2 {:.2}% ({}) with constant pollutant readings ({}) while the stack carried {:.0}% of normal flow, for {:.0} min without a calibration flag: standard/zero gas fed as sample.",
+                t.enterprise.name, t.outlet.name, o2, gas.1, values.join(", "), 100.0 * s.flow_fraction_sum / n, minutes
+            ),
+        };
+        Finding {
+            kind: AnomalyKind::CalibrationGas,
+            key: String::new(),
+            start_ms: run.start_ms,
+            end_ms: run.end_ms(),
+            detected_at_ms: run.raised_at_ms.unwrap_or(run.end_ms()),
+            score: duration_score(minutes - f64::from(TIMING.grace_min), 60.0),
+            source_ids: vec![t.outlet.id.clone()],
+            summary,
+            evidence,
+            ongoing: due.ongoing,
+            detector: NAME,
+        }
+    }
+}
+
+impl Detector for CalibrationGas {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
+        let t = ctx.topology;
+        if t.outlet.reference_o2_pct <= 0.0 {
+            return; // ventilation-air outlets (VOC) read ambient O2 by nature
+        }
+        let row = minute.row;
+        let p = minute.process;
+        let now = row.minute_ms;
+        let Some(o2) = cems::raw(row, O2) else {
+            return;
+        };
+        let cylinder = o2 <= ZERO_GAS_O2 || o2 >= AIR_O2;
+        let flowing = p.flow_fraction().is_some_and(|f| f >= FLOWING);
+        // Every gas channel unchanged (within its resolution) since the previous minute.
+        let mut constant = true;
+        let mut gas_values = BTreeMap::new();
+        let mut seen = 0;
+        for code in monitored_codes(t) {
+            let Some(v) = cems::raw(row, &code) else {
+                continue;
+            };
+            seen += 1;
+            let res = self.state.resolution.entry(code.clone()).or_default();
+            let step = res.step();
+            res.observe(v);
+            if let Some(prev) = self.state.previous.insert(code.clone(), v) {
+                constant &= (v - prev).abs() <= 1.01 * step;
+            } else {
+                constant = false;
+            }
+            gas_values.insert(code, v);
+        }
+        let bad = cylinder && constant && seen > 0 && flowing && p.running();
+        let due = if bad {
+            let flow_fraction = p.flow_fraction().unwrap_or(0.0);
+            self.state.runs.bad("", now, TIMING, Stats::default, |s| {
+                s.o2_sum += o2;
+                s.flow_fraction_sum += flow_fraction;
+                s.gas_values = gas_values;
+            })
+        } else {
+            self.state.runs.good("", now, TIMING)
+        };
+        if let Some(due) = due {
+            out.push(self.finding(ctx, &due));
+        }
+    }
+
+    fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>) {
+        for due in self.state.runs.finish() {
+            out.push(self.finding(ctx, &due));
+        }
+    }
+
+    fn save(&self) -> Vec<u8> {
+        save_state(&self.state)
+    }
+
+    fn restore(&mut self, blob: &[u8]) -> Result<(), String> {
+        self.state = restore_state(blob)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::align::OutletRow;
+    use crate::detect::testutil::{row, run_detector, topology, with_cems, T0};
+    use crate::domain::{ValueFlag, MS_PER_MINUTE};
+
+    fn topo() -> crate::registry::OutletTopology {
+        let mut t = topology();
+        t.outlet.limits_mg_m3.insert("a21026".into(), 35.0);
+        t.outlet.limits_mg_m3.insert("a21002".into(), 50.0);
+        t
+    }
+
+    fn minute(
+        i: i64,
+        so2: f64,
+        nox: f64,
+        o2: f64,
+        production: f64,
+        flow: f64,
+        flag: ValueFlag,
+    ) -> OutletRow {
+        let mut r = with_cems(
+            row(i, &[("p1", Some(production)), ("t1", Some(150.0))]),
+            &[
+                ("a21026", so2),
+                ("a21002", nox),
+                ("a19001", o2),
+                ("a00000", flow),
+            ],
+        );
+        for (code, v) in r.cems.iter_mut() {
+            if code != "a00000" {
+                v.flag = flag;
+            }
+        }
+        r
+    }
+
+    fn noisy(i: i64, base: f64) -> f64 {
+        base + (((i * 7919) % 23) as f64 - 11.0) * 0.1
+    }
+
+    #[test]
+    fn span_gas_with_air_o2_and_zero_gas_with_nitrogen_are_found() {
+        for o2 in [20.9, 0.2] {
+            let out = run_detector(
+                CalibrationGas::boxed,
+                &topo(),
+                (0..500).map(|i| {
+                    if (200..300).contains(&i) {
+                        minute(i, 20.0, 30.0, o2, 800.0, noisy(i, 300.0), ValueFlag::Normal)
+                    } else {
+                        minute(
+                            i,
+                            noisy(i, 22.0),
+                            noisy(i, 35.0),
+                            noisy(i, 6.0),
+                            800.0,
+                            noisy(i, 300.0),
+                            ValueFlag::Normal,
+                        )
+                    }
+                }),
+            );
+            let closed: Vec<_> = out.iter().filter(|f| !f.ongoing).collect();
+            assert_eq!(closed.len(), 1, "O2 {o2}: {out:#?}");
+            assert!((closed[0].start_ms - (T0 + 200 * MS_PER_MINUTE)).abs() <= MS_PER_MINUTE);
+            assert_eq!(closed[0].evidence["a21026_constant"], 20.0);
+        }
+    }
+
+    #[test]
+    fn real_calibrations_blowback_and_stopped_plants_are_not() {
+        let out = run_detector(
+            CalibrationGas::boxed,
+            &topo(),
+            (0..900).map(|i| match i {
+                // Flagged calibration, 40 minutes of span gas.
+                100..140 => minute(
+                    i,
+                    80.0,
+                    80.0,
+                    20.9,
+                    800.0,
+                    noisy(i, 300.0),
+                    ValueFlag::Calibration,
+                ),
+                // Blow-back: 10 minutes of air.
+                300..310 => minute(i, 0.0, 0.0, 20.9, 800.0, noisy(i, 300.0), ValueFlag::Normal),
+                // Plant stopped: ambient air in the stack, no production, flow collapsed.
+                500..800 => minute(i, 0.0, 0.0, 20.9, 10.0, 5.0, ValueFlag::Normal),
+                _ => minute(
+                    i,
+                    noisy(i, 22.0),
+                    noisy(i, 35.0),
+                    noisy(i, 6.0),
+                    800.0,
+                    noisy(i, 300.0),
+                    ValueFlag::Normal,
+                ),
+            }),
+        );
+        assert!(out.is_empty(), "{out:#?}");
+    }
+}

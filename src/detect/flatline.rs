@@ -1,0 +1,282 @@
+//! `FLATLINE`: a pollutant channel stuck at one value (or toggling within one step of its resolution) for an hour or
+//! more while the process visibly varies (stack flow or production power moving).
+//!
+//! Look-alikes: readings at the detection limit (gas-fired units report SO2 at the resolution for days; values
+//! within `3 × resolution` or 5 % of the limit are not judged), a plant whose process is itself steady (no flow or
+//! power variation: no evidence), calibration and stop periods (flagged, not valid).
+
+use super::cems::{self, Resolution};
+use super::runs::{Due, Runs, Timing};
+use super::{
+    duration_score, monitored_codes, restore_state, save_state, DetectConfig, Detector, Finding,
+    Language, Minute, OutletContext,
+};
+use crate::domain::codes::display_name;
+use crate::domain::AnomalyKind;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Detector name and version.
+pub const NAME: &str = "flatline/1";
+
+/// An hour of identical readings before raising; a changed reading closes the run at once.
+const TIMING: Timing = Timing {
+    grace_min: 60,
+    close_after_min: 1,
+    update_every_min: 120,
+};
+/// Coefficient of variation of flow or production power over the run that shows the process moving.
+const PROCESS_CV: f64 = 0.005;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Stats {
+    value: f64,
+    min: f64,
+    max: f64,
+    flow: Moments,
+    production: Moments,
+}
+
+/// Running moments for a coefficient of variation.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Moments {
+    n: f64,
+    sum: f64,
+    sq: f64,
+}
+
+impl Moments {
+    fn add(&mut self, x: f64) {
+        self.n += 1.0;
+        self.sum += x;
+        self.sq += x * x;
+    }
+
+    fn cv(&self) -> f64 {
+        if self.n < 2.0 || self.sum.abs() < 1e-12 {
+            return 0.0;
+        }
+        let mean = self.sum / self.n;
+        ((self.sq / self.n - mean * mean).max(0.0)).sqrt() / mean.abs()
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    resolution: BTreeMap<String, Resolution>,
+    anchor: BTreeMap<String, f64>,
+    runs: Runs<Stats>,
+}
+
+/// The detector.
+pub struct Flatline {
+    language: Language,
+    state: State,
+}
+
+impl Flatline {
+    /// Factory for [`super::DETECTORS`].
+    pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
+        Box::new(Self {
+            language: config.language,
+            state: State::default(),
+        })
+    }
+
+    fn finding(&self, ctx: &OutletContext<'_>, due: &Due<Stats>) -> Finding {
+        let t = ctx.topology;
+        let (run, s) = (&due.run, &due.run.stats);
+        let minutes = run.duration_min();
+        let resolution = self
+            .state
+            .resolution
+            .get(&due.key)
+            .map_or(0.0, Resolution::step);
+        let score = duration_score(minutes - f64::from(TIMING.grace_min), 120.0);
+        let mut evidence = BTreeMap::new();
+        evidence.insert("duration_min".into(), minutes);
+        evidence.insert("stuck_value".into(), s.value);
+        evidence.insert("range_during_run".into(), s.max - s.min);
+        evidence.insert("resolution".into(), resolution);
+        evidence.insert("flow_cv_during_run".into(), s.flow.cv());
+        evidence.insert("production_cv_during_run".into(), s.production.cv());
+        let (zh, en) = display_name(&due.key);
+        let summary = match self.language {
+            Language::Zh => format!(
+                "{}{}：{}（{}）读数在 {:.0} 分钟内恒定为 {}（变化不超过 {}），而烟气流量与生产负荷仍在变化。",
+                t.enterprise.name, t.outlet.name, zh, due.key, minutes, s.value, s.max - s.min
+            ),
+            Language::En => format!(
+                "{} {}: {} ({}) stuck at {} (range {}) for {:.0} min while flow and production kept varying.",
+                t.enterprise.name, t.outlet.name, en, due.key, s.value, s.max - s.min, minutes
+            ),
+        };
+        Finding {
+            kind: AnomalyKind::Flatline,
+            key: due.key.clone(),
+            start_ms: run.start_ms,
+            end_ms: run.end_ms(),
+            detected_at_ms: run.raised_at_ms.unwrap_or(run.end_ms()),
+            score,
+            source_ids: vec![t.outlet.id.clone()],
+            summary,
+            evidence,
+            ongoing: due.ongoing,
+            detector: NAME,
+        }
+    }
+}
+
+impl Detector for Flatline {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
+        let t = ctx.topology;
+        let now = minute.row.minute_ms;
+        let p = minute.process;
+        for code in monitored_codes(t) {
+            let Some(v) = cems::raw(minute.row, &code) else {
+                // Invalid or missing: neither extends nor breaks a run (other detectors own gaps and flags).
+                continue;
+            };
+            let res = self.state.resolution.entry(code.clone()).or_default();
+            res.observe(v);
+            let step = res.step();
+            let limit = t.outlet.limits_mg_m3.get(&code).copied().unwrap_or(0.0);
+            let anchor = *self.state.anchor.entry(code.clone()).or_insert(v);
+            let at_detection_limit = anchor.abs() <= (3.0 * step).max(0.05 * limit);
+            let flat = (v - anchor).abs() <= 1.01 * step && !at_detection_limit && p.running();
+            let due = if flat {
+                let flow = p.flow_any_flag_m3_s;
+                let production = p.production_kw;
+                self.state.runs.bad_when(
+                    &code,
+                    now,
+                    TIMING,
+                    || Stats {
+                        value: anchor,
+                        min: v,
+                        max: v,
+                        ..Stats::default()
+                    },
+                    |s| {
+                        s.min = s.min.min(v);
+                        s.max = s.max.max(v);
+                        if let Some(f) = flow {
+                            s.flow.add(f);
+                        }
+                        s.production.add(production);
+                    },
+                    |run| {
+                        run.stats.max - run.stats.min <= 1.01 * step
+                            && (run.stats.flow.cv() >= PROCESS_CV
+                                || run.stats.production.cv() >= PROCESS_CV)
+                    },
+                )
+            } else {
+                self.state.anchor.insert(code.clone(), v);
+                self.state.runs.good(&code, now, TIMING)
+            };
+            if let Some(due) = due {
+                out.push(self.finding(ctx, &due));
+            }
+        }
+    }
+
+    fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>) {
+        for due in self.state.runs.finish() {
+            out.push(self.finding(ctx, &due));
+        }
+    }
+
+    fn save(&self) -> Vec<u8> {
+        save_state(&self.state)
+    }
+
+    fn restore(&mut self, blob: &[u8]) -> Result<(), String> {
+        self.state = restore_state(blob)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::align::OutletRow;
+    use crate::detect::testutil::{row, run_detector, topology, with_cems, T0};
+    use crate::domain::MS_PER_MINUTE;
+
+    fn topo() -> crate::registry::OutletTopology {
+        let mut t = topology();
+        t.outlet.limits_mg_m3.insert("a21026".into(), 35.0);
+        t
+    }
+
+    /// SO2 from `so2(i)`, a noisy flow and production power.
+    fn run(so2: impl Fn(i64) -> f64) -> Vec<Finding> {
+        run_detector(
+            Flatline::boxed,
+            &topo(),
+            (0..600).map(|i| -> OutletRow {
+                let wobble = ((i * 7919) % 13) as f64;
+                with_cems(
+                    row(i, &[("p1", Some(800.0 + wobble)), ("t1", Some(150.0))]),
+                    &[("a21026", so2(i)), ("a00000", 300.0 + wobble)],
+                )
+            }),
+        )
+    }
+
+    fn noisy(i: i64) -> f64 {
+        20.0 + (((i * 7919) % 23) as f64 - 11.0) * 0.1
+    }
+
+    #[test]
+    fn a_stuck_value_is_found_and_so_is_a_careful_one_that_toggles() {
+        let out = run(|i| {
+            if (200..320).contains(&i) {
+                18.3
+            } else {
+                noisy(i)
+            }
+        });
+        let closed: Vec<_> = out.iter().filter(|f| !f.ongoing).collect();
+        assert_eq!(closed.len(), 1, "{out:#?}");
+        assert!((closed[0].start_ms - (T0 + 200 * MS_PER_MINUTE)).abs() <= MS_PER_MINUTE);
+        assert_eq!(closed[0].end_ms, T0 + 320 * MS_PER_MINUTE);
+        assert_eq!(closed[0].evidence["stuck_value"], 18.3);
+        let careful = run(|i| {
+            if (200..320).contains(&i) {
+                18.3 + if i % 2 == 0 { 0.1 } else { 0.0 }
+            } else {
+                noisy(i)
+            }
+        });
+        assert_eq!(
+            careful.iter().filter(|f| !f.ongoing).count(),
+            1,
+            "{careful:#?}"
+        );
+    }
+
+    #[test]
+    fn quiet_on_noise_detection_limit_readings_and_a_steady_process() {
+        assert!(run(noisy).is_empty());
+        // A gas-fired unit at the detection limit: SO2 reads 2 (resolution 1) for hours.
+        assert!(run(|i| if i % 97 == 0 { 3.0 } else { 2.0 }).is_empty());
+        // The whole process steady (no flow or power variation): no evidence the value should move.
+        let steady = run_detector(
+            Flatline::boxed,
+            &topo(),
+            (0..600).map(|i| {
+                with_cems(
+                    row(i, &[("p1", Some(800.0)), ("t1", Some(150.0))]),
+                    &[("a21026", 18.3), ("a00000", 300.0)],
+                )
+            }),
+        );
+        assert!(steady.is_empty(), "{steady:#?}");
+    }
+}
