@@ -8,6 +8,7 @@
 pub mod bypass;
 pub mod calibration_gas;
 pub mod cems;
+pub mod dilution;
 pub mod equipment;
 pub mod exceedance;
 pub mod flag_abuse;
@@ -16,6 +17,7 @@ pub mod permit;
 pub mod process;
 pub mod restriction;
 pub mod runs;
+pub mod tampering;
 pub mod treatment_low_power;
 pub mod treatment_not_running;
 pub mod unmonitored;
@@ -142,6 +144,8 @@ pub const DETECTORS: &[DetectorFactory] = &[
     permit::Permit::boxed,
     flatline::Flatline::boxed,
     calibration_gas::CalibrationGas::boxed,
+    dilution::Dilution::boxed,
+    tampering::Tampering::boxed,
 ];
 
 /// The CEMS channels that say whether an outlet is monitored: its limited pollutants, or its flow when no limit is

@@ -1,0 +1,475 @@
+//! `PARAMETER_TAMPERING`: the numbers were changed between the gas and the report.
+//!
+//! Three signatures, each its own episode key:
+//! - **formula** (`formula/<code>`): the reported converted value (ZsRtd/ZsAvg) differs from the legal formula
+//!   `C × (21 − O2ref)/(21 − O2)` applied to the reported raw value and O2 by more than 5 % (and two resolution
+//!   steps), for 30 minutes: the conversion in the data acquisition unit was changed.
+//! - **step** (`step/<code>`): the converted level drops by more than a quarter against the outlet's own level over
+//!   the previous days, for hours, while production stays within ±15 % of its usual level: a gain or slope changed
+//!   with no process change. Only drops are judged (a cheat lowers reported values; rises have other kinds).
+//! - **instrument parameter** (`param/<code>`): a range, slope or intercept (`i13001`, `i13007`, `i13008`, as
+//!   the HJ 212 gateway stores them) changed while no calibration or maintenance flag was set in the previous hour.
+//!
+//! Look-alikes: rounding of reported values (the tolerance), real fuel or load changes (rises, or production out of
+//! band), recalibration during a flagged calibration or maintenance window.
+
+use super::cems::{self, Resolution};
+use super::runs::{Due, Runs, Timing};
+use super::{
+    duration_score, monitored_codes, restore_state, save_state, DetectConfig, Detector, Finding,
+    Language, Minute, OutletContext,
+};
+use crate::domain::codes::{display_name, O2};
+use crate::domain::{units, AnomalyKind, ValueFlag, MS_PER_MINUTE};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Detector name and version.
+pub const NAME: &str = "parameter_tampering/1";
+
+const FORMULA: Timing = Timing {
+    grace_min: 30,
+    close_after_min: 10,
+    update_every_min: 120,
+};
+const STEP: Timing = Timing {
+    grace_min: 120,
+    close_after_min: 60,
+    update_every_min: 360,
+};
+/// Relative formula mismatch tolerated (rounding of the DAU).
+const FORMULA_TOLERANCE: f64 = 0.05;
+/// Long-term level memory (~2 days) and short-term level memory (~6 h), per minute.
+const LONG_ALPHA: f64 = 1.0 / 2880.0;
+const SHORT_ALPHA: f64 = 1.0 / 360.0;
+/// A short-term level below this share of the long-term one is a step down (ln 0.75).
+const STEP_LN: f64 = -0.287_682;
+/// Minutes of history before steps are judged.
+const MATURE: u64 = 1440;
+/// Instrument parameters that calibrate a reading: range, intercept, slope.
+const PARAMETER_CODES: [&str; 3] = ["i13001", "i13007", "i13008"];
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Level {
+    long: f64,
+    short: f64,
+    production_long: f64,
+    production_short: f64,
+    n: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Stats {
+    a_sum: f64,
+    b_sum: f64,
+    old: f64,
+    new: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    resolution: BTreeMap<String, Resolution>,
+    levels: BTreeMap<String, Level>,
+    parameters: BTreeMap<String, f64>,
+    last_calibration_ms: i64,
+    runs: Runs<Stats>,
+}
+
+/// The detector.
+pub struct Tampering {
+    language: Language,
+    state: State,
+}
+
+impl Tampering {
+    /// Factory for [`super::DETECTORS`].
+    pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
+        Box::new(Self {
+            language: config.language,
+            state: State::default(),
+        })
+    }
+
+    fn finding(&self, ctx: &OutletContext<'_>, due: &Due<Stats>) -> Finding {
+        let t = ctx.topology;
+        let (run, s) = (&due.run, &due.run.stats);
+        let n = f64::from(run.minutes.max(1));
+        let minutes = run.duration_min();
+        let (what, code) = due.key.split_once('/').unwrap_or(("", due.key.as_str()));
+        let (zh, en) = display_name(code);
+        let mut evidence = BTreeMap::new();
+        evidence.insert("duration_min".into(), minutes);
+        let (score, summary) = match what {
+            "formula" => {
+                let (reported, formula) = (s.a_sum / n, s.b_sum / n);
+                evidence.insert("reported_converted_mean".into(), reported);
+                evidence.insert("formula_converted_mean".into(), formula);
+                evidence.insert("ratio_reported_to_formula".into(), reported / formula);
+                let score = duration_score(minutes - f64::from(FORMULA.grace_min), 60.0);
+                let text = match self.language {
+                    Language::Zh => format!(
+                        "{}{}：{}（{}）上报折算值平均 {:.1}，按实测值与氧含量公式计算应为 {:.1}（{:.0}%），持续 {:.0} 分钟，折算参数疑被篡改。",
+                        t.enterprise.name, t.outlet.name, zh, code, reported, formula, 100.0 * reported / formula, minutes
+                    ),
+                    Language::En => format!(
+                        "{} {}: reported converted {} ({}) averages {:.1} where the formula from raw and O2 gives {:.1} ({:.0}%), for {:.0} min: conversion tampered.",
+                        t.enterprise.name, t.outlet.name, en, code, reported, formula, 100.0 * reported / formula, minutes
+                    ),
+                };
+                (score, text)
+            }
+            "step" => {
+                let ratio = (s.a_sum / n).exp();
+                let production_ratio = s.b_sum / n;
+                evidence.insert("level_ratio_to_previous_days".into(), ratio);
+                evidence.insert("production_ratio_to_previous_days".into(), production_ratio);
+                let score = duration_score(minutes - f64::from(STEP.grace_min), 360.0)
+                    * (1.6 - ratio).clamp(0.6, 1.0);
+                let text = match self.language {
+                    Language::Zh => format!(
+                        "{}{}：{}（{}）折算浓度水平降至前几日的 {:.0}%，而生产负荷为前几日的 {:.0}%，持续 {:.0} 分钟，疑似仪器增益/斜率被修改。",
+                        t.enterprise.name, t.outlet.name, zh, code, 100.0 * ratio, 100.0 * production_ratio, minutes
+                    ),
+                    Language::En => format!(
+                        "{} {}: converted {} ({}) level fell to {:.0}% of the previous days while production ran at {:.0}% of them, for {:.0} min: gain or slope changed.",
+                        t.enterprise.name, t.outlet.name, en, code, 100.0 * ratio, 100.0 * production_ratio, minutes
+                    ),
+                };
+                (score, text)
+            }
+            _ => {
+                evidence.insert("old_value".into(), s.old);
+                evidence.insert("new_value".into(), s.new);
+                let text = match self.language {
+                    Language::Zh => format!(
+                        "{}{}：仪器参数 {} 在无校准/维护标记时由 {} 改为 {}。",
+                        t.enterprise.name, t.outlet.name, code, s.old, s.new
+                    ),
+                    Language::En => format!(
+                        "{} {}: instrument parameter {} changed from {} to {} outside any calibration or maintenance window.",
+                        t.enterprise.name, t.outlet.name, code, s.old, s.new
+                    ),
+                };
+                (0.8, text)
+            }
+        };
+        Finding {
+            kind: AnomalyKind::ParameterTampering,
+            key: due.key.clone(),
+            start_ms: run.start_ms,
+            end_ms: run.end_ms(),
+            detected_at_ms: run.raised_at_ms.unwrap_or(run.end_ms()),
+            score,
+            source_ids: vec![t.outlet.id.clone()],
+            summary,
+            evidence,
+            ongoing: due.ongoing,
+            detector: NAME,
+        }
+    }
+
+    fn formula(
+        &mut self,
+        ctx: &OutletContext<'_>,
+        minute: &Minute<'_>,
+        code: &str,
+        out: &mut Vec<Finding>,
+    ) {
+        let row = minute.row;
+        let reference = ctx.topology.outlet.reference_o2_pct;
+        let key = format!("formula/{code}");
+        let (Some(r), Some(o2)) = (
+            row.cems.get(code).filter(|r| r.is_valid()),
+            cems::raw(row, O2),
+        ) else {
+            return;
+        };
+        let Some(reported) = r.converted else {
+            return;
+        };
+        let Some(formula) =
+            units::converted_mg_m3(r.value, o2, reference, units::DEFAULT_O2_CEILING_PCT)
+        else {
+            return;
+        };
+        let res = self.state.resolution.entry(code.to_string()).or_default();
+        res.observe(reported);
+        let tolerance = (FORMULA_TOLERANCE * formula.abs()).max(2.0 * res.step());
+        let due = if (reported - formula).abs() > tolerance {
+            self.state
+                .runs
+                .bad(&key, row.minute_ms, FORMULA, Stats::default, |s| {
+                    s.a_sum += reported;
+                    s.b_sum += formula;
+                })
+        } else {
+            self.state.runs.good(&key, row.minute_ms, FORMULA)
+        };
+        if let Some(due) = due {
+            out.push(self.finding(ctx, &due));
+        }
+    }
+
+    fn step(
+        &mut self,
+        ctx: &OutletContext<'_>,
+        minute: &Minute<'_>,
+        code: &str,
+        out: &mut Vec<Finding>,
+    ) {
+        let p = minute.process;
+        let row = minute.row;
+        let reference = ctx.topology.outlet.reference_o2_pct;
+        let Some(cz) = cems::converted(row, code, reference, units::DEFAULT_O2_CEILING_PCT)
+            .valid()
+            .filter(|v| *v > 0.0)
+        else {
+            return;
+        };
+        if !p.running() || p.production_kw <= 0.0 {
+            return;
+        }
+        let key = format!("step/{code}");
+        let level = self.state.levels.entry(code.to_string()).or_default();
+        let (x, prod) = (cz.ln(), p.production_kw);
+        if level.n == 0 {
+            level.long = x;
+            level.short = x;
+            level.production_long = prod;
+            level.production_short = prod;
+        }
+        level.short += SHORT_ALPHA * (x - level.short);
+        level.production_short += SHORT_ALPHA * (prod - level.production_short);
+        let drop = level.short - level.long;
+        let production_ratio = level.production_short / level.production_long.max(1e-9);
+        let comparable = (0.85..=1.15).contains(&production_ratio);
+        let stepped = level.n >= MATURE && comparable && drop < STEP_LN;
+        if drop > STEP_LN / 2.0 {
+            // The long-term level learns only while the short-term one stays near it: a step must not teach the
+            // reference it is judged against.
+            let a = (1.0 / (level.n as f64 + 1.0)).max(LONG_ALPHA);
+            level.long += a * (x - level.long);
+            level.production_long += a * (prod - level.production_long);
+        }
+        level.n += 1;
+        let due = if stepped {
+            self.state
+                .runs
+                .bad(&key, row.minute_ms, STEP, Stats::default, |s| {
+                    s.a_sum += drop;
+                    s.b_sum += production_ratio;
+                })
+        } else if comparable {
+            self.state.runs.good(&key, row.minute_ms, STEP)
+        } else {
+            None
+        };
+        if let Some(due) = due {
+            out.push(self.finding(ctx, &due));
+        }
+    }
+
+    fn parameters(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
+        let row = minute.row;
+        let now = row.minute_ms;
+        if row
+            .cems
+            .values()
+            .any(|r| matches!(r.flag, ValueFlag::Calibration | ValueFlag::Maintenance))
+        {
+            self.state.last_calibration_ms = now;
+        }
+        let window_open = now - self.state.last_calibration_ms <= 60 * MS_PER_MINUTE;
+        for (code, reading) in &row.cems {
+            let param = code.rsplit('-').next().unwrap_or(code);
+            if !PARAMETER_CODES.contains(&param) {
+                continue;
+            }
+            let previous = self.state.parameters.insert(code.clone(), reading.value);
+            match previous {
+                Some(old) if (old - reading.value).abs() > 1e-9 && !window_open => {
+                    let key = format!("param/{code}");
+                    let new = reading.value;
+                    let timing = Timing {
+                        grace_min: 0,
+                        close_after_min: 0,
+                        update_every_min: 1,
+                    };
+                    let raised = self.state.runs.bad(&key, now, timing, Stats::default, |s| {
+                        s.old = old;
+                        s.new = new;
+                    });
+                    if let Some(mut due) = raised {
+                        due.ongoing = false;
+                        let _ = self.state.runs.good(&key, now + MS_PER_MINUTE, timing);
+                        out.push(self.finding(ctx, &due));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Detector for Tampering {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
+        let reference = ctx.topology.outlet.reference_o2_pct;
+        for code in monitored_codes(ctx.topology) {
+            if reference > 0.0 {
+                self.formula(ctx, minute, &code, out);
+            }
+            self.step(ctx, minute, &code, out);
+        }
+        self.parameters(ctx, minute, out);
+    }
+
+    fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>) {
+        for due in self.state.runs.finish() {
+            out.push(self.finding(ctx, &due));
+        }
+    }
+
+    fn save(&self) -> Vec<u8> {
+        save_state(&self.state)
+    }
+
+    fn restore(&mut self, blob: &[u8]) -> Result<(), String> {
+        self.state = restore_state(blob)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::align::{OutletRow, Reading};
+    use crate::detect::testutil::{row, run_detector, topology, with_cems};
+
+    fn topo() -> crate::registry::OutletTopology {
+        let mut t = topology();
+        t.outlet.limits_mg_m3.insert("a21026".into(), 35.0);
+        t
+    }
+
+    fn noise(i: i64) -> f64 {
+        (((i * 7919) % 23) as f64 - 11.0) / 11.0
+    }
+
+    /// SO2 raw ~20 at O2 7.5 (converted = raw × 15/13.5), reported converted through `zs`.
+    fn minute(i: i64, gain: f64, zs: impl Fn(f64) -> f64, production: f64) -> OutletRow {
+        let raw = ((20.0 + noise(i)) * gain * 10.0).round() / 10.0;
+        let o2 = 7.5;
+        let mut r = with_cems(
+            row(i, &[("p1", Some(production)), ("t1", Some(150.0))]),
+            &[("a21026", raw), ("a19001", o2)],
+        );
+        let formula = raw * 15.0 / 13.5;
+        if let Some(x) = r.cems.get_mut("a21026") {
+            x.converted = Some((zs(formula) * 10.0).round() / 10.0);
+        }
+        r
+    }
+
+    #[test]
+    fn converted_values_scaled_in_the_dau_are_found_rounding_is_not() {
+        let out = run_detector(
+            Tampering::boxed,
+            &topo(),
+            (0..600).map(|i| {
+                minute(
+                    i,
+                    1.0,
+                    |f| if (300..420).contains(&i) { f * 0.6 } else { f },
+                    800.0,
+                )
+            }),
+        );
+        let f: Vec<_> = out
+            .iter()
+            .filter(|f| !f.ongoing && f.key.starts_with("formula"))
+            .collect();
+        assert_eq!(f.len(), 1, "{out:#?}");
+        assert!((f[0].evidence["ratio_reported_to_formula"] - 0.6).abs() < 0.02);
+        // Rounded to 0.1 by the DAU: within tolerance.
+        let quiet = run_detector(
+            Tampering::boxed,
+            &topo(),
+            (0..600).map(|i| minute(i, 1.0, |f| f, 800.0)),
+        );
+        assert!(quiet.is_empty(), "{quiet:#?}");
+    }
+
+    #[test]
+    fn a_gain_step_down_without_a_process_change_is_found_a_load_drop_is_not() {
+        let n = 4 * 1440;
+        let out = run_detector(
+            Tampering::boxed,
+            &topo(),
+            (0..n).map(|i| minute(i, if i >= 3 * 1440 { 0.65 } else { 1.0 }, |f| f, 800.0)),
+        );
+        let steps: Vec<_> = out.iter().filter(|f| f.key.starts_with("step")).collect();
+        assert!(!steps.is_empty(), "{out:#?}");
+        assert!(steps[0].detected_at_ms - steps[0].start_ms <= 180 * MS_PER_MINUTE);
+        assert!(steps.last().unwrap().evidence["level_ratio_to_previous_days"] < 0.75);
+        // The same drop with production falling to half: a process change, not judged.
+        let quiet = run_detector(
+            Tampering::boxed,
+            &topo(),
+            (0..n).map(|i| {
+                if i >= 3 * 1440 {
+                    minute(i, 0.65, |f| f, 400.0)
+                } else {
+                    minute(i, 1.0, |f| f, 800.0)
+                }
+            }),
+        );
+        assert!(
+            quiet.iter().all(|f| !f.key.starts_with("step")),
+            "{quiet:#?}"
+        );
+    }
+
+    #[test]
+    fn a_slope_changed_outside_calibration_is_found_inside_it_is_not() {
+        let param = |mut r: OutletRow, slope: f64, flag: ValueFlag| {
+            r.cems.insert(
+                "a21026-i13008".into(),
+                Reading {
+                    value: slope,
+                    flag: ValueFlag::Normal,
+                    converted: None,
+                    samples: 1,
+                },
+            );
+            if let Some(x) = r.cems.get_mut("a21026") {
+                x.flag = flag;
+            }
+            r
+        };
+        let out = run_detector(
+            Tampering::boxed,
+            &topo(),
+            (0..600).map(|i| {
+                let r = minute(i, 1.0, |f| f, 800.0);
+                match i {
+                    // Recalibrated during a flagged calibration at minute 100: slope 1.00 -> 1.02.
+                    100..110 => param(r, if i >= 105 { 1.02 } else { 1.0 }, ValueFlag::Calibration),
+                    // Changed at 2 am with no flag: 1.02 -> 0.80.
+                    i if i >= 400 => param(r, 0.8, ValueFlag::Normal),
+                    i if i >= 105 => param(r, 1.02, ValueFlag::Normal),
+                    _ => param(r, 1.0, ValueFlag::Normal),
+                }
+            }),
+        );
+        let p: Vec<_> = out.iter().filter(|f| f.key.starts_with("param")).collect();
+        assert_eq!(p.len(), 1, "{out:#?}");
+        assert_eq!(
+            (p[0].evidence["old_value"], p[0].evidence["new_value"]),
+            (1.02, 0.8)
+        );
+    }
+}
