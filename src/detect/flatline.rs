@@ -25,6 +25,24 @@ const TIMING: Timing = Timing {
     close_after_min: 1,
     update_every_min: 120,
 };
+/// Weight of a minute in the typical step once warmed up (~1 day).
+const TYPICAL_ALPHA: f64 = 1.0 / 1440.0;
+
+/// A running mean that learns fast while young.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Typical {
+    mean: f64,
+    n: u64,
+}
+
+impl Typical {
+    fn learn(&mut self, x: f64) {
+        let a = (1.0 / (self.n as f64 + 1.0)).max(TYPICAL_ALPHA);
+        self.mean += a * (x - self.mean);
+        self.n += 1;
+    }
+}
+
 /// Coefficient of variation of flow or production power over the run that shows the process moving.
 const PROCESS_CV: f64 = 0.005;
 
@@ -65,6 +83,9 @@ impl Moments {
 struct State {
     resolution: BTreeMap<String, Resolution>,
     anchor: BTreeMap<String, f64>,
+    previous: BTreeMap<String, f64>,
+    /// Typical absolute minute-to-minute change per channel.
+    typical_step: BTreeMap<String, Typical>,
     runs: Runs<Stats>,
 }
 
@@ -146,8 +167,27 @@ impl Detector for Flatline {
             let step = res.step();
             let limit = t.outlet.limits_mg_m3.get(&code).copied().unwrap_or(0.0);
             let anchor = *self.state.anchor.entry(code.clone()).or_insert(v);
-            let at_detection_limit = anchor.abs() <= (3.0 * step).max(0.05 * limit);
+            // A channel that normally moves less than two resolution steps a minute (readings at the detection limit,
+            // a quiet analyzer at its resolution) proves nothing by standing still.
+            let moves = self
+                .state
+                .typical_step
+                .get(&code)
+                .is_some_and(|t| t.mean >= 2.0 * step);
+            let at_detection_limit = anchor.abs() <= (3.0 * step).max(0.1 * limit) || !moves;
             let flat = (v - anchor).abs() <= 1.01 * step && !at_detection_limit && p.running();
+            if !flat {
+                // Learn how much the channel usually moves, from minutes that are not part of a flat run.
+                if let Some(prev) = self.state.previous.insert(code.clone(), v) {
+                    self.state
+                        .typical_step
+                        .entry(code.clone())
+                        .or_default()
+                        .learn((v - prev).abs());
+                }
+            } else {
+                self.state.previous.insert(code.clone(), v);
+            }
             let due = if flat {
                 let flow = p.flow_any_flag_m3_s;
                 let production = p.production_kw;
@@ -229,8 +269,9 @@ mod tests {
         )
     }
 
+    /// Readings at 0.1 resolution that move by varied steps, as a real analyzer's do.
     fn noisy(i: i64) -> f64 {
-        20.0 + (((i * 7919) % 23) as f64 - 11.0) * 0.1
+        20.0 + (((i * i * 7919 + i * 31) % 97) as f64 - 48.0) * 0.1
     }
 
     #[test]

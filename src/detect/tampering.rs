@@ -244,11 +244,12 @@ impl Tampering {
         let production_ratio = level.production_short / level.production_long.max(1e-9);
         let comparable = (0.85..=1.15).contains(&production_ratio);
         let stepped = level.n >= MATURE && comparable && drop < STEP_LN;
-        if drop > STEP_LN / 2.0 {
-            // The long-term level learns only while the short-term one stays near it: a step must not teach the
+        if drop.abs() < -STEP_LN / 2.0 {
+            // The long-term level learns only while the short-term one stays near it, and each minute can move it
+            // only a little: neither a step down nor an excursion up (an idle scrubber's hours) may teach the
             // reference it is judged against.
             let a = (1.0 / (level.n as f64 + 1.0)).max(LONG_ALPHA);
-            level.long += a * (x - level.long);
+            level.long += a * (x - level.long).clamp(-0.2, 0.2);
             level.production_long += a * (prod - level.production_long);
         }
         level.n += 1;
