@@ -11,7 +11,7 @@ use super::{
     duration_score, monitored_codes, restore_state, save_state, DetectConfig, Detector, Finding,
     Language, Minute, OutletContext,
 };
-use crate::domain::codes::O2;
+use crate::domain::codes::{O2, PM};
 use crate::domain::AnomalyKind;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -135,7 +135,8 @@ impl Detector for CalibrationGas {
         let mut constant = true;
         let mut gas_values = BTreeMap::new();
         let mut seen = 0;
-        for code in monitored_codes(t) {
+        // Only gas analyzers can be fed cylinder gas; particulate is measured optically.
+        for code in monitored_codes(t).into_iter().filter(|c| c != PM) {
             let Some(v) = cems::raw(row, &code) else {
                 continue;
             };

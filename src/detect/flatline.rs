@@ -159,7 +159,20 @@ impl Detector for Flatline {
         let p = minute.process;
         for code in monitored_codes(t) {
             let Some(v) = cems::raw(minute.row, &code) else {
-                // Invalid or missing: neither extends nor breaks a run (other detectors own gaps and flags).
+                // A gap or a flagged minute breaks the run: values before and after a stop or a maintenance that
+                // happen to agree are not a stuck channel.
+                self.state.anchor.remove(&code);
+                self.state.previous.remove(&code);
+                if let Some(due) = self.state.runs.good(
+                    &code,
+                    now,
+                    Timing {
+                        close_after_min: 0,
+                        ..TIMING
+                    },
+                ) {
+                    out.push(self.finding(ctx, &due));
+                }
                 continue;
             };
             let res = self.state.resolution.entry(code.clone()).or_default();
@@ -300,6 +313,44 @@ mod tests {
             1,
             "{careful:#?}"
         );
+    }
+
+    #[test]
+    fn equal_values_either_side_of_a_maintenance_window_are_not_a_run() {
+        let t = topo();
+        let out = run_detector(
+            Flatline::boxed,
+            &t,
+            (0..600).map(|i| {
+                let mut r = with_cems(
+                    row(
+                        i,
+                        &[
+                            ("p1", Some(800.0 + ((i * 7919) % 13) as f64)),
+                            ("t1", Some(150.0)),
+                        ],
+                    ),
+                    &[
+                        (
+                            "a21026",
+                            if (300..303).contains(&i) || (400..403).contains(&i) {
+                                22.3
+                            } else {
+                                noisy(i)
+                            },
+                        ),
+                        ("a00000", 300.0 + ((i * 7919) % 13) as f64),
+                    ],
+                );
+                if (303..400).contains(&i) {
+                    if let Some(x) = r.cems.get_mut("a21026") {
+                        x.flag = crate::domain::ValueFlag::Maintenance;
+                    }
+                }
+                r
+            }),
+        );
+        assert!(out.is_empty(), "{out:#?}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::{
     duration_score, monitored_codes, restore_state, save_state, DetectConfig, Detector, Finding,
     Language, Minute, OutletContext,
 };
-use crate::domain::codes::{display_name, O2};
+use crate::domain::codes::{display_name, NH3, NOX, O2};
 use crate::domain::{units, AnomalyKind, ValueFlag, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -240,10 +240,18 @@ impl Tampering {
         }
         level.short += SHORT_ALPHA * (x - level.short);
         level.production_short += SHORT_ALPHA * (prod - level.production_short);
-        let drop = level.short - level.long;
         let production_ratio = level.production_short / level.production_long.max(1e-9);
         let comparable = (0.85..=1.15).contains(&production_ratio);
-        let stepped = level.n >= MATURE && comparable && drop < STEP_LN;
+        // NOx falling while ammonia slip rises is over-injection of ammonia (its own kind), not a changed gain.
+        let ammonia_up = code == NOX
+            && self
+                .state
+                .levels
+                .get(NH3)
+                .is_some_and(|n| n.n >= MATURE && n.short - n.long > 0.4);
+        let level = self.state.levels.entry(code.to_string()).or_default();
+        let drop = level.short - level.long;
+        let stepped = level.n >= MATURE && comparable && drop < STEP_LN && !ammonia_up;
         if drop.abs() < -STEP_LN / 2.0 {
             // The long-term level learns only while the short-term one stays near it, and each minute can move it
             // only a little: neither a step down nor an excursion up (an idle scrubber's hours) may teach the
