@@ -13,8 +13,10 @@ pub mod equipment;
 pub mod exceedance;
 pub mod flag_abuse;
 pub mod flatline;
+pub mod low_variance;
 pub mod permit;
 pub mod process;
+pub mod replay;
 pub mod restriction;
 pub mod runs;
 pub mod tampering;
@@ -146,6 +148,8 @@ pub const DETECTORS: &[DetectorFactory] = &[
     calibration_gas::CalibrationGas::boxed,
     dilution::Dilution::boxed,
     tampering::Tampering::boxed,
+    low_variance::LowVariance::boxed,
+    replay::Replay::boxed,
 ];
 
 /// The CEMS channels that say whether an outlet is monitored: its limited pollutants, or its flow when no limit is

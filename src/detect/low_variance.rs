@@ -1,0 +1,270 @@
+//! `LOW_VARIANCE`: readings implausibly smooth for this analyzer: fabricated curves.
+//!
+//! The minute-to-minute changes of a real CEMS channel carry the analyzer's noise and the process's, however steady
+//! the load; invented data is smoother. Each hour, the variance of first differences over the last six hours is
+//! compared with the channel's own learned variance: `(n − 1) s² / σ²` follows χ²(n − 1) for honest data, and a
+//! lower-tail p-value below `P_VALUE` (set for thousands of tests a week without a false alarm) raises the hour.
+//! Consecutive raised hours form one episode.
+//!
+//! Look-alikes: very stable base-load operation (analyzer noise remains: differences do not collapse), channels at
+//! their resolution or detection limit (not judged: they never moved), flat lines (zero variance is `FLATLINE`'s).
+
+use super::cems::{self, Resolution};
+use super::{
+    monitored_codes, restore_state, save_state, DetectConfig, Detector, Finding, Language, Minute,
+    OutletContext,
+};
+use crate::domain::codes::display_name;
+use crate::domain::{AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
+use serde::{Deserialize, Serialize};
+use statrs::distribution::{ChiSquared, ContinuousCDF};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Detector name and version.
+pub const NAME: &str = "low_variance/1";
+/// Minutes in the tested window.
+const WINDOW: usize = 360;
+/// Lower-tail p-value that raises an hour.
+const P_VALUE: f64 = 1e-7;
+/// Weight of a minute's squared difference in the learned variance once warmed up (~2 days).
+const ALPHA: f64 = 1.0 / 2880.0;
+/// Minutes learned before judging.
+const MATURE: u64 = 1440;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Channel {
+    resolution: Resolution,
+    window: VecDeque<f64>,
+    /// Learned variance of first differences.
+    var: f64,
+    n: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Episode {
+    start_ms: i64,
+    end_ms: i64,
+    raised_at_ms: i64,
+    hours: u32,
+    min_ratio: f64,
+    min_p: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    channels: BTreeMap<String, Channel>,
+    episodes: BTreeMap<String, Episode>,
+}
+
+/// The detector.
+pub struct LowVariance {
+    language: Language,
+    state: State,
+}
+
+fn diff_variance(w: &VecDeque<f64>) -> f64 {
+    let d: Vec<f64> = w.iter().zip(w.iter().skip(1)).map(|(a, b)| b - a).collect();
+    let n = d.len() as f64;
+    if n < 2.0 {
+        return f64::NAN;
+    }
+    let mean = d.iter().sum::<f64>() / n;
+    d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+}
+
+impl LowVariance {
+    /// Factory for [`super::DETECTORS`].
+    pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
+        Box::new(Self {
+            language: config.language,
+            state: State::default(),
+        })
+    }
+
+    fn finding(&self, ctx: &OutletContext<'_>, code: &str, ep: &Episode, ongoing: bool) -> Finding {
+        let t = ctx.topology;
+        let hours = f64::from(ep.hours);
+        let score =
+            (1.0 - 0.5 * (-(hours - 1.0) / 3.0).exp()) * (1.0 - ep.min_ratio).clamp(0.5, 1.0);
+        let mut evidence = BTreeMap::new();
+        evidence.insert(
+            "duration_min".into(),
+            ((ep.end_ms - ep.start_ms) / MS_PER_MINUTE) as f64,
+        );
+        evidence.insert("hours_flagged".into(), hours);
+        evidence.insert("variance_ratio_to_history".into(), ep.min_ratio);
+        evidence.insert("p_value".into(), ep.min_p);
+        evidence.insert("window_min".into(), WINDOW as f64);
+        let (zh, en) = display_name(code);
+        let summary = match self.language {
+            Language::Zh => format!(
+                "{}{}：{}（{}）分钟变化的方差仅为自身历史的 {:.0}%（p={:.1e}），数据异常平滑，疑似编造。",
+                t.enterprise.name, t.outlet.name, zh, code, 100.0 * ep.min_ratio, ep.min_p
+            ),
+            Language::En => format!(
+                "{} {}: minute-to-minute variance of {} ({}) at {:.0}% of its own history (p={:.1e}): implausibly smooth data.",
+                t.enterprise.name, t.outlet.name, en, code, 100.0 * ep.min_ratio, ep.min_p
+            ),
+        };
+        Finding {
+            kind: AnomalyKind::LowVariance,
+            key: code.to_string(),
+            start_ms: ep.start_ms,
+            end_ms: ep.end_ms,
+            detected_at_ms: ep.raised_at_ms,
+            score,
+            source_ids: vec![t.outlet.id.clone()],
+            summary,
+            evidence,
+            ongoing,
+            detector: NAME,
+        }
+    }
+}
+
+impl Detector for LowVariance {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
+        let now = minute.row.minute_ms;
+        let hour_end = (now + MS_PER_MINUTE) % MS_PER_HOUR == 0;
+        for code in monitored_codes(ctx.topology) {
+            let ch = self.state.channels.entry(code.clone()).or_default();
+            match cems::raw(minute.row, &code).filter(|_| minute.process.running()) {
+                Some(v) => {
+                    if let Some(prev) = ch.window.back().copied() {
+                        let d2 = (v - prev).powi(2);
+                        // Learn from minutes that look ordinary (clipped, so one jump cannot inflate it).
+                        let a = (1.0 / (ch.n as f64 + 1.0)).max(ALPHA);
+                        let clip = if ch.n > 60 {
+                            25.0 * ch.var
+                        } else {
+                            f64::INFINITY
+                        };
+                        ch.var += a * (d2.min(clip) - ch.var);
+                        ch.n += 1;
+                    }
+                    ch.resolution.observe(v);
+                    ch.window.push_back(v);
+                    if ch.window.len() > WINDOW {
+                        ch.window.pop_front();
+                    }
+                }
+                None => ch.window.clear(), // windows are contiguous minutes
+            }
+            if !hour_end {
+                continue;
+            }
+            let step = ch.resolution.step();
+            let judged = ch.n >= MATURE && ch.window.len() == WINDOW && ch.var.sqrt() >= 2.0 * step;
+            let mut flagged = None;
+            if judged {
+                let s2 = diff_variance(&ch.window);
+                if s2 > 0.0 {
+                    let df = (WINDOW - 2) as f64;
+                    let p = ChiSquared::new(df)
+                        .map(|c| c.cdf(df * s2 / ch.var))
+                        .unwrap_or(1.0);
+                    if p < P_VALUE {
+                        flagged = Some((s2 / ch.var, p));
+                    }
+                }
+            }
+            let window_start = now + MS_PER_MINUTE - WINDOW as i64 * MS_PER_MINUTE;
+            match flagged {
+                Some((ratio, p)) => {
+                    let ep = self.state.episodes.entry(code.clone()).or_insert(Episode {
+                        start_ms: window_start,
+                        end_ms: now + MS_PER_MINUTE,
+                        raised_at_ms: now + MS_PER_MINUTE,
+                        hours: 0,
+                        min_ratio: ratio,
+                        min_p: p,
+                    });
+                    ep.end_ms = now + MS_PER_MINUTE;
+                    ep.hours += 1;
+                    ep.min_ratio = ep.min_ratio.min(ratio);
+                    ep.min_p = ep.min_p.min(p);
+                    let ep = ep.clone();
+                    out.push(self.finding(ctx, &code, &ep, true));
+                }
+                None if judged => {
+                    if let Some(ep) = self.state.episodes.remove(&code) {
+                        out.push(self.finding(ctx, &code, &ep, false));
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>) {
+        for (code, ep) in std::mem::take(&mut self.state.episodes) {
+            out.push(self.finding(ctx, &code, &ep, false));
+        }
+    }
+
+    fn save(&self) -> Vec<u8> {
+        save_state(&self.state)
+    }
+
+    fn restore(&mut self, blob: &[u8]) -> Result<(), String> {
+        self.state = restore_state(blob)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::testutil::{row, run_detector, topology, with_cems, T0};
+    use rand::{Rng, SeedableRng};
+
+    fn topo() -> crate::registry::OutletTopology {
+        let mut t = topology();
+        t.outlet.limits_mg_m3.insert("a21026".into(), 35.0);
+        t
+    }
+
+    /// Three days of SO2 with analyzer noise; `fake` replaces minutes in a window with a smooth invented curve
+    /// whose own noise is `fake_noise` of the real one.
+    fn run(fake: Option<f64>) -> Vec<Finding> {
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(7);
+        let mut level: f64 = 0.0;
+        let rows: Vec<_> = (0..3 * 1440)
+            .map(|i| {
+                level = 0.95 * level + 0.3 * (rng.gen::<f64>() - 0.5);
+                let real = 22.0 + level + 0.8 * (rng.gen::<f64>() - 0.5);
+                let v = match fake {
+                    Some(k) if (2 * 1440 + 300..2 * 1440 + 900).contains(&i) => {
+                        22.0 + 0.3 * ((i as f64) / 97.0).sin() + k * 0.8 * (rng.gen::<f64>() - 0.5)
+                    }
+                    _ => real,
+                };
+                with_cems(
+                    row(i, &[("p1", Some(800.0)), ("t1", Some(150.0))]),
+                    &[("a21026", (v * 10.0).round() / 10.0)],
+                )
+            })
+            .collect();
+        run_detector(LowVariance::boxed, &topo(), rows)
+    }
+
+    #[test]
+    fn invented_smooth_data_is_found_even_with_some_noise_added() {
+        for k in [0.0, 0.35] {
+            let out = run(Some(k));
+            let closed: Vec<_> = out.iter().filter(|f| !f.ongoing).collect();
+            assert_eq!(closed.len(), 1, "noise {k}: {out:#?}");
+            assert!(closed[0].start_ms >= T0 + (2 * 1440) * MS_PER_MINUTE);
+            assert!(closed[0].evidence["p_value"] < P_VALUE);
+        }
+    }
+
+    #[test]
+    fn honest_data_raises_nothing_in_three_days() {
+        assert!(run(None).is_empty());
+    }
+}

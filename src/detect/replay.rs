@@ -1,0 +1,342 @@
+//! `REPLAYED_DATA`: a stretch of the CEMS record that is a copy of an earlier one: yesterday's data re-sent, or a
+//! week-old day with a little noise added.
+//!
+//! The outlet's gas channels and O2 are kept as 5-minute means for eight days. Every hour the last four hours are
+//! compared with **every** earlier lag (not only 24 h): the Pearson correlation of their first differences (which
+//! removes level and trend, so a daily load cycle does not look like a copy). A lag at which at least two channels
+//! (one, if the outlet has only one) correlate at ≥ 0.9 is a replay; consecutive replayed hours form one episode.
+//! With 47 differences, a chance correlation of 0.9 is a 6σ event per lag and channel; requiring two channels at
+//! the same lag makes chance matches negligible over thousands of lags and hours.
+//!
+//! Look-alikes: identical constant values (a flat line has no differences to correlate: `FLATLINE`'s), repeated
+//! daily operating patterns (differences of real data carry fresh noise every day).
+
+use super::cems::{self, Resolution};
+use super::{
+    monitored_codes, restore_state, save_state, DetectConfig, Detector, Finding, Language, Minute,
+    OutletContext,
+};
+use crate::domain::codes::O2;
+use crate::domain::{AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Detector name and version.
+pub const NAME: &str = "replay/1";
+/// Minutes per mean.
+const BUCKET_MIN: i64 = 5;
+/// Means in the compared window (4 h).
+const WINDOW: usize = 48;
+/// Means kept (8 days).
+const HISTORY: usize = 8 * 24 * 12;
+/// Correlation that counts as a copy.
+const MIN_CORRELATION: f64 = 0.9;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Channel {
+    means: VecDeque<f64>,
+    sum: f64,
+    n: u32,
+    resolution: Resolution,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Episode {
+    start_ms: i64,
+    end_ms: i64,
+    raised_at_ms: i64,
+    hours: u32,
+    lag_buckets: usize,
+    min_correlation: f64,
+    channels: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    channels: BTreeMap<String, Channel>,
+    episode: Option<Episode>,
+    hours_without_match: u32,
+}
+
+/// The detector.
+pub struct Replay {
+    language: Language,
+    state: State,
+}
+
+fn correlation(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        let (dx, dy) = (x - ma, y - mb);
+        sab += dx * dy;
+        saa += dx * dx;
+        sbb += dy * dy;
+    }
+    if saa <= 0.0 || sbb <= 0.0 {
+        return 0.0;
+    }
+    sab / (saa * sbb).sqrt()
+}
+
+impl Replay {
+    /// Factory for [`super::DETECTORS`].
+    pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
+        Box::new(Self {
+            language: config.language,
+            state: State::default(),
+        })
+    }
+
+    fn finding(&self, ctx: &OutletContext<'_>, ep: &Episode, ongoing: bool) -> Finding {
+        let t = ctx.topology;
+        let lag_min = (ep.lag_buckets as i64 * BUCKET_MIN) as f64;
+        let mut evidence = BTreeMap::new();
+        evidence.insert(
+            "duration_min".into(),
+            ((ep.end_ms - ep.start_ms) / MS_PER_MINUTE) as f64,
+        );
+        evidence.insert("lag_min".into(), lag_min);
+        evidence.insert("min_correlation".into(), ep.min_correlation);
+        evidence.insert("channels_matched".into(), ep.channels as f64);
+        evidence.insert("hours_matched".into(), f64::from(ep.hours));
+        let score = (1.0 - 0.5 * (-(f64::from(ep.hours) - 1.0) / 2.0).exp()).clamp(0.5, 1.0);
+        let (d, h) = (lag_min as i64 / 1440, (lag_min as i64 % 1440) as f64 / 60.0);
+        let summary = match self.language {
+            Language::Zh => format!(
+                "{}{}：{} 个监测因子的数据与 {} 天 {:.1} 小时前的数据高度一致（相关系数 ≥ {:.3}），持续 {} 小时，疑似重复上传历史数据。",
+                t.enterprise.name, t.outlet.name, ep.channels, d, h, ep.min_correlation, ep.hours
+            ),
+            Language::En => format!(
+                "{} {}: {} channels repeat the data of {} d {:.1} h earlier (correlation ≥ {:.3}) for {} h: replayed data.",
+                t.enterprise.name, t.outlet.name, ep.channels, d, h, ep.min_correlation, ep.hours
+            ),
+        };
+        Finding {
+            kind: AnomalyKind::ReplayedData,
+            key: String::new(),
+            start_ms: ep.start_ms,
+            end_ms: ep.end_ms,
+            detected_at_ms: ep.raised_at_ms,
+            score,
+            source_ids: vec![t.outlet.id.clone()],
+            summary,
+            evidence,
+            ongoing,
+            detector: NAME,
+        }
+    }
+
+    /// The best lag at which enough channels match, with its weakest correlation and channel count.
+    fn best_match(&self) -> Option<(usize, f64, usize)> {
+        let mut judged: Vec<Vec<f64>> = Vec::new(); // first differences of each usable channel's history
+        for ch in self.state.channels.values() {
+            let m = &ch.means;
+            if m.len() < 2 * WINDOW + 1 || m.iter().rev().take(WINDOW).any(|x| !x.is_finite()) {
+                continue;
+            }
+            let diffs: Vec<f64> = m.iter().zip(m.iter().skip(1)).map(|(a, b)| b - a).collect();
+            let recent = &diffs[diffs.len() - (WINDOW - 1)..];
+            let var = recent.iter().map(|x| x * x).sum::<f64>() / recent.len() as f64;
+            // A channel that barely moves (a flat line, readings at resolution) cannot show a copy.
+            if var <= (ch.resolution.step() * 0.5).powi(2) {
+                continue;
+            }
+            judged.push(diffs);
+        }
+        let needed = judged.len().min(2);
+        if needed == 0 {
+            return None;
+        }
+        let len = judged[0].len();
+        if judged.iter().any(|d| d.len() != len) {
+            return None;
+        }
+        let w = WINDOW - 1;
+        let recent_start = len - w;
+        let mut best: Option<(usize, f64, usize)> = None;
+        for lag in WINDOW..=recent_start {
+            let start = recent_start - lag;
+            let mut count = 0;
+            let mut weakest = 1.0f64;
+            for d in &judged {
+                let old = &d[start..start + w];
+                if old.iter().any(|x| !x.is_finite()) {
+                    continue;
+                }
+                let r = correlation(&d[recent_start..], old);
+                if r >= MIN_CORRELATION {
+                    count += 1;
+                    weakest = weakest.min(r);
+                }
+            }
+            if count >= needed
+                && best.is_none_or(|(_, r, c)| count > c || (count == c && weakest > r))
+            {
+                best = Some((lag, weakest, count));
+            }
+        }
+        best
+    }
+}
+
+impl Detector for Replay {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
+        let now = minute.row.minute_ms;
+        let mut codes = monitored_codes(ctx.topology);
+        codes.push(O2.to_string());
+        let bucket_end = (now + MS_PER_MINUTE) % (BUCKET_MIN * MS_PER_MINUTE) == 0;
+        for code in codes {
+            let ch = self.state.channels.entry(code.clone()).or_default();
+            if let Some(v) = cems::raw(minute.row, &code).filter(|_| minute.process.running()) {
+                ch.sum += v;
+                ch.n += 1;
+                ch.resolution.observe(v);
+            }
+            if bucket_end {
+                let mean = if ch.n >= 3 {
+                    ch.sum / f64::from(ch.n)
+                } else {
+                    f64::NAN
+                };
+                ch.means.push_back(mean);
+                if ch.means.len() > HISTORY {
+                    ch.means.pop_front();
+                }
+                ch.sum = 0.0;
+                ch.n = 0;
+            }
+        }
+        if (now + MS_PER_MINUTE) % MS_PER_HOUR != 0 {
+            return;
+        }
+        let end = now + MS_PER_MINUTE;
+        match self.best_match() {
+            Some((lag, r, channels)) => {
+                self.state.hours_without_match = 0;
+                let ep = self.state.episode.get_or_insert(Episode {
+                    start_ms: end - WINDOW as i64 * BUCKET_MIN * MS_PER_MINUTE,
+                    end_ms: end,
+                    raised_at_ms: end,
+                    hours: 0,
+                    lag_buckets: lag,
+                    min_correlation: r,
+                    channels,
+                });
+                ep.end_ms = end;
+                ep.hours += 1;
+                ep.min_correlation = ep.min_correlation.min(r);
+                let ep = ep.clone();
+                out.push(self.finding(ctx, &ep, true));
+            }
+            None => {
+                self.state.hours_without_match += 1;
+                if let Some(ep) = self.state.episode.take() {
+                    out.push(self.finding(ctx, &ep, false));
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>) {
+        if let Some(ep) = self.state.episode.take() {
+            out.push(self.finding(ctx, &ep, false));
+        }
+    }
+
+    fn save(&self) -> Vec<u8> {
+        save_state(&self.state)
+    }
+
+    fn restore(&mut self, blob: &[u8]) -> Result<(), String> {
+        self.state = restore_state(blob)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::testutil::{row, run_detector, topology, with_cems, T0};
+    use rand::{Rng, SeedableRng};
+
+    fn topo() -> crate::registry::OutletTopology {
+        let mut t = topology();
+        t.outlet.limits_mg_m3.insert("a21026".into(), 35.0);
+        t.outlet.limits_mg_m3.insert("a21002".into(), 50.0);
+        t
+    }
+
+    /// Four days of realistic noisy SO2, NOx and O2 with a daily load cycle; minutes in `copy` repeat the data of
+    /// `lag` minutes earlier, times `1 + jitter·ε`.
+    fn run(copy: std::ops::Range<i64>, lag: i64, jitter: f64) -> Vec<Finding> {
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(11);
+        let mut ar = [0.0f64; 3];
+        let mut series: Vec<[f64; 3]> = Vec::new();
+        for i in 0..4 * 1440 {
+            let cycle = ((i % 1440) as f64 / 1440.0 * std::f64::consts::TAU).sin();
+            for a in &mut ar {
+                *a = 0.95 * *a + 0.02 * (rng.gen::<f64>() - 0.5) * 3.0;
+            }
+            let mut v = [
+                22.0 * (1.0 + ar[0] + 0.02 * (rng.gen::<f64>() - 0.5) * 3.0) + cycle,
+                38.0 * (1.0 + ar[1] + 0.02 * (rng.gen::<f64>() - 0.5) * 3.0) + cycle,
+                6.0 + 0.5 * cycle + 0.1 * (rng.gen::<f64>() - 0.5) * 3.0 + ar[2],
+            ];
+            if copy.contains(&i) {
+                let old = series[(i - lag) as usize];
+                for k in 0..3 {
+                    v[k] = old[k] * (1.0 + jitter * (rng.gen::<f64>() - 0.5) * 3.0);
+                }
+            }
+            series.push(v);
+        }
+        run_detector(
+            Replay::boxed,
+            &topo(),
+            series.iter().enumerate().map(|(i, v)| {
+                let r = |x: f64| (x * 10.0).round() / 10.0;
+                with_cems(
+                    row(i as i64, &[("p1", Some(800.0)), ("t1", Some(150.0))]),
+                    &[
+                        ("a21026", r(v[0])),
+                        ("a21002", r(v[1])),
+                        ("a19001", r(v[2] * 10.0) / 10.0),
+                    ],
+                )
+            }),
+        )
+    }
+
+    #[test]
+    fn yesterdays_data_resent_is_found_with_its_lag() {
+        let out = run(3 * 1440..3 * 1440 + 480, 1440, 0.0);
+        let closed: Vec<_> = out.iter().filter(|f| !f.ongoing).collect();
+        assert_eq!(closed.len(), 1, "{out:#?}");
+        assert_eq!(closed[0].evidence["lag_min"], 1440.0);
+        assert!(closed[0].start_ms >= T0 + (3 * 1440 - 60) * MS_PER_MINUTE);
+    }
+
+    #[test]
+    fn a_careful_copy_at_an_odd_lag_with_noise_is_found_too() {
+        let out = run(3 * 1440..3 * 1440 + 480, 1440 + 185, 0.01);
+        let closed: Vec<_> = out.iter().filter(|f| !f.ongoing).collect();
+        assert_eq!(closed.len(), 1, "{out:#?}");
+        assert!(
+            (closed[0].evidence["lag_min"] - 1625.0).abs() <= 5.0,
+            "{:?}",
+            closed[0].evidence
+        );
+    }
+
+    #[test]
+    fn honest_data_with_a_daily_cycle_is_not() {
+        let out = run(0..0, 1, 0.0);
+        assert!(out.is_empty(), "{out:#?}");
+    }
+}
