@@ -14,7 +14,6 @@ use super::{
     monitored_codes, restore_state, save_state, DetectConfig, Detector, Finding, Language, Minute,
     OutletContext,
 };
-use crate::domain::codes::display_name;
 use crate::domain::{AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ChiSquared, ContinuousCDF};
@@ -26,6 +25,8 @@ pub const NAME: &str = "low_variance/1";
 const WINDOW: usize = 360;
 /// Lower-tail p-value that raises an hour.
 const P_VALUE: f64 = 1e-7;
+/// Effect size as well as significance: the window's variance must be below this share of the usual one.
+const MAX_RATIO: f64 = 0.7;
 /// Weight of a minute's squared difference in the learned variance once warmed up (~2 days).
 const ALPHA: f64 = 1.0 / 2880.0;
 /// Minutes learned before judging.
@@ -48,6 +49,7 @@ struct Episode {
     hours: u32,
     min_ratio: f64,
     min_p: f64,
+    channels: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -81,7 +83,7 @@ impl LowVariance {
         })
     }
 
-    fn finding(&self, ctx: &OutletContext<'_>, code: &str, ep: &Episode, ongoing: bool) -> Finding {
+    fn finding(&self, ctx: &OutletContext<'_>, ep: &Episode, ongoing: bool) -> Finding {
         let t = ctx.topology;
         let hours = f64::from(ep.hours);
         let score =
@@ -95,20 +97,20 @@ impl LowVariance {
         evidence.insert("variance_ratio_to_history".into(), ep.min_ratio);
         evidence.insert("p_value".into(), ep.min_p);
         evidence.insert("window_min".into(), WINDOW as f64);
-        let (zh, en) = display_name(code);
+        evidence.insert("channels_tested".into(), ep.channels as f64);
         let summary = match self.language {
             Language::Zh => format!(
-                "{}{}：{}（{}）分钟变化的方差仅为自身历史的 {:.0}%（p={:.1e}），数据异常平滑，疑似编造。",
-                t.enterprise.name, t.outlet.name, zh, code, 100.0 * ep.min_ratio, ep.min_p
+                "{}{}：{} 个监测因子的分钟变化方差仅为自身历史的 {:.0}%（p={:.1e}），数据异常平滑，疑似编造。",
+                t.enterprise.name, t.outlet.name, ep.channels, 100.0 * ep.min_ratio, ep.min_p
             ),
             Language::En => format!(
-                "{} {}: minute-to-minute variance of {} ({}) at {:.0}% of its own history (p={:.1e}): implausibly smooth data.",
-                t.enterprise.name, t.outlet.name, en, code, 100.0 * ep.min_ratio, ep.min_p
+                "{} {}: minute-to-minute variance of {} channels at {:.0}% of their own history (p={:.1e}): implausibly smooth data.",
+                t.enterprise.name, t.outlet.name, ep.channels, 100.0 * ep.min_ratio, ep.min_p
             ),
         };
         Finding {
             kind: AnomalyKind::LowVariance,
-            key: code.to_string(),
+            key: String::new(),
             start_ms: ep.start_ms,
             end_ms: ep.end_ms,
             detected_at_ms: ep.raised_at_ms,
@@ -132,7 +134,15 @@ impl Detector for LowVariance {
         let hour_end = (now + MS_PER_MINUTE) % MS_PER_HOUR == 0;
         for code in monitored_codes(ctx.topology) {
             let ch = self.state.channels.entry(code.clone()).or_default();
-            match cems::raw(minute.row, &code).filter(|_| minute.process.running()) {
+            // Analyzer noise is largely proportional to the reading, so differences are taken in log space: a night
+            // at lower load is not "smoother" just because its values are smaller. Readings within ten resolution
+            // steps of zero carry no usable relative noise and break the window.
+            let step_now = ch.resolution.step();
+            let reading = cems::raw(minute.row, &code).filter(|_| minute.process.running());
+            if let Some(v) = reading {
+                ch.resolution.observe(v);
+            }
+            match reading.filter(|v| *v >= 10.0 * step_now).map(f64::ln) {
                 Some(v) => {
                     if let Some(prev) = ch.window.back().copied() {
                         let d2 = (v - prev).powi(2);
@@ -146,7 +156,6 @@ impl Detector for LowVariance {
                         ch.var += a * (d2.min(clip) - ch.var);
                         ch.n += 1;
                     }
-                    ch.resolution.observe(v);
                     ch.window.push_back(v);
                     if ch.window.len() > WINDOW {
                         ch.window.pop_front();
@@ -154,55 +163,63 @@ impl Detector for LowVariance {
                 }
                 None => ch.window.clear(), // windows are contiguous minutes
             }
-            if !hour_end {
+        }
+        if !hour_end {
+            return;
+        }
+        // One test per outlet over every judged channel: a fabricating DAU smooths them all, and summing the
+        // channels' chi-squares gives a careful cheat (noise cut by a quarter) no place to hide.
+        let (mut t_sum, mut df_sum, mut judged_channels) = (0.0, 0.0, 0usize);
+        for ch in self.state.channels.values() {
+            let step = ch.resolution.step();
+            let level = ch.window.back().map_or(0.0, |x| x.exp());
+            if ch.n < MATURE
+                || ch.window.len() < WINDOW
+                || ch.var.sqrt() * level < 2.0 * step
+                || ch.var <= 0.0
+            {
                 continue;
             }
-            let step = ch.resolution.step();
-            let judged = ch.n >= MATURE && ch.window.len() == WINDOW && ch.var.sqrt() >= 2.0 * step;
-            let mut flagged = None;
-            if judged {
-                let s2 = diff_variance(&ch.window);
-                if s2 > 0.0 {
-                    let df = (WINDOW - 2) as f64;
-                    let p = ChiSquared::new(df)
-                        .map(|c| c.cdf(df * s2 / ch.var))
-                        .unwrap_or(1.0);
-                    if p < P_VALUE {
-                        flagged = Some((s2 / ch.var, p));
-                    }
-                }
+            let s2 = diff_variance(&ch.window);
+            if s2.is_nan() || s2 <= 0.0 {
+                continue;
             }
-            let window_start = now + MS_PER_MINUTE - WINDOW as i64 * MS_PER_MINUTE;
-            match flagged {
-                Some((ratio, p)) => {
-                    let ep = self.state.episodes.entry(code.clone()).or_insert(Episode {
-                        start_ms: window_start,
-                        end_ms: now + MS_PER_MINUTE,
-                        raised_at_ms: now + MS_PER_MINUTE,
-                        hours: 0,
-                        min_ratio: ratio,
-                        min_p: p,
-                    });
-                    ep.end_ms = now + MS_PER_MINUTE;
-                    ep.hours += 1;
-                    ep.min_ratio = ep.min_ratio.min(ratio);
-                    ep.min_p = ep.min_p.min(p);
-                    let ep = ep.clone();
-                    out.push(self.finding(ctx, &code, &ep, true));
-                }
-                None if judged => {
-                    if let Some(ep) = self.state.episodes.remove(&code) {
-                        out.push(self.finding(ctx, &code, &ep, false));
-                    }
-                }
-                None => {}
-            }
+            let df = (WINDOW - 2) as f64;
+            t_sum += df * s2 / ch.var;
+            df_sum += df;
+            judged_channels += 1;
+        }
+        let end = now + MS_PER_MINUTE;
+        if judged_channels == 0 {
+            return;
+        }
+        let ratio = t_sum / df_sum;
+        let p = ChiSquared::new(df_sum).map(|c| c.cdf(t_sum)).unwrap_or(1.0);
+        if p < P_VALUE && ratio < MAX_RATIO {
+            let window_start = end - WINDOW as i64 * MS_PER_MINUTE;
+            let ep = self.state.episodes.entry(String::new()).or_insert(Episode {
+                start_ms: window_start,
+                end_ms: end,
+                raised_at_ms: end,
+                hours: 0,
+                min_ratio: ratio,
+                min_p: p,
+                channels: judged_channels,
+            });
+            ep.end_ms = end;
+            ep.hours += 1;
+            ep.min_ratio = ep.min_ratio.min(ratio);
+            ep.min_p = ep.min_p.min(p);
+            let ep = ep.clone();
+            out.push(self.finding(ctx, &ep, true));
+        } else if let Some(ep) = self.state.episodes.remove("") {
+            out.push(self.finding(ctx, &ep, false));
         }
     }
 
     fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>) {
-        for (code, ep) in std::mem::take(&mut self.state.episodes) {
-            out.push(self.finding(ctx, &code, &ep, false));
+        for (_, ep) in std::mem::take(&mut self.state.episodes) {
+            out.push(self.finding(ctx, &ep, false));
         }
     }
 
