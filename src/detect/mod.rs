@@ -5,6 +5,7 @@
 //! after a restart. Every detector family lives in its own file, with its config, its state and its tests, and is
 //! listed once in [`DETECTORS`].
 
+pub mod bunching;
 pub mod bypass;
 pub mod calibration_gas;
 pub mod cems;
@@ -19,6 +20,7 @@ pub mod process;
 pub mod replay;
 pub mod restriction;
 pub mod runs;
+pub mod selective_gap;
 pub mod tampering;
 pub mod treatment_low_power;
 pub mod treatment_not_running;
@@ -150,6 +152,8 @@ pub const DETECTORS: &[DetectorFactory] = &[
     tampering::Tampering::boxed,
     low_variance::LowVariance::boxed,
     replay::Replay::boxed,
+    bunching::Bunching::boxed,
+    selective_gap::SelectiveGap::boxed,
 ];
 
 /// The CEMS channels that say whether an outlet is monitored: its limited pollutants, or its flow when no limit is

@@ -373,9 +373,14 @@ impl Plant {
                 efficiency = efficiency.min(1.0 - 1.8 * pol.limit_mg_m3 / inlet);
             }
             if self.injection(AnomalyKind::SelectiveGap, m).is_some() && pol.removed_by.is_some() {
-                // Treatment eased off in the busy hours, exactly where the data will then go missing.
-                if (10..16).contains(&((m % DAY_MIN) / 60)) {
-                    efficiency = efficiency.min(1.0 - 1.6 * pol.limit_mg_m3 / inlet);
+                // Treatment eased off over the busy hours (ramping up from 10:00, down to normal by 16:00), and the
+                // data goes missing exactly where it would show the limit passed.
+                let h = (m % DAY_MIN) as f64 / 60.0;
+                let ramp = (h - 10.0).clamp(0.0, 1.0).min((16.0 - h).clamp(0.0, 1.0));
+                if ramp > 0.0 {
+                    let normal = inlet * (1.0 - efficiency);
+                    let eased = normal + ramp * (1.6 * pol.limit_mg_m3 - normal).max(0.0);
+                    efficiency = efficiency.min(1.0 - eased / inlet);
                 }
             }
             let mut c = if production_on {
