@@ -10,8 +10,18 @@ use tonic::transport::Channel;
 
 /// The built `sentinel serve` as a child process on a free port.
 struct Process {
-    child: Child,
+    child: Option<Child>,
     channel: Channel,
+}
+
+/// A failing test must not leave a server running.
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 async fn spawn_binary(dir: &Path) -> Process {
@@ -52,7 +62,10 @@ async fn spawn_binary(dir: &Path) -> Process {
         .connect()
         .await
         .expect("connect");
-    Process { child, channel }
+    Process {
+        child: Some(child),
+        channel,
+    }
 }
 
 impl Process {
@@ -61,8 +74,10 @@ impl Process {
     }
 
     fn kill9(mut self) {
-        self.child.kill().expect("SIGKILL"); // std's kill() is SIGKILL on Unix
-        self.child.wait().expect("reap");
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("SIGKILL"); // std's kill() is SIGKILL on Unix
+            c.wait().expect("reap");
+        }
     }
 }
 
@@ -202,13 +217,14 @@ async fn sigterm_finishes_cleanly_and_restart_resumes_detection() {
     for b in first {
         proc.ingest().write(b.clone()).await.expect("write");
     }
-    let pid = proc.child.id().to_string();
+    let mut proc = proc;
+    let mut child = proc.child.take().expect("child");
+    let pid = child.id().to_string();
     let status = Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .expect("kill");
     assert!(status.success());
-    let mut child = proc.child;
     let exit = tokio::task::spawn_blocking(move || child.wait())
         .await
         .expect("join")

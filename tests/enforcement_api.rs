@@ -354,7 +354,7 @@ fn bypass_and_idle_scrubber(e: &str) -> Vec<pb::RecordBatch> {
                 }
             }
             if r.source_id.ends_with("-s1") {
-                let flow = if diverted { 290_000.0 } else { 20.0 };
+                let flow = if diverted { 290.0 } else { 0.5 };
                 let temp = if diverted { 140.0 } else { 25.0 };
                 extra.push(record(
                     &format!("{e}-b1"),

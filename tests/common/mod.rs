@@ -154,30 +154,50 @@ pub fn record(source: &str, time_ms: i64, values: Vec<pb::Measurement>) -> pb::R
     }
 }
 
-/// Minute `i` of a plant whose scrubber is off in `off`: production 800 kW, treatment 150 kW (2 kW when off), and
-/// the stack's SO2, O2 and flow.
+/// Reproducible noise in [-1, 1] for (minute, channel): a hash, so test data never repeats itself (a periodic
+/// fixture would rightly be flagged as replayed data).
+pub fn noise(i: i64, channel: u64) -> f64 {
+    let mut z = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ channel.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+}
+
+/// Minute `i` of a plant whose scrubber is off in `off`: production ~800 kW, treatment ~150 kW (2 kW when off), and
+/// the stack's SO2, O2 and flow, each with its own noise.
 pub fn plant_minute(e: &str, i: i64, off: &std::ops::Range<i64>) -> Vec<pb::Record> {
     let t = T0 + i * MINUTE;
-    let treat = if off.contains(&i) { 2.0 } else { 150.0 };
-    let so2 = if off.contains(&i) {
-        900.0
+    let r1 = |x: f64| (x * 10.0).round() / 10.0;
+    let treat = if off.contains(&i) {
+        2.0
     } else {
-        20.0 + (i % 7) as f64
+        150.0 + 2.0 * noise(i, 2)
+    };
+    let so2 = if off.contains(&i) {
+        900.0 + 20.0 * noise(i, 3)
+    } else {
+        22.0 + 2.0 * noise(i, 3)
     };
     vec![
         record(
             &format!("{e}-p1"),
             t,
-            vec![measurement("power_kw", 800.0 + (i % 5) as f64)],
+            vec![measurement("power_kw", r1(800.0 + 5.0 * noise(i, 1)))],
         ),
-        record(&format!("{e}-t1"), t, vec![measurement("power_kw", treat)]),
+        record(
+            &format!("{e}-t1"),
+            t,
+            vec![measurement("power_kw", r1(treat))],
+        ),
         record(
             &format!("{e}-s1"),
             t,
             vec![
-                measurement("a21026", so2),
-                measurement("a19001", 6.5),
-                measurement("a00000", 410_000.0 + (i % 11) as f64 * 100.0),
+                measurement("a21026", r1(so2)),
+                measurement("a19001", r1(6.5 + 0.2 * noise(i, 4))),
+                measurement("a00000", r1(410.0 + 5.0 * noise(i, 5))),
             ],
         ),
     ]
