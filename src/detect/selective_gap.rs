@@ -1,10 +1,10 @@
 //! `SELECTIVE_GAP`: data goes missing where emissions are high. Missing data must never pay, and missing data that
 //! happens exactly when the values were climbing towards the limit is a pattern of its own.
 //!
-//! For each pollutant, every gap of at least `MIN_GAP_MIN` minutes while production runs is classified by the level
-//! just before it (the mean of the last ten valid minutes): *high* when at or above 75 % of the limit. Under missing
-//! data that does not care about emissions, the share of high gaps is the share of high minutes in the outlet's own
-//! data, `q`. With `k` high gaps among the `n` gaps of the last week, the binomial tail `P(X ≥ k | n, q)` below
+//! For each pollutant, every gap of at least `MIN_GAP_MIN` minutes while production runs is classified by the last
+//! valid reading before it: *high* when above the channel's own mean + 2 σ. Under missing data that does not care
+//! about emissions, the share of high gaps is the share of such minutes in the channel's own data, `q` (at least
+//! 1 %). With `k` high gaps among the `n` gaps of the last week, the binomial tail `P(X ≥ k | n, q)` below
 //! `P_VALUE` (and at least three high gaps) raises an episode spanning those gaps.
 //!
 //! Look-alikes: region-wide communication outages and other gaps at random moments (their pre-gap levels are
@@ -25,8 +25,6 @@ use std::collections::{BTreeMap, VecDeque};
 pub const NAME: &str = "selective_gap/1";
 /// Shortest gap counted.
 const MIN_GAP_MIN: u32 = 10;
-/// Level (share of limit) that makes a gap "high".
-const HIGH: f64 = 0.75;
 /// Binomial tail that raises.
 const P_VALUE: f64 = 1e-4;
 /// Gaps remembered (a week).
@@ -44,10 +42,12 @@ struct Gap {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Channel {
-    recent: VecDeque<f64>,
+    last: f64,
+    mean: f64,
+    var: f64,
     high_share: f64,
     valid_minutes: u64,
-    open_gap: Option<(i64, u32, f64)>,
+    open_gap: Option<(i64, u32, f64, bool)>,
     gaps: VecDeque<Gap>,
     episode: Option<(i64, i64)>,
 }
@@ -106,18 +106,18 @@ impl SelectiveGap {
             missing_min as f64,
         );
         evidence.insert(
-            "mean_level_before_high_gaps_pct_of_limit".into(),
+            "mean_last_value_before_high_gaps_pct_of_limit".into(),
             100.0 * high.iter().map(|g| g.pre_level).sum::<f64>() / high.len().max(1) as f64,
         );
         let score = (1.0 - 0.5 * (p.max(1e-300).log10() / -4.0).recip().min(1.0)).clamp(0.5, 1.0);
         let (zh, en) = display_name(code);
         let summary = match self.language {
             Language::Zh => format!(
-                "{}{}：{}（{}）近一周 {} 次数据缺失中有 {} 次紧接在接近限值的读数之后（正常仅 {:.1}% 的时间处于该水平，p={:.1e}），疑似选择性缺失。",
+                "{}{}：{}（{}）近一周 {} 次数据缺失中有 {} 次紧接在异常偏高的读数之后（正常仅 {:.1}% 的时间处于该水平，p={:.1e}），疑似选择性缺失。",
                 t.enterprise.name, t.outlet.name, zh, code, n, high.len(), 100.0 * ch.high_share, p
             ),
             Language::En => format!(
-                "{} {}: {} of {} gaps in {} ({}) this week began right after readings near the limit, a level seen only {:.1}% of the time (p={:.1e}): data missing where emissions are high.",
+                "{} {}: {} of {} gaps in {} ({}) this week began right after unusually high readings, a level seen only {:.1}% of the time (p={:.1e}): data missing where emissions are high.",
                 t.enterprise.name, t.outlet.name, high.len(), n, en, code, 100.0 * ch.high_share, p
             ),
         };
@@ -165,19 +165,26 @@ impl Detector for SelectiveGap {
             match value {
                 Some(v) => {
                     let share = v / limit;
+                    // "High" is relative to the channel's own level: mean + 2 σ of its recent readings, so a plant
+                    // that always runs near its limit is judged against itself. `high_share` measures how often an
+                    // ordinary minute is that high: the chance a gap starts there if gaps do not care.
+                    let threshold = ch.mean + 2.0 * ch.var.max(0.0).sqrt();
                     let a = (1.0 / (ch.valid_minutes as f64 + 1.0)).max(ALPHA);
-                    ch.high_share += a * (f64::from(u8::from(share >= HIGH)) - ch.high_share);
-                    ch.valid_minutes += 1;
-                    ch.recent.push_back(share);
-                    if ch.recent.len() > 10 {
-                        ch.recent.pop_front();
+                    if ch.valid_minutes > 60 {
+                        ch.high_share +=
+                            a * (f64::from(u8::from(share >= threshold)) - ch.high_share);
                     }
-                    if let Some((start, len, pre)) = ch.open_gap.take() {
+                    let d = share - ch.mean;
+                    ch.mean += a * d;
+                    ch.var = (1.0 - a) * (ch.var + a * d * d);
+                    ch.valid_minutes += 1;
+                    ch.last = share;
+                    if let Some((start, len, pre, high)) = ch.open_gap.take() {
                         if len >= MIN_GAP_MIN {
                             ch.gaps.push_back(Gap {
                                 start_ms: start,
                                 end_ms: now,
-                                high: pre >= HIGH,
+                                high,
                                 pre_level: pre,
                             });
                             judged = Some(now);
@@ -185,12 +192,10 @@ impl Detector for SelectiveGap {
                     }
                 }
                 None if running => {
-                    let pre = if ch.recent.is_empty() {
-                        0.0
-                    } else {
-                        ch.recent.iter().sum::<f64>() / ch.recent.len() as f64
-                    };
-                    let gap = ch.open_gap.get_or_insert((now, 0, pre));
+                    let high =
+                        ch.valid_minutes > 60 && ch.last >= ch.mean + 2.0 * ch.var.max(0.0).sqrt();
+                    let pre = ch.last;
+                    let gap = ch.open_gap.get_or_insert((now, 0, pre, high));
                     gap.1 += 1;
                 }
                 None => {}
