@@ -2,9 +2,9 @@
 //! happens exactly when the values were climbing towards the limit is a pattern of its own.
 //!
 //! For each pollutant, every gap of at least `MIN_GAP_MIN` minutes while production runs is classified by the last
-//! valid reading before it: *high* when above the channel's own mean + 2 σ. Under missing data that does not care
-//! about emissions, the share of high gaps is the share of such minutes in the channel's own data, `q` (at least
-//! 1 %). With `k` high gaps among the `n` gaps of the last week, the binomial tail `P(X ≥ k | n, q)` below
+//! valid reading before it: *high* when above the channel's own mean + 1.5 σ after climbing by a σ over the last
+//! half hour. Under missing data that does not care about emissions, the share of high gaps is the share of such
+//! minutes in the channel's own data, `q` (at least 0.5 %). With `k` high gaps among the `n` gaps of the last week, the binomial tail `P(X ≥ k | n, q)` below
 //! `P_VALUE` (and at least three high gaps) raises an episode spanning those gaps.
 //!
 //! Look-alikes: region-wide communication outages and other gaps at random moments (their pre-gap levels are
@@ -42,6 +42,8 @@ struct Gap {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Channel {
+    recent: VecDeque<f64>,
+    last_high: bool,
     last: f64,
     mean: f64,
     var: f64,
@@ -61,6 +63,19 @@ struct State {
 pub struct SelectiveGap {
     language: Language,
     state: State,
+}
+
+impl Channel {
+    /// The newest reading is high for this channel and has climbed to get there.
+    fn is_high(&self) -> bool {
+        let Some(&last) = self.recent.back() else {
+            return false;
+        };
+        let sd = self.var.max(0.0).sqrt();
+        let earlier: Vec<f64> = self.recent.iter().take(10).copied().collect();
+        let before = earlier.iter().sum::<f64>() / earlier.len().max(1) as f64;
+        self.recent.len() >= 30 && last >= self.mean + 1.5 * sd && last - before >= sd
+    }
 }
 
 fn tail(n: u64, k: u64, q: f64) -> f64 {
@@ -165,20 +180,24 @@ impl Detector for SelectiveGap {
             match value {
                 Some(v) => {
                     let share = v / limit;
-                    // "High" is relative to the channel's own level: mean + 2 σ of its recent readings, so a plant
-                    // that always runs near its limit is judged against itself. `high_share` measures how often an
-                    // ordinary minute is that high: the chance a gap starts there if gaps do not care.
-                    let threshold = ch.mean + 2.0 * ch.var.max(0.0).sqrt();
+                    // "High" is relative to the channel itself: the reading is above its mean + 1.5 σ *and* has risen
+                    // by a σ over the last half hour (emissions climbing). `high_share` measures how often an ordinary
+                    // minute looks like that: the chance a gap starts there if gaps do not care.
+                    ch.recent.push_back(share);
+                    if ch.recent.len() > 40 {
+                        ch.recent.pop_front();
+                    }
+                    let high_now = ch.is_high();
                     let a = (1.0 / (ch.valid_minutes as f64 + 1.0)).max(ALPHA);
                     if ch.valid_minutes > 60 {
-                        ch.high_share +=
-                            a * (f64::from(u8::from(share >= threshold)) - ch.high_share);
+                        ch.high_share += a * (f64::from(u8::from(high_now)) - ch.high_share);
                     }
                     let d = share - ch.mean;
                     ch.mean += a * d;
                     ch.var = (1.0 - a) * (ch.var + a * d * d);
                     ch.valid_minutes += 1;
                     ch.last = share;
+                    ch.last_high = high_now;
                     if let Some((start, len, pre, high)) = ch.open_gap.take() {
                         if len >= MIN_GAP_MIN {
                             ch.gaps.push_back(Gap {
@@ -192,8 +211,7 @@ impl Detector for SelectiveGap {
                     }
                 }
                 None if running => {
-                    let high =
-                        ch.valid_minutes > 60 && ch.last >= ch.mean + 2.0 * ch.var.max(0.0).sqrt();
+                    let high = ch.valid_minutes > 60 && ch.last_high;
                     let pre = ch.last;
                     let gap = ch.open_gap.get_or_insert((now, 0, pre, high));
                     gap.1 += 1;
@@ -208,11 +226,7 @@ impl Detector for SelectiveGap {
             };
             let n = ch.gaps.len() as u64;
             let k = ch.gaps.iter().filter(|g| g.high).count() as u64;
-            let p = tail(
-                n,
-                k,
-                ch.high_share.max(1.0 / ch.valid_minutes.max(1) as f64),
-            );
+            let p = tail(n, k, ch.high_share.max(0.005));
             if k >= 3 && p < P_VALUE {
                 let first = ch.gaps.iter().find(|g| g.high).map_or(at, |g| g.start_ms);
                 let start = ch.episode.map_or(first, |(s, _)| s.min(first));
