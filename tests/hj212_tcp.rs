@@ -215,3 +215,42 @@ async fn the_ack_comes_after_the_data_is_durable_and_segments_are_joined() {
         .iter()
         .any(|m| m.code == "a21002" && m.value == 44.5));
 }
+
+#[tokio::test]
+async fn a_connection_over_the_limit_is_closed_at_once_and_counted() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut s = start_full_with(dir, |d| {
+        let mut c = test_config(d);
+        c.hj212.max_connections = 1;
+        c
+    })
+    .await;
+    register_station(&mut s, "M3", "").await;
+    let addr = s
+        .server
+        .as_ref()
+        .and_then(|x| x.hj212_addr)
+        .expect("gateway");
+    let stats = s
+        .server
+        .as_ref()
+        .and_then(|x| x.hj212_stats.clone())
+        .expect("stats");
+    let mut first = TcpStream::connect(addr).await.expect("first");
+    // The first connection works: an ack proves it is being served.
+    first.write_all(&barrier("M3", "x")).await.expect("w");
+    let mut framer = Framer::new();
+    assert_eq!(
+        read_reply(&mut first, &mut framer).await.cn.as_deref(),
+        Some("9014")
+    );
+    // The second is closed without a byte.
+    let mut second = TcpStream::connect(addr).await.expect("second");
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), second.read(&mut buf))
+        .await
+        .expect("closed in time")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert_eq!(stats.connections_refused.load(Ordering::Relaxed), 1);
+}

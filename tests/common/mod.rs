@@ -44,6 +44,14 @@ pub async fn start_with(
     start_full(dir, config, false).await
 }
 
+/// A server with the HJ 212 gateway and a custom config.
+pub async fn start_full_with(
+    dir: tempfile::TempDir,
+    config: impl Fn(&Path) -> ServeConfig,
+) -> TestServer {
+    start_full(dir, config, true).await
+}
+
 /// A server with the HJ 212 gateway on its own ephemeral port (`server.hj212_addr`).
 pub async fn start_with_gateway() -> TestServer {
     start_full(tempfile::tempdir().expect("tempdir"), test_config, true).await
