@@ -230,6 +230,15 @@ enum BenchCommand {
         #[arg(long, default_value_t = 2000)]
         rounds: usize,
     },
+    /// ListAnomalies latency over gRPC with many stored anomalies.
+    List {
+        /// Anomalies to store first.
+        #[arg(long, default_value_t = 1_000_000)]
+        anomalies: usize,
+        /// Requests per query case.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+    },
     /// Durable-ack ingest throughput and latency over gRPC, with detection running.
     Ingest {
         /// Simulated enterprises.
@@ -386,6 +395,10 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }),
+        Command::Bench(BenchCommand::List {
+            anomalies,
+            requests,
+        }) => rt.block_on(cems_sentinel::tools::bench::list(anomalies, requests)),
         Command::Bench(BenchCommand::Hj212 { file, rounds }) => {
             print!("{}", cems_sentinel::tools::hj212::bench(&file, rounds)?);
             Ok(())

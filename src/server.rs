@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt as _;
 
 /// Largest gRPC message accepted: a full 10,000-record batch of a dozen channels fits with room to spare.
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
@@ -177,6 +178,13 @@ pub async fn start_with(
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let (enterprises, outlets, meters) = registry.counts();
     tracing::info!(%addr, enterprises, outlets, meters, data_dir = %config.data_dir.display(), "Serving.");
+    // Replies are small and latency matters (acks, pages): no Nagle delay on accepted connections.
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        conn.and_then(|s| {
+            s.set_nodelay(true)?;
+            Ok(s)
+        })
+    });
     let serve = tokio::spawn(async move {
         tonic::transport::Server::builder()
             .add_service(health_service)
@@ -184,7 +192,7 @@ pub async fn start_with(
             .add_service(registry_api)
             .add_service(ingest_api)
             .add_service(enforcement_api)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            .serve_with_incoming_shutdown(incoming, async {
                 let _ = shutdown_rx.await;
             })
             .await

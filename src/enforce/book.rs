@@ -126,14 +126,25 @@ fn decode_token(t: &str) -> Option<RankKey> {
 struct Index {
     by_id: HashMap<String, Anomaly>,
     ranked: BTreeSet<RankKey>,
+    /// The same ranking per enterprise: an officer's list for one enterprise must not scan the whole city.
+    by_enterprise: HashMap<String, BTreeSet<RankKey>>,
 }
 
 impl Index {
     fn put(&mut self, a: Anomaly) {
         if let Some(old) = self.by_id.get(&a.id) {
-            self.ranked.remove(&rank_key(old));
+            let key = rank_key(old);
+            self.ranked.remove(&key);
+            if let Some(set) = self.by_enterprise.get_mut(&old.enterprise_id) {
+                set.remove(&key);
+            }
         }
-        self.ranked.insert(rank_key(&a));
+        let key = rank_key(&a);
+        self.ranked.insert(key.clone());
+        self.by_enterprise
+            .entry(a.enterprise_id.clone())
+            .or_default()
+            .insert(key);
         self.by_id.insert(a.id.clone(), a);
     }
 }
@@ -262,7 +273,20 @@ impl AnomalyBook {
         let mut anomalies = Vec::with_capacity(page_size);
         let mut last = None;
         let mut more = false;
-        for key in index.ranked.range((start, Bound::Unbounded)) {
+        // With enterprises named, walk only their rankings (merged); otherwise the city's.
+        let merged: BTreeSet<RankKey>;
+        let ranked: &BTreeSet<RankKey> = if filter.enterprise_ids.is_empty() {
+            &index.ranked
+        } else {
+            merged = filter
+                .enterprise_ids
+                .iter()
+                .filter_map(|e| index.by_enterprise.get(e))
+                .flat_map(|set| set.range((start.clone(), Bound::Unbounded)).cloned())
+                .collect();
+            &merged
+        };
+        for key in ranked.range((start, Bound::Unbounded)) {
             let Some(a) = index.by_id.get(&key.2) else {
                 continue;
             };

@@ -424,6 +424,19 @@ impl Store {
         Ok(())
     }
 
+    /// Writes many anomalies in one atomic batch (bulk loads, benchmarks) and flushes.
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn put_anomalies(&self, anomalies: &[Anomaly]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for a in anomalies {
+            batch.insert(keys::str_key(keys::ANOMALY, &a.id), encode_versioned(a));
+        }
+        self.db.apply_batch(batch)?;
+        self.flush()
+    }
+
     /// Every stored anomaly (loaded once at start into the enforcement index).
     ///
     /// # Errors

@@ -148,3 +148,115 @@ pub async fn ingest(opts: BenchOptions) -> anyhow::Result<()> {
     running.shutdown().await?;
     Ok(())
 }
+
+/// `sentinel bench list`: `ListAnomalies` latency over gRPC with many stored anomalies.
+///
+/// # Errors
+/// When the store or the service fails.
+pub async fn list(anomalies: usize, requests: usize) -> anyhow::Result<()> {
+    use crate::domain::{Anomaly, AnomalyKind, ReviewStatus};
+    use crate::pb::enforcement_service_client::EnforcementServiceClient;
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir()?;
+    let started = Instant::now();
+    {
+        let store = crate::store::Store::open(dir.path(), 256 << 20)?;
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(1);
+        let year_ms = 365 * 86_400_000i64;
+        let mut chunk = Vec::with_capacity(50_000);
+        for i in 0..anomalies {
+            let start_ms = 1_735_689_600_000 + rng.gen_range(0..year_ms);
+            let kind = AnomalyKind::ALL[rng.gen_range(0..AnomalyKind::ALL.len())];
+            chunk.push(Anomaly {
+                id: format!("A{i:016x}"),
+                enterprise_id: format!("E{:04}", rng.gen_range(0..2000)),
+                outlet_id: format!("E{:04}-DA001", i % 2000),
+                source_ids: vec![],
+                kind,
+                start_ms,
+                end_ms: start_ms + rng.gen_range(600_000..86_400_000),
+                score: rng.gen(),
+                detector: "bench/1".into(),
+                summary:
+                    "benchmark anomaly with a summary of ordinary length for an officer to read"
+                        .into(),
+                evidence: [
+                    ("duration_min".to_string(), 60.0),
+                    ("figure".to_string(), 1.5),
+                ]
+                .into_iter()
+                .collect(),
+                status: ReviewStatus::Open,
+                detected_at_ms: start_ms,
+                note: String::new(),
+                ongoing: false,
+                reviews: vec![],
+            });
+            if chunk.len() == 50_000 {
+                store.put_anomalies(&chunk)?;
+                chunk.clear();
+            }
+        }
+        store.put_anomalies(&chunk)?;
+    }
+    let written_s = started.elapsed().as_secs_f64();
+    let loading = Instant::now();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let running = server::start(ServeConfig::new(dir.path().to_path_buf()), listener).await?;
+    let load_s = loading.elapsed().as_secs_f64();
+    let channel = feed::connect(&running.addr.to_string()).await?;
+    let mut client = EnforcementServiceClient::new(channel);
+    let cases: Vec<(&str, pb::ListAnomaliesRequest)> = vec![
+        ("first page, no filter", pb::ListAnomaliesRequest::default()),
+        (
+            "one enterprise",
+            pb::ListAnomaliesRequest {
+                enterprise_ids: vec!["E0042".into()],
+                ..Default::default()
+            },
+        ),
+        (
+            "one kind, score >= 0.9",
+            pb::ListAnomaliesRequest {
+                kinds: vec![AnomalyKind::BypassSuspected.number()],
+                min_score: 0.9,
+                ..Default::default()
+            },
+        ),
+        (
+            "one week window",
+            pb::ListAnomaliesRequest {
+                from_ms: 1_750_000_000_000,
+                to_ms: 1_750_604_800_000,
+                ..Default::default()
+            },
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (name, req) in cases {
+        let mut lat = Vec::with_capacity(requests);
+        let mut got = 0;
+        for _ in 0..requests {
+            let t = Instant::now();
+            got = client
+                .list_anomalies(req.clone())
+                .await?
+                .into_inner()
+                .anomalies
+                .len();
+            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        rows.push(vec![
+            name.to_string(),
+            got.to_string(),
+            format!("{:.2} ms", percentile(&mut lat, 50.0)),
+            format!("{:.2} ms", percentile(&mut lat, 99.0)),
+        ]);
+    }
+    println!(
+        "ListAnomalies benchmark: {anomalies} stored anomalies (written in {written_s:.1} s, loaded by the service in {load_s:.1} s), {requests} requests per case, page size 100"
+    );
+    print!("{}", render(&["query", "rows", "p50", "p99"], &rows));
+    running.shutdown().await?;
+    Ok(())
+}
