@@ -11,9 +11,7 @@
 //! control leaves: no deficit).
 
 use super::cems;
-use super::{
-    restore_state, save_state, DetectConfig, Detector, Finding, Language, Minute, OutletContext,
-};
+use super::{DetectConfig, Detector, Finding, Language, Minute, OutletContext};
 use crate::domain::codes::display_name;
 use crate::domain::{units, AnomalyKind, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
@@ -237,14 +235,7 @@ impl Detector for Bunching {
         }
     }
 
-    fn save(&self) -> Vec<u8> {
-        save_state(&self.state)
-    }
-
-    fn restore(&mut self, blob: &[u8]) -> Result<(), String> {
-        self.state = restore_state(blob)?;
-        Ok(())
-    }
+    persist_state!(state);
 }
 
 #[cfg(test)]

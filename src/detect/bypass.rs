@@ -12,10 +12,7 @@
 //! signal is off for an outlet whose production meters also feed another outlet.
 
 use super::runs::{Due, Runs, Timing};
-use super::{
-    duration_score, restore_state, save_state, DetectConfig, Detector, Finding, Language, Minute,
-    OutletContext,
-};
+use super::{duration_score, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
 use crate::domain::codes::{DAMPER_OPEN_PCT, FLOW, TEMPERATURE};
 use crate::domain::AnomalyKind;
 use serde::{Deserialize, Serialize};
@@ -305,14 +302,7 @@ impl Detector for Bypass {
         }
     }
 
-    fn save(&self) -> Vec<u8> {
-        save_state(&self.state)
-    }
-
-    fn restore(&mut self, blob: &[u8]) -> Result<(), String> {
-        self.state = restore_state(blob)?;
-        Ok(())
-    }
+    persist_state!(state);
 }
 
 #[cfg(test)]

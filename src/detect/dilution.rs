@@ -13,8 +13,8 @@
 use super::cems;
 use super::runs::{Due, Runs, Timing};
 use super::{
-    duration_score, monitored_codes, restore_state, save_state, DetectConfig, Detector, Finding,
-    Language, Minute, OutletContext,
+    duration_score, monitored_codes, DetectConfig, Detector, Finding, Language, Minute,
+    OutletContext,
 };
 use crate::domain::codes::O2;
 use crate::domain::{units, AnomalyKind};
@@ -224,14 +224,7 @@ impl Detector for Dilution {
         }
     }
 
-    fn save(&self) -> Vec<u8> {
-        save_state(&self.state)
-    }
-
-    fn restore(&mut self, blob: &[u8]) -> Result<(), String> {
-        self.state = restore_state(blob)?;
-        Ok(())
-    }
+    persist_state!(state);
 }
 
 #[cfg(test)]

@@ -14,9 +14,7 @@
 //! in-situ NH3 analyzers (hourly averaging; single high minutes do not count).
 
 use super::cems::{self, CemsValue};
-use super::{
-    restore_state, save_state, DetectConfig, Detector, Finding, Language, Minute, OutletContext,
-};
+use super::{DetectConfig, Detector, Finding, Language, Minute, OutletContext};
 use crate::domain::codes::{self, display_name};
 use crate::domain::{units, AnomalyKind, MS_PER_HOUR};
 use serde::{Deserialize, Serialize};
@@ -248,14 +246,7 @@ impl Detector for Exceedance {
         }
     }
 
-    fn save(&self) -> Vec<u8> {
-        save_state(&self.state)
-    }
-
-    fn restore(&mut self, blob: &[u8]) -> Result<(), String> {
-        self.state = restore_state(blob)?;
-        Ok(())
-    }
+    persist_state!(state);
 }
 
 #[cfg(test)]

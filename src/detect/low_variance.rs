@@ -10,10 +10,7 @@
 //! their resolution or detection limit (not judged: they never moved), flat lines (zero variance is `FLATLINE`'s).
 
 use super::cems::{self, Resolution};
-use super::{
-    monitored_codes, restore_state, save_state, DetectConfig, Detector, Finding, Language, Minute,
-    OutletContext,
-};
+use super::{monitored_codes, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
 use crate::domain::{AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ChiSquared, ContinuousCDF};
@@ -223,14 +220,7 @@ impl Detector for LowVariance {
         }
     }
 
-    fn save(&self) -> Vec<u8> {
-        save_state(&self.state)
-    }
-
-    fn restore(&mut self, blob: &[u8]) -> Result<(), String> {
-        self.state = restore_state(blob)?;
-        Ok(())
-    }
+    persist_state!(state);
 }
 
 #[cfg(test)]

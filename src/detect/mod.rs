@@ -5,6 +5,20 @@
 //! after a restart. Every detector family lives in its own file, with its config, its state and its tests, and is
 //! listed once in [`DETECTORS`].
 
+/// `save` and `restore` for a detector whose whole state is one serde field: written once, used by every detector.
+macro_rules! persist_state {
+    ($field:ident) => {
+        fn save(&self) -> Vec<u8> {
+            $crate::detect::save_state(&self.$field)
+        }
+
+        fn restore(&mut self, blob: &[u8]) -> Result<(), String> {
+            self.$field = $crate::detect::restore_state(blob)?;
+            Ok(())
+        }
+    };
+}
+
 pub mod bunching;
 pub mod bypass;
 pub mod calibration_gas;

@@ -7,9 +7,7 @@
 //! observed`; an episode opens once the projection exceeds the permit after at least `MIN_OBSERVED_MIN` of data, and
 //! is updated daily. The year is the calendar year in Beijing time.
 
-use super::{
-    restore_state, save_state, DetectConfig, Detector, Finding, Language, Minute, OutletContext,
-};
+use super::{DetectConfig, Detector, Finding, Language, Minute, OutletContext};
 use crate::domain::codes::FLOW;
 use crate::domain::{AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
@@ -239,14 +237,7 @@ impl Detector for Permit {
         }
     }
 
-    fn save(&self) -> Vec<u8> {
-        save_state(&self.state)
-    }
-
-    fn restore(&mut self, blob: &[u8]) -> Result<(), String> {
-        self.state = restore_state(blob)?;
-        Ok(())
-    }
+    persist_state!(state);
 }
 
 #[cfg(test)]

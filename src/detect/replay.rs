@@ -12,10 +12,7 @@
 //! daily operating patterns (differences of real data carry fresh noise every day).
 
 use super::cems::{self, Resolution};
-use super::{
-    monitored_codes, restore_state, save_state, DetectConfig, Detector, Finding, Language, Minute,
-    OutletContext,
-};
+use super::{monitored_codes, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
 use crate::domain::codes::O2;
 use crate::domain::{AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
@@ -249,14 +246,7 @@ impl Detector for Replay {
         }
     }
 
-    fn save(&self) -> Vec<u8> {
-        save_state(&self.state)
-    }
-
-    fn restore(&mut self, blob: &[u8]) -> Result<(), String> {
-        self.state = restore_state(blob)?;
-        Ok(())
-    }
+    persist_state!(state);
 }
 
 #[cfg(test)]

@@ -7,10 +7,7 @@
 //! A-grade enterprises, which are exempt from mandatory cuts.
 
 use super::runs::{Due, Runs, Timing};
-use super::{
-    duration_score, restore_state, save_state, DetectConfig, Detector, Finding, Language, Minute,
-    OutletContext,
-};
+use super::{duration_score, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
 use crate::domain::{AnomalyKind, RestrictionOrder, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -168,14 +165,7 @@ impl Detector for Restriction {
         }
     }
 
-    fn save(&self) -> Vec<u8> {
-        save_state(&self.runs)
-    }
-
-    fn restore(&mut self, blob: &[u8]) -> Result<(), String> {
-        self.runs = restore_state(blob)?;
-        Ok(())
-    }
+    persist_state!(runs);
 }
 
 #[cfg(test)]

@@ -12,9 +12,7 @@
 //! stops (production off: not a gap).
 
 use super::cems;
-use super::{
-    restore_state, save_state, DetectConfig, Detector, Finding, Language, Minute, OutletContext,
-};
+use super::{DetectConfig, Detector, Finding, Language, Minute, OutletContext};
 use crate::domain::codes::display_name;
 use crate::domain::{units, AnomalyKind, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
@@ -261,14 +259,7 @@ impl Detector for SelectiveGap {
         }
     }
 
-    fn save(&self) -> Vec<u8> {
-        save_state(&self.state)
-    }
-
-    fn restore(&mut self, blob: &[u8]) -> Result<(), String> {
-        self.state = restore_state(blob)?;
-        Ok(())
-    }
+    persist_state!(state);
 }
 
 #[cfg(test)]

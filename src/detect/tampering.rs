@@ -16,8 +16,8 @@
 use super::cems::{self, Resolution};
 use super::runs::{Due, Runs, Timing};
 use super::{
-    duration_score, monitored_codes, restore_state, save_state, DetectConfig, Detector, Finding,
-    Language, Minute, OutletContext,
+    duration_score, monitored_codes, DetectConfig, Detector, Finding, Language, Minute,
+    OutletContext,
 };
 use crate::domain::codes::{display_name, NH3, NOX, O2};
 use crate::domain::{units, AnomalyKind, ValueFlag, MS_PER_MINUTE};
@@ -342,14 +342,7 @@ impl Detector for Tampering {
         }
     }
 
-    fn save(&self) -> Vec<u8> {
-        save_state(&self.state)
-    }
-
-    fn restore(&mut self, blob: &[u8]) -> Result<(), String> {
-        self.state = restore_state(blob)?;
-        Ok(())
-    }
+    persist_state!(state);
 }
 
 #[cfg(test)]

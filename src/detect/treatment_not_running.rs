@@ -9,10 +9,7 @@
 
 use super::equipment::EquipmentState;
 use super::runs::{Due, Runs, Timing};
-use super::{
-    duration_score, restore_state, save_state, DetectConfig, Detector, Finding, Language, Minute,
-    OutletContext,
-};
+use super::{duration_score, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
 use crate::domain::AnomalyKind;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -180,14 +177,7 @@ impl Detector for TreatmentNotRunning {
         }
     }
 
-    fn save(&self) -> Vec<u8> {
-        save_state(&self.runs)
-    }
-
-    fn restore(&mut self, blob: &[u8]) -> Result<(), String> {
-        self.runs = restore_state(blob)?;
-        Ok(())
-    }
+    persist_state!(runs);
 }
 
 #[cfg(test)]
