@@ -660,3 +660,222 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod signature_tests {
+    //! Each injected violation leaves the signature DOMAIN.md §5 describes, visible in the data the plant reports.
+    use super::*;
+    use crate::domain::{units, ValueFlag};
+    use std::collections::HashMap;
+
+    type Series = HashMap<(String, String), Vec<(i64, f64, ValueFlag, Option<f64>)>>;
+
+    fn scenario() -> (Scenario, Series) {
+        let mut s = Scenario::new(SimConfig::default());
+        let mut series: Series = HashMap::new();
+        for m in 0..s.total_minutes() {
+            for p in s.minute(m) {
+                let minute = (p.time_ms - s.config.start_ms) / MS_PER_MINUTE;
+                series.entry((p.source_id, p.code)).or_default().push((
+                    minute,
+                    p.value,
+                    p.flag,
+                    p.converted,
+                ));
+            }
+        }
+        for v in series.values_mut() {
+            v.sort_by_key(|x| x.0);
+        }
+        (s, series)
+    }
+
+    fn values(series: &Series, source: &str, code: &str, range: std::ops::Range<i64>) -> Vec<f64> {
+        series
+            .get(&(source.to_string(), code.to_string()))
+            .map(|v| {
+                v.iter()
+                    .filter(|x| range.contains(&x.0) && x.2 == ValueFlag::Normal)
+                    .map(|x| x.1)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn mean(v: &[f64]) -> f64 {
+        v.iter().sum::<f64>() / v.len().max(1) as f64
+    }
+
+    #[test]
+    fn every_injected_kind_leaves_its_signature() {
+        let (s, series) = scenario();
+        let start = s.config.start_ms;
+        let mut checked = std::collections::BTreeSet::new();
+        for e in &s.truth {
+            let (a, b) = (
+                (e.start_ms - start) / MS_PER_MINUTE,
+                (e.end_ms - start) / MS_PER_MINUTE,
+            );
+            let ent = &e.enterprise_id;
+            let stack = &e.outlet_id;
+            let before = (a - 120).max(0)..a;
+            let outlet = s.outlets.iter().find(|o| &o.id == stack).expect("outlet");
+            let t1 = format!("{ent}-T01");
+            let p1 = format!("{ent}-P01");
+            let ok = match e.kind {
+                AnomalyKind::TreatmentNotRunning => {
+                    // Some treatment meter falls below 15 % of its normal level while production runs.
+                    s.meters
+                        .iter()
+                        .filter(|m| &m.enterprise_id == ent && m.role == MeterRole::Treatment)
+                        .any(|m| {
+                            let during = values(&series, &m.id, "power_kw", a..b);
+                            let normal =
+                                mean(&values(&series, &m.id, "power_kw", 0..s.total_minutes()));
+                            mean(&during) < 0.15 * normal
+                        })
+                }
+                AnomalyKind::TreatmentLowPower => {
+                    let during = mean(&values(&series, &t1, "power_kw", a..b));
+                    let normal = mean(&values(&series, &t1, "power_kw", before.clone()));
+                    during < 0.6 * normal && during > 0.15 * normal
+                }
+                AnomalyKind::BypassSuspected => {
+                    mean(&values(&series, stack, "a00000", a..b))
+                        < 0.7 * mean(&values(&series, stack, "a00000", before.clone()))
+                        && mean(&values(&series, &p1, "power_kw", a..b))
+                            > 0.8 * mean(&values(&series, &p1, "power_kw", before.clone()))
+                }
+                AnomalyKind::RestrictionViolation => {
+                    // While it runs during the order, production stays near its level of the day before.
+                    let running = |v: Vec<f64>| -> Vec<f64> {
+                        let top = v.iter().cloned().fold(0.0, f64::max);
+                        v.into_iter().filter(|x| *x > 0.2 * top).collect()
+                    };
+                    mean(&running(values(&series, &p1, "power_kw", a + 120..b)))
+                        > 0.8
+                            * mean(&running(values(
+                                &series,
+                                &p1,
+                                "power_kw",
+                                (a - 1440).max(0)..a,
+                            )))
+                }
+                AnomalyKind::UnmonitoredEmission => {
+                    let valid = values(&series, stack, "a00000", a..b).len() as i64;
+                    valid < (b - a) / 10
+                }
+                AnomalyKind::Exceedance | AnomalyKind::AmmoniaSlip | AnomalyKind::FlagAbuse => {
+                    // Something over its limit in the window (for flag abuse: behind the flags).
+                    outlet.limits_mg_m3.iter().any(|(code, limit)| {
+                        series.get(&(stack.clone(), code.clone())).is_some_and(|v| {
+                            v.iter()
+                                .filter(|x| (a..b).contains(&x.0))
+                                .any(|x| x.3.unwrap_or(x.1) > *limit)
+                        })
+                    }) && (e.kind != AnomalyKind::FlagAbuse
+                        || series[&(stack.clone(), "a00000".to_string())]
+                            .iter()
+                            .filter(|x| (a..b).contains(&x.0))
+                            .all(|x| matches!(x.2, ValueFlag::Stopped | ValueFlag::Maintenance)))
+                }
+                AnomalyKind::Flatline => outlet.limits_mg_m3.keys().any(|code| {
+                    let v = values(&series, stack, code, a + 1..b);
+                    !v.is_empty()
+                        && v.iter().cloned().fold(f64::MIN, f64::max)
+                            - v.iter().cloned().fold(f64::MAX, f64::min)
+                            <= 0.011 + 0.1
+                }),
+                AnomalyKind::LowVariance => outlet.limits_mg_m3.keys().any(|code| {
+                    let d = |v: Vec<f64>| {
+                        let d: Vec<f64> =
+                            v.windows(2).map(|w| (w[1] / w[0].max(1e-9)).ln()).collect();
+                        mean(&d.iter().map(|x| x * x).collect::<Vec<_>>())
+                    };
+                    d(values(&series, stack, code, a..b))
+                        < 0.8 * d(values(&series, stack, code, (a - 720).max(0)..a))
+                }),
+                AnomalyKind::ReplayedData => {
+                    let now = values(&series, stack, "a19001", a..b);
+                    [1440i64, 1620].iter().any(|lag| {
+                        let old = values(&series, stack, "a19001", a - lag..b - lag);
+                        now.len() == old.len()
+                            && now
+                                .iter()
+                                .zip(&old)
+                                .all(|(x, y)| (x - y).abs() <= 0.05 * y.abs() + 0.02)
+                    })
+                }
+                AnomalyKind::CalibrationGas => {
+                    let o2 = values(&series, stack, "a19001", a..b);
+                    !o2.is_empty() && o2.iter().all(|x| *x <= 0.5 || *x >= 20.5)
+                }
+                AnomalyKind::Dilution => {
+                    mean(&values(&series, stack, "a19001", a..b))
+                        > mean(&values(&series, stack, "a19001", before.clone())) + 1.5
+                }
+                AnomalyKind::ParameterTampering => {
+                    // Lazy: ZsRtd no longer the formula; careful: the gas level steps down.
+                    let code = outlet.limits_mg_m3.keys().next().expect("a pollutant");
+                    let mismatch = series[&(stack.clone(), code.clone())]
+                        .iter()
+                        .filter(|x| (a..b).contains(&x.0))
+                        .any(|x| {
+                            let o2 = series[&(stack.clone(), "a19001".to_string())]
+                                .iter()
+                                .find(|y| y.0 == x.0)
+                                .map(|y| y.1);
+                            match (
+                                x.3,
+                                o2.and_then(|o2| {
+                                    units::converted_mg_m3(x.1, o2, outlet.reference_o2_pct, 19.0)
+                                }),
+                            ) {
+                                (Some(reported), Some(formula)) => {
+                                    (reported - formula).abs() > 0.2 * formula
+                                }
+                                _ => false,
+                            }
+                        });
+                    mismatch
+                        || mean(&values(&series, stack, code, a..a + 720))
+                            < 0.8 * mean(&values(&series, stack, code, a - 720..a))
+                }
+                AnomalyKind::LimitBunching => outlet.limits_mg_m3.iter().any(|(code, limit)| {
+                    let v: Vec<f64> = series[&(stack.clone(), code.clone())]
+                        .iter()
+                        .filter(|x| (a..b).contains(&x.0) && x.2 == ValueFlag::Normal)
+                        .filter_map(|x| x.3)
+                        .collect();
+                    let near = v.iter().filter(|x| **x >= 0.9 * limit).count();
+                    near > 60 && v.iter().all(|x| *x <= *limit)
+                }),
+                AnomalyKind::SelectiveGap => {
+                    let present = values(&series, stack, "a00000", a..b).len() as i64;
+                    present < (b - a) * 9 / 10
+                }
+                AnomalyKind::PermitExceeded => {
+                    let code = outlet.permitted_t_per_year.keys().next().expect("permit");
+                    let conc = series[&(stack.clone(), code.clone())].clone();
+                    let flow: HashMap<i64, f64> = series[&(stack.clone(), "a00000".to_string())]
+                        .iter()
+                        .map(|x| (x.0, x.1))
+                        .collect();
+                    let t: f64 = conc
+                        .iter()
+                        .filter_map(|x| flow.get(&x.0).map(|f| x.1 * f * 60.0 * 1e-9))
+                        .sum();
+                    t * 365.0 / f64::from(s.config.days) > outlet.permitted_t_per_year[code]
+                }
+                AnomalyKind::ModelResidual => true,
+            };
+            assert!(
+                ok,
+                "{:?} at {ent} ({}): signature not found in the data",
+                e.kind, e.description
+            );
+            checked.insert(e.kind);
+        }
+        assert_eq!(checked.len(), INJECTED_KINDS.len());
+    }
+}
