@@ -140,6 +140,10 @@ struct SimulateArgs {
     /// Pace: data minutes per wall-clock second (default: as fast as possible; 1 = 60× real time).
     #[arg(long)]
     minutes_per_sec: Option<f64>,
+    /// With --to (for registration): send the data as HJ 212 minute packets (CN 2051) to this gateway instead of
+    /// gRPC Push.
+    #[arg(long, requires = "to")]
+    hj212_to: Option<String>,
     /// Write registry.json, records.jsonl and truth.json into this directory instead.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -515,6 +519,18 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let channel = feed::connect(&addr).await?;
     feed::register(&channel, &scenario).await?;
     std::fs::write(&args.truth, serde_json::to_vec_pretty(&truth)?)?;
+    if let Some(gateway) = args.hj212_to {
+        let packets = feed::hj212_packets(&mut scenario);
+        let stats = feed::send_hj212(&gateway, packets).await?;
+        println!(
+            "sent {} HJ 212 packets to {gateway}: {} acknowledged (9014) in {:.1} s; truth in {}",
+            stats.measurements,
+            stats.accepted,
+            stats.elapsed.as_secs_f64(),
+            args.truth.display()
+        );
+        return Ok(());
+    }
     let minutes_per_batch = if args.minutes_per_sec.is_some() {
         1
     } else {
