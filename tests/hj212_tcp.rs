@@ -70,11 +70,7 @@ fn barrier(mn: &str, pw: &str) -> Vec<u8> {
 async fn the_real_station_series_arrives_over_tcp_and_reads_back_in_utc() {
     let mut s = start_with_gateway().await;
     register_station(&mut s, "LB4200001", "123456").await;
-    let addr = s
-        .server
-        .as_ref()
-        .and_then(|x| x.hj212_addr)
-        .expect("gateway");
+    let addr = s.hj212_addr();
     let packets = corpus();
     let series: Vec<u8> = packets[1..87].iter().flatten().copied().collect();
     let mut stream = TcpStream::connect(addr).await.expect("connect");
@@ -92,11 +88,7 @@ async fn the_real_station_series_arrives_over_tcp_and_reads_back_in_utc() {
     assert_eq!(ack.cn.as_deref(), Some("9014"));
     assert_eq!(ack.qn.as_deref(), Some("20210107160000000"));
 
-    let stats = s
-        .server
-        .as_ref()
-        .and_then(|x| x.hj212_stats.clone())
-        .expect("stats");
+    let stats = s.hj212_stats();
     assert_eq!(stats.packets_accepted.load(Ordering::Relaxed), 87);
     assert!(stats.garbage_bytes.load(Ordering::Relaxed) >= 8);
     let records = read_all(&mut s, "LB4200001").await;
@@ -128,16 +120,8 @@ async fn the_real_station_series_arrives_over_tcp_and_reads_back_in_utc() {
 async fn unknown_mn_wrong_password_and_bad_crc_are_refused_counted_and_not_stored() {
     let mut s = start_with_gateway().await;
     register_station(&mut s, "M1", "secret").await;
-    let addr = s
-        .server
-        .as_ref()
-        .and_then(|x| x.hj212_addr)
-        .expect("gateway");
-    let stats = s
-        .server
-        .as_ref()
-        .and_then(|x| x.hj212_stats.clone())
-        .expect("stats");
+    let addr = s.hj212_addr();
+    let stats = s.hj212_stats();
     let packet = |mn: &str, pw: &str, minute: u32| {
         encode(&format!("QN=1;ST=31;CN=2051;PW={pw};MN={mn};Flag=4;CP=&&DataTime=202101071{minute:03}00;a21026-Avg=5,a21026-Flag=N&&"))
     };
@@ -171,11 +155,7 @@ async fn unknown_mn_wrong_password_and_bad_crc_are_refused_counted_and_not_store
 async fn the_ack_comes_after_the_data_is_durable_and_segments_are_joined() {
     let mut s = start_with_gateway().await;
     register_station(&mut s, "M2", "").await;
-    let addr = s
-        .server
-        .as_ref()
-        .and_then(|x| x.hj212_addr)
-        .expect("gateway");
+    let addr = s.hj212_addr();
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let mut framer = Framer::new();
     // Two segments (Flag=7: 2017 + segmented + ack) of one minute record, second one first.
@@ -226,16 +206,8 @@ async fn a_connection_over_the_limit_is_closed_at_once_and_counted() {
     })
     .await;
     register_station(&mut s, "M3", "").await;
-    let addr = s
-        .server
-        .as_ref()
-        .and_then(|x| x.hj212_addr)
-        .expect("gateway");
-    let stats = s
-        .server
-        .as_ref()
-        .and_then(|x| x.hj212_stats.clone())
-        .expect("stats");
+    let addr = s.hj212_addr();
+    let stats = s.hj212_stats();
     let mut first = TcpStream::connect(addr).await.expect("first");
     // The first connection works: an ack proves it is being served.
     first.write_all(&barrier("M3", "x")).await.expect("w");

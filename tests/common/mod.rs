@@ -93,6 +93,24 @@ async fn start_full(
 }
 
 impl TestServer {
+    /// The HJ 212 gateway's address (servers started with a gateway).
+    pub fn hj212_addr(&self) -> std::net::SocketAddr {
+        self.server
+            .as_ref()
+            .and_then(|x| x.hj212_addr)
+            .expect("started with a gateway")
+    }
+
+    /// The HJ 212 gateway's counters.
+    pub fn hj212_stats(
+        &self,
+    ) -> std::sync::Arc<cems_sentinel::ingest::hj212_gateway::GatewayStats> {
+        self.server
+            .as_ref()
+            .and_then(|x| x.hj212_stats.clone())
+            .expect("started with a gateway")
+    }
+
     /// Graceful stop, keeping the data dir for a restart.
     pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(s) = self.server.take() {
