@@ -191,19 +191,14 @@ impl Bypass {
         let mut source_ids = vec![t.outlet.id.clone()];
         source_ids.extend(t.production.iter().map(|m| m.id.clone()));
         source_ids.extend(t.bypasses.iter().map(|b| b.id.clone()));
-        Finding {
-            kind: AnomalyKind::BypassSuspected,
-            key: String::new(),
-            start_ms: run.start_ms,
-            end_ms: run.end_ms(),
-            detected_at_ms: run.raised_at_ms.unwrap_or(run.end_ms()),
+        due.finding(
+            AnomalyKind::BypassSuspected,
+            NAME,
             score,
             source_ids,
             summary,
             evidence,
-            ongoing: due.ongoing,
-            detector: NAME,
-        }
+        )
     }
 }
 

@@ -97,19 +97,14 @@ impl CalibrationGas {
                 t.enterprise.name, t.outlet.name, o2, gas.1, values.join(", "), 100.0 * s.flow_fraction_sum / n, minutes
             ),
         };
-        Finding {
-            kind: AnomalyKind::CalibrationGas,
-            key: String::new(),
-            start_ms: run.start_ms,
-            end_ms: run.end_ms(),
-            detected_at_ms: run.raised_at_ms.unwrap_or(run.end_ms()),
-            score: duration_score(minutes - f64::from(TIMING.grace_min), 60.0),
-            source_ids: vec![t.outlet.id.clone()],
+        due.finding(
+            AnomalyKind::CalibrationGas,
+            NAME,
+            duration_score(minutes - f64::from(TIMING.grace_min), 60.0),
+            vec![t.outlet.id.clone()],
             summary,
             evidence,
-            ongoing: due.ongoing,
-            detector: NAME,
-        }
+        )
     }
 }
 

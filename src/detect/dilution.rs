@@ -121,19 +121,14 @@ impl Dilution {
                 t.enterprise.name, t.outlet.name, s.o2_sum / n, s.o2_level, 100.0 * ratio, minutes, if air { "air" } else { "nitrogen/zero-gas" }
             ),
         };
-        Finding {
-            kind: AnomalyKind::Dilution,
-            key: String::new(),
-            start_ms: run.start_ms,
-            end_ms: run.end_ms(),
-            detected_at_ms: run.raised_at_ms.unwrap_or(run.end_ms()),
+        due.finding(
+            AnomalyKind::Dilution,
+            NAME,
             score,
-            source_ids: vec![t.outlet.id.clone()],
+            vec![t.outlet.id.clone()],
             summary,
             evidence,
-            ongoing: due.ongoing,
-            detector: NAME,
-        }
+        )
     }
 }
 

@@ -97,19 +97,14 @@ impl FlagAbuse {
         };
         let mut source_ids = vec![t.outlet.id.clone()];
         source_ids.extend(t.production.iter().map(|m| m.id.clone()));
-        Finding {
-            kind: AnomalyKind::FlagAbuse,
-            key: String::new(),
-            start_ms: run.start_ms,
-            end_ms: run.end_ms(),
-            detected_at_ms: run.raised_at_ms.unwrap_or(run.end_ms()),
+        due.finding(
+            AnomalyKind::FlagAbuse,
+            NAME,
             score,
             source_ids,
             summary,
             evidence,
-            ongoing: due.ongoing,
-            detector: NAME,
-        }
+        )
     }
 }
 

@@ -132,19 +132,14 @@ impl Flatline {
                 t.enterprise.name, t.outlet.name, en, due.key, s.value, s.max - s.min, minutes
             ),
         };
-        Finding {
-            kind: AnomalyKind::Flatline,
-            key: due.key.clone(),
-            start_ms: run.start_ms,
-            end_ms: run.end_ms(),
-            detected_at_ms: run.raised_at_ms.unwrap_or(run.end_ms()),
+        due.finding(
+            AnomalyKind::Flatline,
+            NAME,
             score,
-            source_ids: vec![t.outlet.id.clone()],
+            vec![t.outlet.id.clone()],
             summary,
             evidence,
-            ongoing: due.ongoing,
-            detector: NAME,
-        }
+        )
     }
 }
 

@@ -88,19 +88,14 @@ impl Restriction {
         };
         let mut source_ids: Vec<String> = t.production.iter().map(|m| m.id.clone()).collect();
         source_ids.insert(0, t.outlet.id.clone());
-        Finding {
-            kind: AnomalyKind::RestrictionViolation,
-            key: due.key.clone(),
-            start_ms: run.start_ms,
-            end_ms: run.end_ms(),
-            detected_at_ms: run.raised_at_ms.unwrap_or(run.end_ms()),
+        due.finding(
+            AnomalyKind::RestrictionViolation,
+            NAME,
             score,
             source_ids,
             summary,
             evidence,
-            ongoing: due.ongoing,
-            detector: NAME,
-        }
+        )
     }
 }
 

@@ -2,7 +2,8 @@
 //! while it holds (with periodic updates), survives short interruptions, and closes once it has been clear for a
 //! while. Every minute-level detector uses this one implementation, so they all open, bridge and close alike.
 
-use crate::domain::MS_PER_MINUTE;
+use super::Finding;
+use crate::domain::{AnomalyKind, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -54,6 +55,33 @@ pub struct Due<S> {
     pub run: Run<S>,
     /// Still open.
     pub ongoing: bool,
+}
+
+impl<S> Due<S> {
+    /// The finding for this run: key, times and state from the run, the judgement from the detector.
+    pub fn finding(
+        &self,
+        kind: AnomalyKind,
+        detector: &'static str,
+        score: f64,
+        source_ids: Vec<String>,
+        summary: String,
+        evidence: BTreeMap<String, f64>,
+    ) -> Finding {
+        Finding {
+            kind,
+            key: self.key.clone(),
+            start_ms: self.run.start_ms,
+            end_ms: self.run.end_ms(),
+            detected_at_ms: self.run.raised_at_ms.unwrap_or(self.run.end_ms()),
+            score,
+            source_ids,
+            summary,
+            evidence,
+            ongoing: self.ongoing,
+            detector,
+        }
+    }
 }
 
 /// Runs by key (e.g. per treatment meter, per pollutant code).

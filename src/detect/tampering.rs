@@ -153,19 +153,14 @@ impl Tampering {
                 (0.8, text)
             }
         };
-        Finding {
-            kind: AnomalyKind::ParameterTampering,
-            key: due.key.clone(),
-            start_ms: run.start_ms,
-            end_ms: run.end_ms(),
-            detected_at_ms: run.raised_at_ms.unwrap_or(run.end_ms()),
+        due.finding(
+            AnomalyKind::ParameterTampering,
+            NAME,
             score,
-            source_ids: vec![t.outlet.id.clone()],
+            vec![t.outlet.id.clone()],
             summary,
             evidence,
-            ongoing: due.ongoing,
-            detector: NAME,
-        }
+        )
     }
 
     fn formula(

@@ -106,19 +106,14 @@ impl TreatmentNotRunning {
         };
         let mut source_ids = vec![t.outlet.id.clone(), meter_id.to_string()];
         source_ids.extend(t.production.iter().map(|m| m.id.clone()));
-        Finding {
-            kind: AnomalyKind::TreatmentNotRunning,
-            key: meter_id.to_string(),
-            start_ms: ep.start_ms,
-            end_ms: ep.end_ms(),
-            detected_at_ms: ep.raised_at_ms.unwrap_or(ep.end_ms()),
+        due.finding(
+            AnomalyKind::TreatmentNotRunning,
+            NAME,
             score,
             source_ids,
             summary,
             evidence,
-            ongoing: due.ongoing,
-            detector: NAME,
-        }
+        )
     }
 }
 
