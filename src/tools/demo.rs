@@ -242,7 +242,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let report = score(&truth, &anomalies);
     println!("\n== Score against the injected ground truth ==\n");
     print!("{}", score_table(&report));
-    println!("\nEvery anomaly carries its evidence: `sentinel anomalies` is not built yet; with grpcurl:");
+    println!("\nEvery anomaly carries its evidence. While the service runs (--keep-serving):");
+    println!("  sentinel anomalies --server {addr} --format json --limit 5");
+    println!(
+        "  sentinel incidents --server {addr}   |   sentinel hotspots --server {addr} --by-region"
+    );
     println!("  grpcurl -plaintext -d '{{\"page_size\":5}}' {addr} sentinel.v1.EnforcementService/ListAnomalies");
     if opts.keep_serving {
         println!("\nService still running on {addr} (Ctrl-C to stop).");
