@@ -175,14 +175,11 @@ impl Detector for CalibrationGas {
 mod tests {
     use super::*;
     use crate::align::OutletRow;
-    use crate::detect::testutil::{row, run_detector, topology, with_cems, T0};
+    use crate::detect::testutil::{row, run_detector, topology_with_limits, with_cems, T0};
     use crate::domain::{ValueFlag, MS_PER_MINUTE};
 
     fn topo() -> crate::registry::OutletTopology {
-        let mut t = topology();
-        t.outlet.limits_mg_m3.insert("a21026".into(), 35.0);
-        t.outlet.limits_mg_m3.insert("a21002".into(), 50.0);
-        t
+        topology_with_limits(&[("a21026", 35.0), ("a21002", 50.0)])
     }
 
     fn minute(

@@ -252,14 +252,11 @@ impl Detector for Exceedance {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::testutil::{row, run_detector, topology, with_cems, T0};
+    use crate::detect::testutil::{row, run_detector, topology_with_limits, with_cems, T0};
     use crate::domain::ValueFlag;
 
     fn topo() -> crate::registry::OutletTopology {
-        let mut t = topology();
-        t.outlet.limits_mg_m3.insert("a21026".into(), 35.0);
-        t.outlet.limits_mg_m3.insert("a21001".into(), 2.5);
-        t
+        topology_with_limits(&[("a21026", 35.0), ("a21001", 2.5)])
     }
 
     /// Minutes of SO2 (raw) and O2 from a function of the minute index.

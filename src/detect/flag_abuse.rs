@@ -204,13 +204,11 @@ impl Detector for FlagAbuse {
 mod tests {
     use super::*;
     use crate::align::OutletRow;
-    use crate::detect::testutil::{row, run_detector, topology, with_cems, T0};
+    use crate::detect::testutil::{row, run_detector, topology_with_limits, with_cems, T0};
     use crate::domain::MS_PER_MINUTE;
 
     fn topo() -> crate::registry::OutletTopology {
-        let mut t = topology();
-        t.outlet.limits_mg_m3.insert("a21026".into(), 35.0);
-        t
+        topology_with_limits(&[("a21026", 35.0)])
     }
 
     /// A running plant; SO2 raw `so2` at O2 6 % (= converted), flow `flow`, all CEMS channels flagged `flag`.

@@ -246,13 +246,11 @@ impl Detector for Flatline {
 mod tests {
     use super::*;
     use crate::align::OutletRow;
-    use crate::detect::testutil::{row, run_detector, topology, with_cems, T0};
+    use crate::detect::testutil::{row, run_detector, topology_with_limits, with_cems, T0};
     use crate::domain::MS_PER_MINUTE;
 
     fn topo() -> crate::registry::OutletTopology {
-        let mut t = topology();
-        t.outlet.limits_mg_m3.insert("a21026".into(), 35.0);
-        t
+        topology_with_limits(&[("a21026", 35.0)])
     }
 
     /// SO2 from `so2(i)`, a noisy flow and production power.

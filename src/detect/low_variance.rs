@@ -226,13 +226,11 @@ impl Detector for LowVariance {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::testutil::{row, run_detector, topology, with_cems, T0};
+    use crate::detect::testutil::{row, run_detector, topology_with_limits, with_cems, T0};
     use rand::{Rng, SeedableRng};
 
     fn topo() -> crate::registry::OutletTopology {
-        let mut t = topology();
-        t.outlet.limits_mg_m3.insert("a21026".into(), 35.0);
-        t
+        topology_with_limits(&[("a21026", 35.0)])
     }
 
     /// Three days of SO2 with analyzer noise; `fake` replaces minutes in a window with a smooth invented curve

@@ -239,6 +239,15 @@ pub(crate) mod testutil {
         }
     }
 
+    /// The test topology with hourly limits (mg/m³) on the given codes.
+    pub fn topology_with_limits(limits: &[(&str, f64)]) -> OutletTopology {
+        let mut t = topology();
+        for (code, limit) in limits {
+            t.outlet.limits_mg_m3.insert(code.to_string(), *limit);
+        }
+        t
+    }
+
     /// Runs one detector over rows (through a fresh process tracker), then finishes it.
     pub fn run_detector(
         make: DetectorFactory,

@@ -344,12 +344,10 @@ impl Detector for Tampering {
 mod tests {
     use super::*;
     use crate::align::{OutletRow, Reading};
-    use crate::detect::testutil::{row, run_detector, topology, with_cems};
+    use crate::detect::testutil::{row, run_detector, topology_with_limits, with_cems};
 
     fn topo() -> crate::registry::OutletTopology {
-        let mut t = topology();
-        t.outlet.limits_mg_m3.insert("a21026".into(), 35.0);
-        t
+        topology_with_limits(&[("a21026", 35.0)])
     }
 
     fn noise(i: i64) -> f64 {

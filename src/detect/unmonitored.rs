@@ -206,13 +206,11 @@ impl Detector for Unmonitored {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::testutil::{row, run_detector, topology, with_cems, T0};
+    use crate::detect::testutil::{row, run_detector, topology_with_limits, with_cems, T0};
     use crate::domain::MS_PER_MINUTE;
 
     fn topo() -> crate::registry::OutletTopology {
-        let mut t = topology();
-        t.outlet.limits_mg_m3.insert("a21026".into(), 35.0);
-        t
+        topology_with_limits(&[("a21026", 35.0)])
     }
 
     fn minute(i: i64, production_kw: f64, cems: Option<ValueFlag>) -> OutletRow {
