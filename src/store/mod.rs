@@ -33,6 +33,9 @@ pub enum StoreError {
 /// Result alias for this module.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// Attempts (100 ms apart) to take over the store's file lock from a handle that is still closing.
+const LOCK_RETRIES: u32 = 30;
+
 /// Format version of postcard values (anomalies, checkpoints, log entries). Bump and migrate; never reuse.
 const VALUE_FORMAT_V1: u8 = 1;
 
@@ -97,12 +100,27 @@ impl Store {
     /// # Errors
     /// When the directory cannot be opened or sled's recovery fails.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
-        Ok(Self { db })
+        // sled's background threads keep the previous handle's file lock for a moment after it is dropped (a
+        // restart in the same process, a service manager restarting at once): wait for it, briefly, rather than fail.
+        let mut attempts = 0;
+        loop {
+            let opened = sled::Config::new()
+                .path(dir)
+                .cache_capacity(cache_bytes)
+                .mode(sled::Mode::HighThroughput)
+                .open();
+            match opened {
+                Ok(db) => return Ok(Self { db }),
+                Err(sled::Error::Io(e))
+                    if attempts < LOCK_RETRIES
+                        && e.to_string().contains("could not acquire lock") =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Makes everything written so far durable.
