@@ -17,6 +17,7 @@ mod error;
 pub mod eval;
 pub mod hj212;
 pub mod ingest;
+pub mod models;
 pub mod pb;
 pub mod pipeline;
 pub mod registry;

@@ -11,6 +11,7 @@ use crate::pb::ingest_service_server::IngestServiceServer;
 use crate::pb::registry_service_server::RegistryServiceServer;
 use crate::pipeline::task::{self, TaskConfig};
 use crate::pipeline::EngineConfig;
+use crate::models::{ActiveModels, ModelCatalog};
 use crate::registry::Registry;
 use crate::store::Store;
 use anyhow::Context as _;
@@ -102,12 +103,21 @@ pub async fn start_with(
         .with_context(|| format!("opening store in {}", config.data_dir.display()))?;
     let registry = Arc::new(Registry::load(store.clone())?);
     let book = Arc::new(AnomalyBook::load(store.clone())?);
+    let active_models = Arc::new(ActiveModels::default());
+    let catalog = Arc::new(ModelCatalog::open(
+        store.clone(),
+        registry.clone(),
+        book.clone(),
+        active_models.clone(),
+        config.detect.clone(),
+    )?);
     let (detect_tx, detect_rx) = mpsc::channel(64);
     let task_config = TaskConfig {
         engine: EngineConfig {
             detect: config.detect.clone(),
             allowed_lateness_ms: i64::try_from(config.allowed_lateness.as_millis())
                 .unwrap_or(i64::MAX),
+            models: active_models,
         },
         checkpoint_interval: config.checkpoint_interval,
     };

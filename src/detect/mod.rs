@@ -29,6 +29,7 @@ pub mod exceedance;
 pub mod flag_abuse;
 pub mod flatline;
 pub mod low_variance;
+pub mod model_residual;
 pub mod permit;
 pub mod process;
 pub mod replay;
@@ -88,6 +89,8 @@ pub struct OutletContext<'a> {
     pub topology: &'a OutletTopology,
     /// Settings.
     pub config: &'a DetectConfig,
+    /// The model the outlet is judged by (its own, else its industry's prior), if any.
+    pub model: Option<&'a crate::models::ModelArtifact>,
 }
 
 /// One minute of one outlet as detectors see it: the aligned readings and the process state derived from them.
@@ -168,6 +171,7 @@ pub const DETECTORS: &[DetectorFactory] = &[
     replay::Replay::boxed,
     bunching::Bunching::boxed,
     selective_gap::SelectiveGap::boxed,
+    model_residual::ModelResidual::boxed,
 ];
 
 /// The CEMS channels that say whether an outlet is monitored: its limited pollutants, or its flow when no limit is
@@ -261,6 +265,7 @@ pub(crate) mod testutil {
         let ctx = OutletContext {
             topology: topo,
             config: &config,
+            model: None,
         };
         let mut d = make(&config);
         let mut tracker = super::process::ProcessTracker::default();

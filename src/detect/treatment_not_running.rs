@@ -287,6 +287,7 @@ mod tests {
         let ctx = OutletContext {
             topology: &topo,
             config: &config,
+            model: None,
         };
         let mut a = TreatmentNotRunning::boxed(&config);
         let mut tracker = ProcessTracker::default();

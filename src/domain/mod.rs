@@ -9,5 +9,5 @@ mod registry;
 pub mod units;
 
 pub use anomaly::{Anomaly, AnomalyKind, ReviewEntry, ReviewStatus, ReviewTransitionError};
-pub use record::{Interval, Point, ValueFlag, MS_PER_HOUR, MS_PER_MINUTE};
+pub use record::{Interval, Point, ValueFlag, MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE};
 pub use registry::{Enterprise, Meter, MeterRole, Outlet, OutletKind, RestrictionOrder};

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 pub const MS_PER_MINUTE: i64 = 60_000;
 /// Milliseconds in an hour: the unit of HJ 75 validity and of limits.
 pub const MS_PER_HOUR: i64 = 3_600_000;
+/// Milliseconds per day.
+pub const MS_PER_DAY: i64 = 86_400_000;
 
 /// HJ 212-2017 per-value data flag. Only some flags make a value valid for exceedance decisions, which is why a
 /// false flag is itself a fraud route: the flag is kept with every point and never normalised away.

@@ -2,13 +2,15 @@
 //! runs every detector on every closed minute. Pure and synchronous; the thread that drives it lives in
 //! [`super::task`].
 
-use crate::align::{Admission, OutletAligner, OutletRow, SourceRole};
+use crate::align::{Admission, OutletAligner, OutletRow};
 use crate::detect::process::ProcessTracker;
 use crate::detect::{DetectConfig, Detector, Finding, Minute, OutletContext, DETECTORS};
 use crate::domain::Point;
 use crate::registry::{routing, OutletTopology};
 use serde::{Deserialize, Serialize};
+use crate::models::{ActiveModels, ModelArtifact};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// A finding together with the outlet and enterprise it belongs to.
 #[derive(Debug, Clone)]
@@ -26,6 +28,7 @@ struct OutletState {
     aligner: OutletAligner,
     process: ProcessTracker,
     detectors: Vec<Box<dyn Detector>>,
+    model: Option<Arc<ModelArtifact>>,
 }
 
 /// Per outlet in a snapshot: the aligner, the process tracker, and each detector's blob by detector name.
@@ -45,6 +48,8 @@ pub struct EngineConfig {
     pub detect: DetectConfig,
     /// How far behind an outlet's watermark data is still taken into detection (ms).
     pub allowed_lateness_ms: i64,
+    /// The models detectors judge outlets by; activation elsewhere is seen at the next batch.
+    pub models: Arc<ActiveModels>,
 }
 
 /// The engine.
@@ -54,6 +59,7 @@ pub struct Engine {
     routes: HashMap<String, Vec<String>>,
     late_total: u64,
     rows: Vec<OutletRow>,
+    models_generation: Option<u64>,
 }
 
 impl Engine {
@@ -65,6 +71,7 @@ impl Engine {
             routes: HashMap::new(),
             late_total: 0,
             rows: Vec::new(),
+            models_generation: None,
         }
     }
 
@@ -85,11 +92,28 @@ impl Engine {
                     aligner: OutletAligner::default(),
                     process: ProcessTracker::default(),
                     detectors: DETECTORS.iter().map(|f| f(&self.config.detect)).collect(),
+                    model: None,
                 },
             };
             next.insert(id, state);
         }
         self.outlets = next;
+        self.models_generation = None;
+    }
+
+    /// Re-resolves each outlet's model when a model was activated since the last look.
+    fn refresh_models(&mut self) {
+        let generation = self.config.models.generation();
+        if self.models_generation == Some(generation) {
+            return;
+        }
+        for s in self.outlets.values_mut() {
+            s.model = self
+                .config
+                .models
+                .resolve(&s.topology.outlet.id, &s.topology.enterprise.industry);
+        }
+        self.models_generation = Some(generation);
     }
 
     /// Feeds accepted points; returns how many were too late for detection.
@@ -105,14 +129,7 @@ impl Engine {
                 let Some(state) = self.outlets.get_mut(outlet_id) else {
                     continue;
                 };
-                let role = if p.source_id == *outlet_id {
-                    SourceRole::Cems
-                } else if state.topology.bypasses.iter().any(|b| b.id == p.source_id) {
-                    SourceRole::Bypass
-                } else {
-                    SourceRole::Meter
-                };
-                match state.aligner.add(p, role) {
+                match state.aligner.add(p, state.topology.role_of(&p.source_id)) {
                     Admission::Late => was_late = true,
                     Admission::Taken => {
                         if touched.last() != Some(outlet_id) && !touched.contains(outlet_id) {
@@ -142,6 +159,7 @@ impl Engine {
     }
 
     fn run_outlet(&mut self, outlet_id: &str, finalize: bool, out: &mut Vec<OutletFinding>) {
+        self.refresh_models();
         let lateness = self.config.allowed_lateness_ms;
         let Some(state) = self.outlets.get_mut(outlet_id) else {
             return;
@@ -155,6 +173,7 @@ impl Engine {
         let ctx = OutletContext {
             topology: &state.topology,
             config: &self.config.detect,
+            model: state.model.as_deref(),
         };
         let mut findings = Vec::new();
         for row in &self.rows {
@@ -260,6 +279,7 @@ mod tests {
         let mut e = Engine::new(EngineConfig {
             detect: DetectConfig::default(),
             allowed_lateness_ms: lateness_min * MS_PER_MINUTE,
+            ..EngineConfig::default()
         });
         e.set_topology(vec![topology()]);
         e

@@ -60,6 +60,29 @@ pub struct OutletTopology {
     pub restrictions: Vec<RestrictionOrder>,
 }
 
+impl OutletTopology {
+    /// What a source is to this outlet: its own CEMS, one of its bypass ducts, or (anything else routed here) a meter.
+    pub fn role_of(&self, source_id: &str) -> crate::align::SourceRole {
+        use crate::align::SourceRole;
+        if source_id == self.outlet.id {
+            SourceRole::Cems
+        } else if self.bypasses.iter().any(|b| b.id == source_id) {
+            SourceRole::Bypass
+        } else {
+            SourceRole::Meter
+        }
+    }
+
+    /// Every source feeding this outlet's aligned rows.
+    pub fn source_ids(&self) -> Vec<String> {
+        std::iter::once(self.outlet.id.clone())
+            .chain(self.production.iter().map(|m| m.id.clone()))
+            .chain(self.treatment.iter().map(|m| m.id.clone()))
+            .chain(self.bypasses.iter().map(|b| b.id.clone()))
+            .collect()
+    }
+}
+
 /// An enterprise with everything registered under it.
 #[derive(Debug, Clone)]
 pub struct EnterpriseTopology {

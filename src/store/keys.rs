@@ -9,6 +9,7 @@
 //! | `r`    | kind byte + id                                     | JSON registry object                   |
 //! | `u`    | audit seq (8 B, BE)                                | JSON conflicting-rewrite record        |
 //! | `m`    | name                                               | metadata (checkpoint, counters)        |
+//! | `M`    | model scope `\0` version (4 B, BE)                  | model artifact (own format header)     |
 //!
 //! Ids and codes never contain `\0` (ingest rejects them), which keeps the `p` keys unambiguous.
 //!
@@ -22,6 +23,7 @@ pub(crate) const ANOMALY: u8 = b'a';
 pub(crate) const REGISTRY: u8 = b'r';
 pub(crate) const AUDIT: u8 = b'u';
 pub(crate) const META: u8 = b'm';
+pub(crate) const MODEL: u8 = b'M';
 
 /// Width of one stored chunk of a series: one key per series per hour keeps sled's per-key overhead off every point.
 pub(crate) const CHUNK_MS: i64 = MS_PER_HOUR;
@@ -71,6 +73,14 @@ pub(crate) fn seq_key(prefix: u8, seq: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = prefix;
     k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// `M` scope `\0` version: one stored model version.
+pub(crate) fn model_key(scope: &str, version: u32) -> Vec<u8> {
+    let mut k = str_key(MODEL, scope);
+    k.push(0);
+    k.extend_from_slice(&version.to_be_bytes());
     k
 }
 

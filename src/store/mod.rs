@@ -469,6 +469,49 @@ impl Store {
             .collect()
     }
 
+    /// Stores one model version (the blob carries its own format header) and flushes: a trained model is
+    /// expensive to lose.
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn put_model(&self, scope: &str, version: u32, blob: &[u8]) -> Result<()> {
+        self.db.insert(keys::model_key(scope, version), blob)?;
+        self.flush()
+    }
+
+    /// Every stored model blob.
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn model_blobs(&self) -> Result<Vec<Vec<u8>>> {
+        self.db
+            .scan_prefix([keys::MODEL])
+            .map(|kv| Ok(kv?.1.to_vec()))
+            .collect()
+    }
+
+    /// Writes a JSON metadata document (e.g. which model versions are active) and flushes.
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn put_meta_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        self.db.insert(keys::str_key(keys::META, name), json(value))?;
+        self.flush()
+    }
+
+    /// Reads [`Store::put_meta_json`].
+    ///
+    /// # Errors
+    /// Engine failure or a corrupt document.
+    pub fn meta_json<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        match self.db.get(keys::str_key(keys::META, name))? {
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| corrupt(name.as_bytes(), &e.to_string())),
+            None => Ok(None),
+        }
+    }
+
     /// Bytes sled reports on disk, for benchmarks and the data-layout notes.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)

@@ -1,0 +1,310 @@
+//! `MODEL_RESIDUAL`: the outlet's learned joint behaviour broken.
+//!
+//! The active model (the outlet's own, else its industry's prior; see [`crate::models`]) predicts flow, treatment
+//! power and each pollutant from production and time of day, and says how far the streams may sit from the plane
+//! they normally move in. Each accepted test keeps the rolling mean of its standardized residual over the model's
+//! window; when that mean passes the model's threshold (set on the outlet's clean history for a configured false-alarm
+//! rate per enterprise-day, multiplicity-corrected) and the effect is large enough to matter, the minute is bad.
+//!
+//! Look-alikes: a load change (the model follows production: residuals stay small), an unusual but consistent
+//! operating point (high T², small Q: not alarmed), start-up and shutdown (below the modelled production range: not
+//! judged), treatment off (`TREATMENT_NOT_RUNNING`'s, not judged here), calibration and maintenance (flagged
+//! minutes carry no values), a new model version (windows restart).
+
+use super::runs::{Runs, Timing};
+use super::{
+    duration_score, DetectConfig, Detector, Finding, Language, Minute, OutletContext,
+};
+use crate::detect::equipment::EquipmentState;
+use crate::domain::{codes, AnomalyKind, MS_PER_MINUTE};
+use crate::models::artifact::JOINT_TEST;
+use crate::models::calibrate::WindowMean;
+use crate::models::features::{feature_row, FLOW_TARGET, TREATMENT_TARGET};
+use crate::models::ModelArtifact;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Detector name and version.
+pub const NAME: &str = "model_residual/1";
+
+/// Least mean departure (target units: a fraction of normal flow or power, or of the limit) worth an officer's time,
+/// however significant.
+pub const MIN_EFFECT: f64 = 0.10;
+
+const TIMING: Timing = Timing {
+    grace_min: 30,
+    close_after_min: 60,
+    update_every_min: 60,
+};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Test {
+    z: WindowMean,
+    observed: WindowMean,
+    predicted: WindowMean,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Stats {
+    peak_ratio: f64,
+    window_z: f64,
+    threshold: f64,
+    observed: f64,
+    predicted: f64,
+    production_fraction: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    model_id: String,
+    tests: BTreeMap<String, Test>,
+    runs: Runs<Stats>,
+}
+
+/// The detector.
+pub struct ModelResidual {
+    language: Language,
+    state: State,
+}
+
+impl ModelResidual {
+    /// Factory for [`super::DETECTORS`].
+    pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
+        Box::new(Self {
+            language: config.language,
+            state: State::default(),
+        })
+    }
+
+    fn emit(
+        &self,
+        ctx: &OutletContext<'_>,
+        model: &ModelArtifact,
+        due: super::runs::Due<Stats>,
+        out: &mut Vec<Finding>,
+    ) {
+        let s = &due.run.stats;
+        let what = describe(&due.key, self.language);
+        let summary = match self.language {
+            Language::Zh => format!(
+                "{what}与模型预测持续偏离：窗口均值实测 {:.2}、预测 {:.2}，标准化残差 {:.1}（阈值 {:.1}），持续 {:.0} 分钟（模型 {}）",
+                s.observed,
+                s.predicted,
+                s.window_z,
+                s.threshold,
+                due.run.duration_min(),
+                model.id()
+            ),
+            Language::En => format!(
+                "{what} departs from the model: window mean observed {:.2} vs predicted {:.2}, standardized residual {:.1} \
+                 (threshold {:.1}) for {:.0} min (model {})",
+                s.observed,
+                s.predicted,
+                s.window_z,
+                s.threshold,
+                due.run.duration_min(),
+                model.id()
+            ),
+        };
+        let mut evidence = BTreeMap::from([
+            ("observed_window_mean".to_string(), s.observed),
+            ("predicted_window_mean".to_string(), s.predicted),
+            ("window_z".to_string(), s.window_z),
+            ("threshold_z".to_string(), s.threshold),
+            ("peak_z_over_threshold".to_string(), s.peak_ratio),
+            ("production_fraction".to_string(), s.production_fraction),
+            ("model_version".to_string(), f64::from(model.version)),
+            (
+                "false_alarms_per_day_setting".to_string(),
+                model.calibration.false_alarms_per_day,
+            ),
+        ]);
+        if let Some(t) = model.target(&due.key) {
+            evidence.insert("r2_holdout".into(), t.metrics.r2_holdout);
+            evidence.insert("residual_sd".into(), t.residual_sd);
+        }
+        let mut sources = vec![ctx.topology.outlet.id.clone()];
+        sources.extend(ctx.topology.production.iter().map(|m| m.id.clone()));
+        if due.key == TREATMENT_TARGET {
+            sources.extend(ctx.topology.treatment.iter().map(|m| m.id.clone()));
+        }
+        let score = duration_score(due.run.duration_min() - f64::from(TIMING.grace_min), 240.0)
+            * (0.8 + 0.2 * (s.peak_ratio - 1.0).clamp(0.0, 1.0));
+        out.push(due.finding(
+            AnomalyKind::ModelResidual,
+            NAME,
+            score,
+            sources,
+            summary,
+            evidence,
+        ));
+    }
+}
+
+/// A test's name for an officer.
+fn describe(test: &str, language: Language) -> String {
+    let zh = language == Language::Zh;
+    if test == FLOW_TARGET {
+        return if zh { "烟气流量" } else { "Stack flow" }.into();
+    }
+    if test == TREATMENT_TARGET {
+        return if zh { "治污设施用电" } else { "Treatment power" }.into();
+    }
+    if test == JOINT_TEST {
+        return if zh { "各监测量的联合关系" } else { "The joint pattern of the streams" }.into();
+    }
+    let code = test.trim_end_matches("_limit_fraction");
+    let (zh_name, en_name) = codes::display_name(code);
+    if zh {
+        format!("{zh_name}折算浓度（占限值比例）")
+    } else {
+        format!("{en_name} converted concentration (share of limit)")
+    }
+}
+
+impl Detector for ModelResidual {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
+        let Some(model) = ctx.model else {
+            return;
+        };
+        let id = model.id();
+        if self.state.model_id != id {
+            self.state.tests.clear();
+            self.state.model_id = id;
+        }
+        let now = minute.row.minute_ms;
+        let window_ms = i64::from(model.calibration.window_min) * MS_PER_MINUTE;
+        let min_valid = model.calibration.min_valid_min as usize;
+        let treatment_off = minute.process.meters.iter().any(|(meter, m)| {
+            ctx.topology.treatment.iter().any(|t| &t.id == meter)
+                && (m.state == EquipmentState::NotRunning
+                    || model
+                        .fitted
+                        .meter_states
+                        .iter()
+                        .find(|s| &s.meter_id == meter)
+                        .zip(m.kw)
+                        .is_some_and(|(s, kw)| s.is_off(kw)))
+        });
+        let row = if treatment_off {
+            None
+        } else {
+            feature_row(
+                ctx.topology,
+                minute.row,
+                minute.process,
+                ctx.config.exceedance.o2_ceiling_pct,
+            )
+        };
+        for (test, threshold) in &model.thresholds {
+            let sample = row.as_ref().and_then(|r| {
+                if test == JOINT_TEST {
+                    let s = model.fitted.joint.as_ref()?.score(r)?;
+                    Some((s.z_log_q, s.q, 0.0))
+                } else {
+                    let t = model.target(test)?;
+                    let z = t.z(r)?;
+                    Some((z, *r.values.get(test)?, t.predict(r)))
+                }
+            });
+            let w = self.state.tests.entry(test.clone()).or_default();
+            match sample {
+                Some((z, obs, pred)) => {
+                    w.z.push(now, z, window_ms);
+                    w.observed.push(now, obs, window_ms);
+                    w.predicted.push(now, pred, window_ms);
+                }
+                None => {
+                    w.z.expire(now, window_ms);
+                    w.observed.expire(now, window_ms);
+                    w.predicted.expire(now, window_ms);
+                }
+            }
+            let stat = (w.z.len() >= min_valid)
+                .then(|| w.z.mean())
+                .flatten()
+                .zip(w.observed.mean().zip(w.predicted.mean()));
+            let bad = stat.filter(|(z, (obs, pred))| {
+                if test == JOINT_TEST {
+                    *z > *threshold
+                } else {
+                    z.abs() > *threshold && (obs - pred).abs() >= MIN_EFFECT
+                }
+            });
+            let due = match bad {
+                Some((z, (obs, pred))) => {
+                    let pf = row.as_ref().map_or(0.0, |r| r.production_fraction);
+                    let th = *threshold;
+                    self.state.runs.bad(
+                        test,
+                        now,
+                        TIMING,
+                        Stats::default,
+                        |s| {
+                            s.peak_ratio = s.peak_ratio.max(z.abs() / th);
+                            s.window_z = z;
+                            s.threshold = th;
+                            s.observed = obs;
+                            s.predicted = pred;
+                            s.production_fraction = pf;
+                        },
+                    )
+                }
+                None => self.state.runs.good(test, now, TIMING),
+            };
+            if let Some(due) = due {
+                self.emit(ctx, model, due, out);
+            }
+        }
+    }
+
+    fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>) {
+        let Some(model) = ctx.model else {
+            return;
+        };
+        for due in self.state.runs.finish() {
+            self.emit(ctx, model, due, out);
+        }
+    }
+
+    persist_state!(state);
+}
+
+/// Runs the detector offline over aligned rows with a given model, as detection would, and returns the final state of
+/// each episode (for evaluating a model version before it is activated).
+pub fn run_offline(
+    t: &crate::registry::OutletTopology,
+    rows: &[crate::align::OutletRow],
+    model: &ModelArtifact,
+    config: &DetectConfig,
+) -> Vec<Finding> {
+    let ctx = OutletContext {
+        topology: t,
+        config,
+        model: Some(model),
+    };
+    let mut d = ModelResidual::boxed(config);
+    let mut tracker = super::process::ProcessTracker::default();
+    let mut out = Vec::new();
+    for row in rows {
+        let process = tracker.observe(t, row, config.equipment);
+        d.observe(
+            &ctx,
+            &Minute {
+                row,
+                process: &process,
+            },
+            &mut out,
+        );
+    }
+    d.finish(&ctx, &mut out);
+    let mut last: BTreeMap<(String, i64), Finding> = BTreeMap::new();
+    for f in out {
+        last.insert((f.key.clone(), f.start_ms), f);
+    }
+    last.into_values().collect()
+}
