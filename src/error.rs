@@ -3,6 +3,7 @@
 
 use crate::enforce::BookError;
 use crate::ingest::IngestError;
+use crate::models::catalog::CatalogError;
 use crate::registry::RegistryError;
 use crate::store::StoreError;
 use tonic::{Code, Status};
@@ -56,6 +57,16 @@ impl From<BookError> for Status {
             }
             BookError::Transition(_) => Status::failed_precondition(e.to_string()),
             BookError::Store(inner) => inner.into(),
+        }
+    }
+}
+
+impl From<CatalogError> for Status {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::NotFound(_) => Status::not_found(e.to_string()),
+            CatalogError::Invalid(_) => Status::invalid_argument(e.to_string()),
+            CatalogError::Store(inner) => inner.into(),
         }
     }
 }

@@ -54,6 +54,11 @@ enum Command {
     },
     /// Move an anomaly through the review workflow (open → dispatched → confirmed / false_positive → rectified → closed).
     Review(ReviewArgs),
+    /// Fit new model versions for outlets or an industry on a running server (in the background, with progress).
+    Train(TrainArgs),
+    /// Model versions: list, show, activate (and roll back), evaluate, export the labelled dataset, build priors.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// HJ 212 tools: check a file of packets, or send it to a gateway.
     #[command(subcommand)]
     Hj212(Hj212Command),
@@ -82,6 +87,106 @@ enum Hj212Command {
         /// Seconds of silence after which no more replies are expected.
         #[arg(long, default_value_t = 2.0)]
         reply_timeout_secs: f64,
+    },
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// One model per outlet (repeatable).
+    #[arg(long = "outlet", conflicts_with = "industry")]
+    outlets: Vec<String>,
+    /// Or one pooled prior over every stack outlet of this industry.
+    #[arg(long)]
+    industry: Option<String>,
+    /// Training window start (Unix ms; default 14 days before its end).
+    #[arg(long, default_value_t = 0)]
+    from_ms: i64,
+    /// Training window end (Unix ms; default the latest data).
+    #[arg(long, default_value_t = 0)]
+    to_ms: i64,
+    /// Activate each new version once trained.
+    #[arg(long)]
+    activate: bool,
+    /// False alarms per enterprise-day to calibrate the thresholds for (default 0.01).
+    #[arg(long, default_value_t = 0.0)]
+    false_alarms_per_day: f64,
+    /// Return once the job has started instead of waiting for it.
+    #[arg(long)]
+    no_wait: bool,
+    /// The server.
+    #[arg(long, env = "SENTINEL_SERVER", default_value = "127.0.0.1:50051")]
+    server: String,
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Every version (optionally of one scope) with its state, training window and fit.
+    List {
+        /// `outlet:<id>` or `industry:<name>`.
+        #[arg(long, default_value = "")]
+        scope: String,
+        /// The server.
+        #[arg(long, env = "SENTINEL_SERVER", default_value = "127.0.0.1:50051")]
+        server: String,
+    },
+    /// One version as JSON (the format of the shipped priors); to a file with --out.
+    Show {
+        /// Model id, e.g. outlet:E01-S1@2.
+        id: String,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The server.
+        #[arg(long, env = "SENTINEL_SERVER", default_value = "127.0.0.1:50051")]
+        server: String,
+    },
+    /// Make a version the active one of its scope (activating the previous version rolls back).
+    Activate {
+        /// Model id.
+        id: String,
+        /// The server.
+        #[arg(long, env = "SENTINEL_SERVER", default_value = "127.0.0.1:50051")]
+        server: String,
+    },
+    /// Score a version on a holdout period and on the reviewed anomalies in it.
+    Evaluate {
+        /// Model id.
+        id: String,
+        /// Period start (Unix ms; default 14 days before its end).
+        #[arg(long, default_value_t = 0)]
+        from_ms: i64,
+        /// Period end (Unix ms; default the latest data).
+        #[arg(long, default_value_t = 0)]
+        to_ms: i64,
+        /// The server.
+        #[arg(long, env = "SENTINEL_SERVER", default_value = "127.0.0.1:50051")]
+        server: String,
+    },
+    /// The aligned feature rows with reviewed labels (CONFIRMED / FALSE_POSITIVE), as CSV for pandas.
+    Export {
+        /// Outlets (repeatable; default all stack outlets).
+        #[arg(long = "outlet")]
+        outlets: Vec<String>,
+        /// Period start (Unix ms; default 14 days before its end).
+        #[arg(long, default_value_t = 0)]
+        from_ms: i64,
+        /// Period end (Unix ms; default the latest data).
+        #[arg(long, default_value_t = 0)]
+        to_ms: i64,
+        /// CSV file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// The server.
+        #[arg(long, env = "SENTINEL_SERVER", default_value = "127.0.0.1:50051")]
+        server: String,
+    },
+    /// Fit the shipped per-industry priors offline from simulated clean enterprises (writes models/priors/*.json).
+    BuildPriors {
+        #[command(flatten)]
+        sim: SimArgs,
+        /// Output directory.
+        #[arg(long, default_value = "models/priors")]
+        out: PathBuf,
     },
 }
 
@@ -287,6 +392,15 @@ struct ServeArgs {
     /// see config/hj212.example.toml.
     #[arg(long, env = "SENTINEL_HJ212_CONFIG")]
     hj212_config: Option<PathBuf>,
+    /// Retrain every outlet's model on this schedule (hours; 0 = never, e.g. 24 for nightly).
+    #[arg(long, env = "SENTINEL_RETRAIN_EVERY_HOURS", default_value_t = 0.0)]
+    retrain_every_hours: f64,
+    /// Days of history each scheduled retraining fits on.
+    #[arg(long, env = "SENTINEL_RETRAIN_WINDOW_DAYS", default_value_t = 14)]
+    retrain_window_days: u32,
+    /// Activate scheduled versions automatically (default: leave them for review with `models evaluate`).
+    #[arg(long, env = "SENTINEL_RETRAIN_ACTIVATE")]
+    retrain_activate: bool,
 }
 
 fn init_logs() {
@@ -374,6 +488,22 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }),
+        Command::Train(t) => rt.block_on(async {
+            let req = cems_sentinel::pb::TrainRequest {
+                outlet_ids: t.outlets,
+                industry: t.industry.unwrap_or_default(),
+                from_ms: t.from_ms,
+                to_ms: t.to_ms,
+                activate: t.activate,
+                false_alarms_per_day: t.false_alarms_per_day,
+            };
+            println!(
+                "{}",
+                cems_sentinel::tools::models::train(&t.server, req, !t.no_wait).await?
+            );
+            Ok(())
+        }),
+        Command::Models(cmd) => rt.block_on(models(cmd)),
         Command::Hj212(Hj212Command::Check { file, modbus_mns }) => {
             let (report, all_ok) =
                 cems_sentinel::tools::hj212::check(&file, &modbus_mns, &Default::default())?;
@@ -429,6 +559,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.allowed_lateness = Duration::from_secs(args.allowed_lateness_secs);
     config.cache_bytes = args.cache_mb << 20;
     config.detect.language = args.language;
+    if args.retrain_every_hours > 0.0 {
+        config.retrain = Some(cems_sentinel::server::RetrainSchedule {
+            every: Duration::from_secs_f64(args.retrain_every_hours * 3600.0),
+            window_days: args.retrain_window_days,
+            activate: args.retrain_activate,
+        });
+    }
     if let Some(path) = &args.hj212_config {
         config.hj212 = cems_sentinel::ingest::hj212_gateway::GatewayConfig::load(path)?;
     }
@@ -453,6 +590,44 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         r = server.wait() => r,
     }
+}
+
+async fn models(cmd: ModelsCommand) -> anyhow::Result<()> {
+    use cems_sentinel::tools::models as m;
+    match cmd {
+        ModelsCommand::List { scope, server } => print!("{}", m::list(&server, &scope).await?),
+        ModelsCommand::Show { id, out, server } => {
+            let json = m::show(&server, &id).await?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, json + "\n")?;
+                    println!("wrote {id} to {}", path.display());
+                }
+                None => println!("{json}"),
+            }
+        }
+        ModelsCommand::Activate { id, server } => println!("{}", m::activate(&server, &id).await?),
+        ModelsCommand::Evaluate {
+            id,
+            from_ms,
+            to_ms,
+            server,
+        } => print!("{}", m::evaluate(&server, &id, from_ms, to_ms).await?),
+        ModelsCommand::Export {
+            outlets,
+            from_ms,
+            to_ms,
+            out,
+            server,
+        } => {
+            let n = m::export(&server, outlets, from_ms, to_ms, &out).await?;
+            println!("wrote {n} rows to {}", out.display());
+        }
+        ModelsCommand::BuildPriors { sim, out } => {
+            print!("{}", m::build_priors(sim.config(), &out)?)
+        }
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

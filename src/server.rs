@@ -1,17 +1,18 @@
 //! Wiring: open the store, recover detection, start the writer, serve gRPC (with health and reflection), and shut
 //! down in the order that loses nothing: stop accepting, finish in-flight batches, let detection checkpoint, flush.
 
-use crate::api::{EnforcementApi, IngestApi, RegistryApi};
+use crate::api::{EnforcementApi, IngestApi, ModelApi, RegistryApi};
 use crate::detect::DetectConfig;
 use crate::enforce::AnomalyBook;
 use crate::ingest::hj212_gateway::{self, GatewayConfig, GatewayStats};
 use crate::ingest::{system_now_ms, IngestConfig, Ingestor};
+use crate::models::{ActiveModels, ModelCatalog};
 use crate::pb::enforcement_service_server::EnforcementServiceServer;
 use crate::pb::ingest_service_server::IngestServiceServer;
+use crate::pb::model_service_server::ModelServiceServer;
 use crate::pb::registry_service_server::RegistryServiceServer;
 use crate::pipeline::task::{self, TaskConfig};
 use crate::pipeline::EngineConfig;
-use crate::models::{ActiveModels, ModelCatalog};
 use crate::registry::Registry;
 use crate::store::Store;
 use anyhow::Context as _;
@@ -44,6 +45,19 @@ pub struct ServeConfig {
     pub checkpoint_interval: Duration,
     /// HJ 212 gateway settings (used when an HJ 212 listener is given).
     pub hj212: GatewayConfig,
+    /// Scheduled retraining of every outlet's model, if wanted.
+    pub retrain: Option<RetrainSchedule>,
+}
+
+/// Scheduled retraining (e.g. nightly).
+#[derive(Debug, Clone, Copy)]
+pub struct RetrainSchedule {
+    /// Time between runs.
+    pub every: Duration,
+    /// Days of history each run fits on.
+    pub window_days: u32,
+    /// Activate the new versions (otherwise they wait for a data scientist's evaluation).
+    pub activate: bool,
 }
 
 impl ServeConfig {
@@ -57,6 +71,7 @@ impl ServeConfig {
             allowed_lateness: Duration::from_secs(2 * 3600),
             checkpoint_interval: Duration::from_secs(2),
             hj212: GatewayConfig::default(),
+            retrain: None,
         }
     }
 }
@@ -70,6 +85,7 @@ pub struct RunningServer {
     /// The HJ 212 gateway's counters, when it runs.
     pub hj212_stats: Option<Arc<GatewayStats>>,
     gateway: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+    retrain: Option<tokio::task::JoinHandle<()>>,
     shutdown: Option<oneshot::Sender<()>>,
     serve: tokio::task::JoinHandle<anyhow::Result<()>>,
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -148,6 +164,9 @@ pub async fn start_with(
     health_reporter
         .set_serving::<EnforcementServiceServer<EnforcementApi>>()
         .await;
+    health_reporter
+        .set_serving::<ModelServiceServer<ModelApi>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -180,6 +199,24 @@ pub async fn start_with(
     let registry_api = RegistryServiceServer::new(RegistryApi {
         registry: registry.clone(),
     });
+    let retrain = config.retrain.map(|schedule| {
+        let catalog = catalog.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(schedule.every);
+            tick.tick().await; // the first tick is immediate: wait one period before the first run
+            loop {
+                tick.tick().await;
+                let catalog = catalog.clone();
+                let ids = tokio::task::spawn_blocking(move || {
+                    catalog.retrain_all(schedule.window_days, schedule.activate)
+                })
+                .await
+                .unwrap_or_default();
+                tracing::info!(models = ?ids, activated = schedule.activate, "Scheduled retraining done.");
+            }
+        })
+    });
+    let model_api = ModelServiceServer::new(ModelApi { catalog });
     let enforcement_api = EnforcementServiceServer::new(EnforcementApi {
         book,
         registry: registry.clone(),
@@ -202,6 +239,7 @@ pub async fn start_with(
             .add_service(registry_api)
             .add_service(ingest_api)
             .add_service(enforcement_api)
+            .add_service(model_api)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = shutdown_rx.await;
             })
@@ -213,6 +251,7 @@ pub async fn start_with(
         hj212_addr,
         hj212_stats,
         gateway,
+        retrain,
         shutdown: Some(shutdown_tx),
         serve,
         threads: vec![writer, detection],
@@ -243,6 +282,9 @@ impl RunningServer {
         if let Some((tx, handle)) = self.gateway.take() {
             let _ = tx.send(true);
             let _ = handle.await;
+        }
+        if let Some(r) = self.retrain.take() {
+            r.abort();
         }
         // The services (and with them the last senders to the writer and detection) are dropped now; the threads
         // drain their queues and end.

@@ -3,6 +3,7 @@
 mod convert;
 mod enforcement;
 mod ingest;
+mod models;
 mod registry;
 
 pub use convert::{
@@ -11,4 +12,5 @@ pub use convert::{
 };
 pub use enforcement::EnforcementApi;
 pub use ingest::IngestApi;
+pub use models::ModelApi;
 pub use registry::RegistryApi;

@@ -7,14 +7,12 @@
 //! rate per enterprise-day, multiplicity-corrected) and the effect is large enough to matter, the minute is bad.
 //!
 //! Look-alikes: a load change (the model follows production: residuals stay small), an unusual but consistent
-//! operating point (high T², small Q: not alarmed), start-up and shutdown (below the modelled production range: not
-//! judged), treatment off (`TREATMENT_NOT_RUNNING`'s, not judged here), calibration and maintenance (flagged
+//! operating point (high T², small Q: not alarmed), start-up, shutdown and loads the model never saw in training
+//! (outside its production range: not judged), treatment off (`TREATMENT_NOT_RUNNING`'s, not judged here), calibration and maintenance (flagged
 //! minutes carry no values), a new model version (windows restart).
 
 use super::runs::{Runs, Timing};
-use super::{
-    duration_score, DetectConfig, Detector, Finding, Language, Minute, OutletContext,
-};
+use super::{duration_score, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
 use crate::detect::equipment::EquipmentState;
 use crate::domain::{codes, AnomalyKind, MS_PER_MINUTE};
 use crate::models::artifact::JOINT_TEST;
@@ -37,15 +35,28 @@ const TIMING: Timing = Timing {
     update_every_min: 60,
 };
 
+/// Minutes of recent evidence: the window must be over its threshold *and* at least half of the minutes this recent
+/// must point the same way, so an episode ends with the departure rather than when its minutes leave the window.
+const RECENT_MIN: i64 = 15;
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Test {
     z: WindowMean,
     observed: WindowMean,
     predicted: WindowMean,
+    /// Share of recent minutes with z > 1.
+    recent_high: WindowMean,
+    /// Share of recent minutes with z < −1.
+    recent_low: WindowMean,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Stats {
+    /// First minute of the unbroken stretch of anomalous minutes that carried the window over its threshold: the
+    /// reported start (the window itself lags the event by up to its length).
+    onset_ms: i64,
+    /// Last minute that was itself anomalous: the reported end (the window mean stays high for a while after).
+    last_anomalous_ms: i64,
     peak_ratio: f64,
     window_z: f64,
     threshold: f64,
@@ -85,30 +96,37 @@ impl ModelResidual {
     ) {
         let s = &due.run.stats;
         let what = describe(&due.key, self.language);
-        let summary = match self.language {
-            Language::Zh => format!(
-                "{what}与模型预测持续偏离：窗口均值实测 {:.2}、预测 {:.2}，标准化残差 {:.1}（阈值 {:.1}），持续 {:.0} 分钟（模型 {}）",
-                s.observed,
-                s.predicted,
-                s.window_z,
-                s.threshold,
-                due.run.duration_min(),
-                model.id()
+        let minutes = due.run.duration_min();
+        let id = model.id();
+        let summary = match (self.language, due.key == JOINT_TEST) {
+            (Language::Zh, false) => format!(
+                "{what}与模型预测持续偏离：窗口均值实测 {:.2}、预测 {:.2}，标准化残差 {:.1}（阈值 {:.1}），持续 {minutes:.0} 分钟（模型 {id}）",
+                s.observed, s.predicted, s.window_z, s.threshold
             ),
-            Language::En => format!(
-                "{what} departs from the model: window mean observed {:.2} vs predicted {:.2}, standardized residual {:.1} \
-                 (threshold {:.1}) for {:.0} min (model {})",
-                s.observed,
-                s.predicted,
-                s.window_z,
-                s.threshold,
-                due.run.duration_min(),
-                model.id()
+            (Language::En, false) => format!(
+                "{what} departs from the model: window mean observed {:.2} vs predicted {:.2}, standardized residual \
+                 {:.1} (threshold {:.1}) for {minutes:.0} min (model {id})",
+                s.observed, s.predicted, s.window_z, s.threshold
+            ),
+            (Language::Zh, true) => format!(
+                "{what}偏离正常工况：重构误差 Q 窗口均值 {:.2}，标准化 {:.1}（阈值 {:.1}），持续 {minutes:.0} 分钟（模型 {id}）",
+                s.observed, s.window_z, s.threshold
+            ),
+            (Language::En, true) => format!(
+                "{what} leaves its normal plane: reconstruction error Q window mean {:.2}, standardized {:.1} \
+                 (threshold {:.1}) for {minutes:.0} min (model {id})",
+                s.observed, s.window_z, s.threshold
             ),
         };
-        let mut evidence = BTreeMap::from([
-            ("observed_window_mean".to_string(), s.observed),
-            ("predicted_window_mean".to_string(), s.predicted),
+        let mut evidence = if due.key == JOINT_TEST {
+            BTreeMap::from([("q_window_mean".to_string(), s.observed)])
+        } else {
+            BTreeMap::from([
+                ("observed_window_mean".to_string(), s.observed),
+                ("predicted_window_mean".to_string(), s.predicted),
+            ])
+        };
+        evidence.extend([
             ("window_z".to_string(), s.window_z),
             ("threshold_z".to_string(), s.threshold),
             ("peak_z_over_threshold".to_string(), s.peak_ratio),
@@ -128,16 +146,22 @@ impl ModelResidual {
         if due.key == TREATMENT_TARGET {
             sources.extend(ctx.topology.treatment.iter().map(|m| m.id.clone()));
         }
+        // A broken learned relationship is weaker evidence than a named signature (a bypass, a stuck analyzer): it
+        // ranks below them at equal duration, and above nothing but short, marginal episodes.
         let score = duration_score(due.run.duration_min() - f64::from(TIMING.grace_min), 240.0)
-            * (0.8 + 0.2 * (s.peak_ratio - 1.0).clamp(0.0, 1.0));
-        out.push(due.finding(
+            * (0.7 + 0.15 * (s.peak_ratio - 1.0).clamp(0.0, 1.0));
+        let mut finding = due.finding(
             AnomalyKind::ModelResidual,
             NAME,
             score,
             sources,
             summary,
             evidence,
-        ));
+        );
+        finding.start_ms = s.onset_ms.min(finding.start_ms);
+        finding.end_ms = (s.last_anomalous_ms + MS_PER_MINUTE)
+            .clamp(finding.start_ms + MS_PER_MINUTE, finding.end_ms);
+        out.push(finding);
     }
 }
 
@@ -148,10 +172,20 @@ fn describe(test: &str, language: Language) -> String {
         return if zh { "烟气流量" } else { "Stack flow" }.into();
     }
     if test == TREATMENT_TARGET {
-        return if zh { "治污设施用电" } else { "Treatment power" }.into();
+        return if zh {
+            "治污设施用电"
+        } else {
+            "Treatment power"
+        }
+        .into();
     }
     if test == JOINT_TEST {
-        return if zh { "各监测量的联合关系" } else { "The joint pattern of the streams" }.into();
+        return if zh {
+            "各监测量的联合关系"
+        } else {
+            "The joint pattern of the streams"
+        }
+        .into();
     }
     let code = test.trim_end_matches("_limit_fraction");
     let (zh_name, en_name) = codes::display_name(code);
@@ -199,6 +233,7 @@ impl Detector for ModelResidual {
                 minute.process,
                 ctx.config.exceedance.o2_ceiling_pct,
             )
+            .filter(|r| model.fitted.covers(r.production_fraction))
         };
         for (test, threshold) in &model.thresholds {
             let sample = row.as_ref().and_then(|r| {
@@ -217,42 +252,66 @@ impl Detector for ModelResidual {
                     w.z.push(now, z, window_ms);
                     w.observed.push(now, obs, window_ms);
                     w.predicted.push(now, pred, window_ms);
+                    let recent_ms = RECENT_MIN * MS_PER_MINUTE;
+                    w.recent_high
+                        .push(now, f64::from(u8::from(z > 1.0)), recent_ms);
+                    w.recent_low
+                        .push(now, f64::from(u8::from(z < -1.0)), recent_ms);
                 }
                 None => {
                     w.z.expire(now, window_ms);
                     w.observed.expire(now, window_ms);
                     w.predicted.expire(now, window_ms);
+                    w.recent_high.expire(now, RECENT_MIN * MS_PER_MINUTE);
+                    w.recent_low.expire(now, RECENT_MIN * MS_PER_MINUTE);
                 }
             }
+            let recent = |up: bool| {
+                let r = if up { &w.recent_high } else { &w.recent_low };
+                r.mean().is_some_and(|share| share >= 0.5)
+            };
             let stat = (w.z.len() >= min_valid)
                 .then(|| w.z.mean())
                 .flatten()
                 .zip(w.observed.mean().zip(w.predicted.mean()));
             let bad = stat.filter(|(z, (obs, pred))| {
                 if test == JOINT_TEST {
-                    *z > *threshold
+                    *z > *threshold && recent(true)
                 } else {
-                    z.abs() > *threshold && (obs - pred).abs() >= MIN_EFFECT
+                    z.abs() > *threshold && (obs - pred).abs() >= MIN_EFFECT && recent(*z > 0.0)
                 }
             });
             let due = match bad {
                 Some((z, (obs, pred))) => {
                     let pf = row.as_ref().map_or(0.0, |r| r.production_fraction);
                     let th = *threshold;
-                    self.state.runs.bad(
-                        test,
-                        now,
-                        TIMING,
-                        Stats::default,
-                        |s| {
-                            s.peak_ratio = s.peak_ratio.max(z.abs() / th);
-                            s.window_z = z;
-                            s.threshold = th;
-                            s.observed = obs;
-                            s.predicted = pred;
-                            s.production_fraction = pf;
-                        },
-                    )
+                    let joint = test == JOINT_TEST;
+                    // A minute is anomalous on its own when its residual points the way the window does, by more
+                    // than one standard deviation.
+                    let anomalous = |m: f64| if joint { m > 1.0 } else { m * z.signum() > 1.0 };
+                    let onset =
+                        w.z.samples()
+                            .rev()
+                            .take_while(|(_, m)| anomalous(*m))
+                            .last()
+                            .map_or(now, |(t, _)| *t);
+                    let this_minute = sample.is_some_and(|(m, _, _)| anomalous(m));
+                    let init = || Stats {
+                        onset_ms: onset,
+                        last_anomalous_ms: onset,
+                        ..Stats::default()
+                    };
+                    self.state.runs.bad(test, now, TIMING, init, |s| {
+                        if this_minute {
+                            s.last_anomalous_ms = now;
+                        }
+                        s.peak_ratio = s.peak_ratio.max(z.abs() / th);
+                        s.window_z = z;
+                        s.threshold = th;
+                        s.observed = obs;
+                        s.predicted = pred;
+                        s.production_fraction = pf;
+                    })
                 }
                 None => self.state.runs.good(test, now, TIMING),
             };

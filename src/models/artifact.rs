@@ -63,6 +63,17 @@ pub struct FittedModel {
     pub joint: Option<JointModel>,
     /// Learned power levels per meter (outlet models only).
     pub meter_states: Vec<MeterStates>,
+    /// Production fractions the model was fitted on (1st and 99th percentile): outside it the model extrapolates,
+    /// and a plant at a load it never ran at before is not evidence of anything.
+    pub production_range: [f64; 2],
+}
+
+impl FittedModel {
+    /// Whether a production fraction lies within what the model saw in training.
+    pub fn covers(&self, production_fraction: f64) -> bool {
+        let [lo, hi] = self.production_range;
+        (lo - 0.02..=hi + 0.02).contains(&production_fraction)
+    }
 }
 
 /// A versioned model.

@@ -38,7 +38,8 @@ impl Calibration {
     /// The z quantile for a two-sided (or one-sided) test among `tests` tests.
     pub fn quantile(&self, tests: usize, two_sided: bool) -> f64 {
         let sides = if two_sided { 2.0 } else { 1.0 };
-        let alpha = self.false_alarms_per_day / (sides * tests.max(1) as f64 * self.windows_per_day());
+        let alpha =
+            self.false_alarms_per_day / (sides * tests.max(1) as f64 * self.windows_per_day());
         let alpha = alpha.clamp(1e-12, 0.5);
         Normal::standard().inverse_cdf(1.0 - alpha)
     }
@@ -71,6 +72,11 @@ impl WindowMean {
         if self.samples.is_empty() {
             self.sum = 0.0;
         }
+    }
+
+    /// The samples `(time, value)`, oldest first.
+    pub fn samples(&self) -> impl DoubleEndedIterator<Item = &(i64, f64)> {
+        self.samples.iter()
     }
 
     /// Samples in the window.
@@ -131,7 +137,11 @@ mod tests {
         };
         assert!(strict.quantile(1, true) > c.quantile(1, true));
         // 0.01/day, 24 windows, two-sided: alpha ≈ 2.1e-4 → z ≈ 3.5.
-        assert!((c.quantile(1, true) - 3.53).abs() < 0.05, "{}", c.quantile(1, true));
+        assert!(
+            (c.quantile(1, true) - 3.53).abs() < 0.05,
+            "{}",
+            c.quantile(1, true)
+        );
     }
 
     #[test]

@@ -230,7 +230,8 @@ impl ModelCatalog {
                 Err(e) => tracing::warn!(error = %e, "Stored model unreadable; skipped."),
             }
         }
-        let stored: BTreeMap<String, ActiveEntry> = store.meta_json(ACTIVE_DOC)?.unwrap_or_default();
+        let stored: BTreeMap<String, ActiveEntry> =
+            store.meta_json(ACTIVE_DOC)?.unwrap_or_default();
         for (scope, versions) in &inner.versions {
             let entry = stored
                 .get(&scope.key())
@@ -316,11 +317,8 @@ impl ModelCatalog {
             version: model.version,
             previous,
         };
-        let mut doc: BTreeMap<String, ActiveEntry> = inner
-            .active
-            .iter()
-            .map(|(s, e)| (s.key(), *e))
-            .collect();
+        let mut doc: BTreeMap<String, ActiveEntry> =
+            inner.active.iter().map(|(s, e)| (s.key(), *e)).collect();
         doc.insert(model.scope.key(), entry);
         self.store.put_meta_json(ACTIVE_DOC, &doc)?;
         inner.active.insert(model.scope.clone(), entry);
@@ -398,7 +396,10 @@ impl ModelCatalog {
     }
 
     /// The scopes to fit and the outlets each one reads.
-    fn plan(&self, req: &TrainRequest) -> Result<Vec<(ModelScope, Vec<OutletTopology>)>, CatalogError> {
+    fn plan(
+        &self,
+        req: &TrainRequest,
+    ) -> Result<Vec<(ModelScope, Vec<OutletTopology>)>, CatalogError> {
         let all = self.registry.stack_topologies();
         if !req.outlet_ids.is_empty() && !req.industry.is_empty() {
             return Err(CatalogError::Invalid(
@@ -555,11 +556,20 @@ impl ModelCatalog {
                 CatalogError::Invalid("no stored data for the chosen outlets".into())
             })?
         };
-        let from = if from_ms != 0 { from_ms } else { to - DEFAULT_WINDOW_MS };
+        let from = if from_ms != 0 {
+            from_ms
+        } else {
+            to - DEFAULT_WINDOW_MS
+        };
         Ok((from, to))
     }
 
-    fn aligned(&self, t: &OutletTopology, from_ms: i64, to_ms: i64) -> Result<Vec<OutletRow>, CatalogError> {
+    fn aligned(
+        &self,
+        t: &OutletTopology,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<OutletRow>, CatalogError> {
         let mut points = Vec::new();
         for source in t.source_ids() {
             points.extend(self.store.read_points(&source, &[], from_ms, to_ms)?);
@@ -587,7 +597,10 @@ impl ModelCatalog {
         let model = self.get(id)?;
         let members = self.members_of(&model.scope);
         if members.is_empty() {
-            return Err(CatalogError::NotFound(format!("outlets of {}", model.scope)));
+            return Err(CatalogError::NotFound(format!(
+                "outlets of {}",
+                model.scope
+            )));
         }
         let (from_ms, to_ms) = self.window(&members, from_ms, to_ms)?;
         let mut eval = Evaluation {
@@ -676,7 +689,12 @@ impl ModelCatalog {
 
     /// Reviewed anomalies of the outlets overlapping the window, with `true` for confirmed (also once rectified or
     /// closed after confirmation) and `false` for false positives.
-    fn reviewed(&self, members: &[OutletTopology], from_ms: i64, to_ms: i64) -> Vec<(Anomaly, bool)> {
+    fn reviewed(
+        &self,
+        members: &[OutletTopology],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Vec<(Anomaly, bool)> {
         let filter = AnomalyFilter {
             enterprise_ids: members.iter().map(|t| t.enterprise.id.clone()).collect(),
             from_ms,
@@ -741,9 +759,13 @@ impl ModelCatalog {
         for t in &members {
             let rows = self.aligned(t, from_ms, to_ms)?;
             for r in dataset::series(t, &rows, &self.detect).rows {
-                let covers =
-                    |a: &Anomaly| a.outlet_id == t.outlet.id && a.start_ms <= r.minute_ms && r.minute_ms < a.end_ms;
-                let labels: Vec<&(Anomaly, bool)> = reviewed.iter().filter(|(a, _)| covers(a)).collect();
+                let covers = |a: &Anomaly| {
+                    a.outlet_id == t.outlet.id
+                        && a.start_ms <= r.minute_ms
+                        && r.minute_ms < a.end_ms
+                };
+                let labels: Vec<&(Anomaly, bool)> =
+                    reviewed.iter().filter(|(a, _)| covers(a)).collect();
                 let label = if labels.iter().any(|(_, c)| *c) {
                     "CONFIRMED"
                 } else if labels.is_empty() {
@@ -751,8 +773,11 @@ impl ModelCatalog {
                 } else {
                     "FALSE_POSITIVE"
                 };
-                let mut flagged_kinds: Vec<AnomalyKind> =
-                    flagged.iter().filter(|a| covers(a)).map(|a| a.kind).collect();
+                let mut flagged_kinds: Vec<AnomalyKind> = flagged
+                    .iter()
+                    .filter(|a| covers(a))
+                    .map(|a| a.kind)
+                    .collect();
                 flagged_kinds.sort();
                 flagged_kinds.dedup();
                 out.push(DatasetRow {
@@ -792,7 +817,9 @@ impl ModelCatalog {
             };
             match self.train_now(&req) {
                 Ok(mut new) => ids.append(&mut new),
-                Err(e) => tracing::info!(outlet = %t.outlet.id, reason = %e, "Scheduled retraining skipped."),
+                Err(e) => {
+                    tracing::info!(outlet = %t.outlet.id, reason = %e, "Scheduled retraining skipped.")
+                }
             }
         }
         ids
@@ -801,7 +828,11 @@ impl ModelCatalog {
 
 /// Splits `outlet:s1@3` into scope and version.
 fn parse_id(id: &str) -> Result<(ModelScope, u32), CatalogError> {
-    let bad = || CatalogError::Invalid(format!("model id {id:?}: expected outlet:<id>@<version> or industry:<name>@<version>"));
+    let bad = || {
+        CatalogError::Invalid(format!(
+            "model id {id:?}: expected outlet:<id>@<version> or industry:<name>@<version>"
+        ))
+    };
     let (scope, version) = id.rsplit_once('@').ok_or_else(bad)?;
     Ok((
         ModelScope::parse(scope).ok_or_else(bad)?,

@@ -75,7 +75,12 @@ impl JointModel {
             .collect();
         let mut q = 0.0;
         for (i, xi) in x.iter().enumerate() {
-            let recon: f64 = self.components.iter().zip(&t).map(|(c, ti)| c[i] * ti).sum();
+            let recon: f64 = self
+                .components
+                .iter()
+                .zip(&t)
+                .map(|(c, ti)| c[i] * ti)
+                .sum();
             q += (xi - recon).powi(2);
         }
         let t2 = t
@@ -110,7 +115,14 @@ pub fn fit(rows: &[FeatureRow], variables: &[String]) -> Option<JointModel> {
         .map(|j| complete.iter().map(|r| r[j]).sum::<f64>() / n)
         .collect();
     let scale: Vec<f64> = (0..d)
-        .map(|j| (complete.iter().map(|r| (r[j] - mean[j]).powi(2)).sum::<f64>() / (n - 1.0)).sqrt())
+        .map(|j| {
+            (complete
+                .iter()
+                .map(|r| (r[j] - mean[j]).powi(2))
+                .sum::<f64>()
+                / (n - 1.0))
+                .sqrt()
+        })
         .collect();
     let keep: Vec<usize> = (0..d).filter(|&j| scale[j] > 1e-9).collect();
     if keep.len() < 3 {

@@ -4,7 +4,32 @@
 use super::ModelArtifact;
 
 /// The shipped files, embedded so a fresh binary needs nothing beside it.
-const FILES: &[(&str, &str)] = &[];
+const FILES: &[(&str, &str)] = &[
+    (
+        "cement.json",
+        include_str!("../../models/priors/cement.json"),
+    ),
+    (
+        "coal_power.json",
+        include_str!("../../models/priors/coal_power.json"),
+    ),
+    (
+        "coating.json",
+        include_str!("../../models/priors/coating.json"),
+    ),
+    (
+        "coking.json",
+        include_str!("../../models/priors/coking.json"),
+    ),
+    (
+        "gas_boiler.json",
+        include_str!("../../models/priors/gas_boiler.json"),
+    ),
+    (
+        "steel_sintering.json",
+        include_str!("../../models/priors/steel_sintering.json"),
+    ),
+];
 
 /// The shipped priors that parse (a broken file is logged and skipped, never fatal).
 pub fn builtin() -> Vec<ModelArtifact> {
@@ -18,4 +43,22 @@ pub fn builtin() -> Vec<ModelArtifact> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::ModelScope;
+
+    #[test]
+    fn every_shipped_prior_parses_and_has_accepted_tests() {
+        let priors = builtin();
+        assert_eq!(priors.len(), FILES.len());
+        for p in &priors {
+            assert!(matches!(p.scope, ModelScope::Industry(_)), "{}", p.id());
+            assert_eq!(p.version, 0);
+            assert!(p.thresholds.contains_key("flow_fraction"), "{}", p.id());
+            assert!(p.thresholds.values().all(|t| t.is_finite() && *t > 0.0));
+        }
+    }
 }

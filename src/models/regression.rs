@@ -182,9 +182,17 @@ impl Quality {
         let abs_err: f64 = ys.iter().map(|(y, p)| (y - p).abs()).sum();
         let abs_y: f64 = ys.iter().map(|(y, _)| y.abs()).sum();
         Self {
-            r2: if ss_tot > 0.0 { 1.0 - ss_res / ss_tot } else { 0.0 },
+            r2: if ss_tot > 0.0 {
+                1.0 - ss_res / ss_tot
+            } else {
+                0.0
+            },
             rmse: (ss_res / n).sqrt(),
-            relative_accuracy: if abs_y > 0.0 { abs_err / abs_y } else { f64::INFINITY },
+            relative_accuracy: if abs_y > 0.0 {
+                abs_err / abs_y
+            } else {
+                f64::INFINITY
+            },
         }
     }
 }
@@ -208,8 +216,8 @@ mod tests {
                     values: BTreeMap::new(),
                 };
                 let x = r.inputs();
-                let y = 0.2 + 0.7 * x[0] + 0.1 * x[1] + 0.05 * x[2]
-                    + noise * (rng.gen::<f64>() - 0.5);
+                let y =
+                    0.2 + 0.7 * x[0] + 0.1 * x[1] + 0.05 * x[2] + noise * (rng.gen::<f64>() - 0.5);
                 r.values.insert(FLOW_TARGET.into(), y);
                 r
             })

@@ -44,7 +44,11 @@ impl MeterStates {
 /// Clusters a meter's readings into two or three levels: three when the third cuts the within-cluster spread by
 /// more than half again. `None` with fewer than 100 readings.
 pub fn fit(meter_id: &str, readings_kw: &[f64]) -> Option<MeterStates> {
-    let finite: Vec<f64> = readings_kw.iter().copied().filter(|v| v.is_finite()).collect();
+    let finite: Vec<f64> = readings_kw
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
     if finite.len() < 100 {
         return None;
     }

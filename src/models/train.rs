@@ -31,7 +31,10 @@ pub struct TrainSpec {
 /// share done (0..1) as parts finish.
 pub fn fit(spec: &TrainSpec, series: &[OutletSeries], progress: &dyn Fn(f64)) -> ModelArtifact {
     let pooled: Vec<FeatureRow> = series.iter().flat_map(|s| s.rows.iter().cloned()).collect();
-    let mut fitted = FittedModel::default();
+    let mut fitted = FittedModel {
+        production_range: percentiles(&pooled),
+        ..FittedModel::default()
+    };
     let mut notes = Vec::new();
     let mut metrics = BTreeMap::new();
     metrics.insert("rows".into(), pooled.len() as f64);
@@ -101,6 +104,17 @@ pub fn fit(spec: &TrainSpec, series: &[OutletSeries], progress: &dyn Fn(f64)) ->
         metrics,
         notes,
     }
+}
+
+/// 1st and 99th percentile of the training rows' production fraction.
+fn percentiles(rows: &[FeatureRow]) -> [f64; 2] {
+    let mut p: Vec<f64> = rows.iter().map(|r| r.production_fraction).collect();
+    if p.is_empty() {
+        return [0.0, 0.0];
+    }
+    p.sort_by(f64::total_cmp);
+    let at = |q: f64| p[((p.len() - 1) as f64 * q).round() as usize];
+    [at(0.01), at(0.99)]
 }
 
 /// Thresholds for every accepted test: the spread of its window mean on the training series (pooled as a root mean

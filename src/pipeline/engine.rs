@@ -6,9 +6,9 @@ use crate::align::{Admission, OutletAligner, OutletRow};
 use crate::detect::process::ProcessTracker;
 use crate::detect::{DetectConfig, Detector, Finding, Minute, OutletContext, DETECTORS};
 use crate::domain::Point;
+use crate::models::{ActiveModels, ModelArtifact};
 use crate::registry::{routing, OutletTopology};
 use serde::{Deserialize, Serialize};
-use crate::models::{ActiveModels, ModelArtifact};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 

@@ -495,7 +495,8 @@ impl Store {
     /// # Errors
     /// Engine failure.
     pub fn put_meta_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
-        self.db.insert(keys::str_key(keys::META, name), json(value))?;
+        self.db
+            .insert(keys::str_key(keys::META, name), json(value))?;
         self.flush()
     }
 

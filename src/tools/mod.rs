@@ -7,4 +7,5 @@ pub mod bench;
 pub mod demo;
 pub mod feed;
 pub mod hj212;
+pub mod models;
 pub mod table;

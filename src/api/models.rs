@@ -1,0 +1,252 @@
+//! `ModelService`.
+
+use crate::models::catalog::{
+    CatalogError, DatasetRow, Evaluation, JobState, JobStatus, ModelInfo, TrainRequest,
+};
+use crate::models::{ModelCatalog, ModelScope};
+use crate::pb::{self, model_service_server::ModelService};
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+/// Rows per streamed chunk handed to the sender (back-pressure comes from the channel).
+const EXPORT_CHANNEL: usize = 1024;
+
+/// The model service.
+pub struct ModelApi {
+    /// Versions, activation, training, evaluation, export.
+    pub catalog: Arc<ModelCatalog>,
+}
+
+/// Runs blocking catalog work (store reads, fitting) off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CatalogError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("worker failed: {e}")))?
+        .map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl ModelService for ModelApi {
+    type ExportDatasetStream = Pin<Box<dyn Stream<Item = Result<pb::DatasetRow, Status>> + Send>>;
+
+    async fn train(
+        &self,
+        req: Request<pb::TrainRequest>,
+    ) -> Result<Response<pb::TrainingJob>, Status> {
+        let q = req.into_inner();
+        let id = self.catalog.start_training(TrainRequest {
+            outlet_ids: q.outlet_ids,
+            industry: q.industry,
+            from_ms: q.from_ms,
+            to_ms: q.to_ms,
+            activate: q.activate,
+            false_alarms_per_day: q.false_alarms_per_day,
+        })?;
+        let job = self
+            .catalog
+            .job(id)
+            .ok_or_else(|| Status::internal("job vanished"))?;
+        Ok(Response::new(job_to_pb(job)))
+    }
+
+    async fn get_training_job(
+        &self,
+        req: Request<pb::GetTrainingJobRequest>,
+    ) -> Result<Response<pb::TrainingJob>, Status> {
+        let id = req.into_inner().id;
+        let job = self
+            .catalog
+            .job(id)
+            .ok_or_else(|| Status::not_found(format!("training job {id}")))?;
+        Ok(Response::new(job_to_pb(job)))
+    }
+
+    async fn list_models(
+        &self,
+        req: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        let scope = req.into_inner().scope;
+        let scope = if scope.is_empty() {
+            None
+        } else {
+            Some(ModelScope::parse(&scope).ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "scope {scope:?}: expected outlet:<id> or industry:<name>"
+                ))
+            })?)
+        };
+        let models = self
+            .catalog
+            .list(scope.as_ref())
+            .into_iter()
+            .map(info_to_pb)
+            .collect();
+        Ok(Response::new(pb::ListModelsResponse { models }))
+    }
+
+    async fn get_model(
+        &self,
+        req: Request<pb::GetModelRequest>,
+    ) -> Result<Response<pb::ModelFile>, Status> {
+        let id = req.into_inner().id;
+        let m = self.catalog.get(&id)?;
+        Ok(Response::new(pb::ModelFile {
+            id: m.id(),
+            json: m.to_json(),
+        }))
+    }
+
+    async fn activate_model(
+        &self,
+        req: Request<pb::ActivateModelRequest>,
+    ) -> Result<Response<pb::ModelInfo>, Status> {
+        let id = req.into_inner().id;
+        let catalog = self.catalog.clone();
+        let activated = id.clone();
+        blocking(move || catalog.activate(&activated)).await?;
+        let info = self
+            .catalog
+            .list(None)
+            .into_iter()
+            .find(|i| i.artifact.id() == id)
+            .ok_or_else(|| Status::internal("activated model vanished"))?;
+        Ok(Response::new(info_to_pb(info)))
+    }
+
+    async fn evaluate_model(
+        &self,
+        req: Request<pb::EvaluateModelRequest>,
+    ) -> Result<Response<pb::ModelEvaluation>, Status> {
+        let q = req.into_inner();
+        let catalog = self.catalog.clone();
+        let e = blocking(move || catalog.evaluate(&q.id, q.from_ms, q.to_ms)).await?;
+        Ok(Response::new(evaluation_to_pb(e)))
+    }
+
+    async fn export_dataset(
+        &self,
+        req: Request<pb::ExportDatasetRequest>,
+    ) -> Result<Response<Self::ExportDatasetStream>, Status> {
+        let q = req.into_inner();
+        let catalog = self.catalog.clone();
+        let rows = blocking(move || catalog.dataset(&q.outlet_ids, q.from_ms, q.to_ms)).await?;
+        let (tx, rx) = mpsc::channel(EXPORT_CHANNEL);
+        tokio::spawn(async move {
+            for r in rows {
+                if tx.send(Ok(row_to_pb(r))).await.is_err() {
+                    break; // client went away
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+fn job_to_pb(j: JobStatus) -> pb::TrainingJob {
+    pb::TrainingJob {
+        id: j.id,
+        state: match j.state {
+            JobState::Running => pb::JobState::Running,
+            JobState::Done => pb::JobState::Done,
+            JobState::Failed => pb::JobState::Failed,
+        } as i32,
+        progress: j.progress,
+        message: j.message,
+        model_ids: j.model_ids,
+    }
+}
+
+fn info_to_pb(i: ModelInfo) -> pb::ModelInfo {
+    let m = &i.artifact;
+    pb::ModelInfo {
+        id: m.id(),
+        scope: m.scope.key(),
+        version: m.version,
+        active: i.active,
+        builtin: i.builtin,
+        rollback_to: i.rollback_to.unwrap_or(0),
+        has_rollback: i.rollback_to.is_some(),
+        created_ms: m.created_ms,
+        training_from_ms: m.training_from_ms,
+        training_to_ms: m.training_to_ms,
+        training_outlets: m.training_outlets.clone(),
+        inputs: m.inputs.clone(),
+        targets: m
+            .fitted
+            .targets
+            .iter()
+            .map(|t| pb::TargetFit {
+                target: t.target.clone(),
+                intercept: t.intercept,
+                coefficients: t.coefficients.clone(),
+                residual_sd: t.residual_sd,
+                r2_holdout: t.metrics.r2_holdout,
+                relative_accuracy_holdout: t.metrics.relative_accuracy_holdout,
+                accepted: t.accepted,
+                n_train: t.metrics.n_train as u64,
+            })
+            .collect(),
+        has_joint: m.fitted.joint.is_some(),
+        joint_explained_variance: m.fitted.joint.as_ref().map_or(0.0, |j| j.explained),
+        thresholds: m.thresholds.clone().into_iter().collect(),
+        metrics: m.metrics.clone().into_iter().collect(),
+        notes: m.notes.clone(),
+        false_alarms_per_day: m.calibration.false_alarms_per_day,
+        window_min: m.calibration.window_min,
+    }
+}
+
+fn evaluation_to_pb(e: Evaluation) -> pb::ModelEvaluation {
+    pb::ModelEvaluation {
+        model_id: e.model_id,
+        from_ms: e.from_ms,
+        to_ms: e.to_ms,
+        rows: e.rows as u64,
+        outlet_days: e.outlet_days,
+        targets: e
+            .targets
+            .into_iter()
+            .map(|t| pb::TargetEvaluation {
+                target: t.target,
+                n: t.n as u64,
+                r2: t.r2,
+                relative_accuracy: t.relative_accuracy,
+            })
+            .collect(),
+        episodes: e.episodes as u64,
+        episodes_per_outlet_day: e.episodes_per_outlet_day,
+        labels: e
+            .labels
+            .into_iter()
+            .map(|l| pb::LabelEvaluation {
+                kind: l.kind.number(),
+                confirmed: l.confirmed as u64,
+                confirmed_found: l.confirmed_found as u64,
+                false_positive: l.false_positive as u64,
+                false_positive_flagged: l.false_positive_flagged as u64,
+                recall: l.recall.unwrap_or(0.0),
+            })
+            .collect(),
+        precision_on_reviewed: e.precision_on_reviewed.unwrap_or(0.0),
+        has_precision: e.precision_on_reviewed.is_some(),
+    }
+}
+
+fn row_to_pb(r: DatasetRow) -> pb::DatasetRow {
+    pb::DatasetRow {
+        enterprise_id: r.enterprise_id,
+        outlet_id: r.outlet_id,
+        minute_ms: r.minute_ms,
+        production_fraction: r.production_fraction,
+        values: r.values.into_iter().collect(),
+        label: r.label,
+        label_kinds: r.label_kinds.iter().map(|k| k.number()).collect(),
+        flagged_kinds: r.flagged_kinds.iter().map(|k| k.number()).collect(),
+    }
+}
