@@ -13,3 +13,5 @@ mod durability;
 mod service_discovery;
 // The HJ 212 gateway over real TCP.
 mod hj212_tcp;
+// Models on real plant data: false alarms on a real turbine, clustering of a real steel plant's power.
+mod real_data;

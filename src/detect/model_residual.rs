@@ -367,3 +367,263 @@ pub fn run_offline(
     }
     last.into_values().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::align::OutletRow;
+    use crate::detect::testutil::{row, topology_with_limits, with_cems, T0};
+    use crate::models::artifact::ModelScope;
+    use crate::models::calibrate::Calibration;
+    use crate::models::features::{pollutant_target, targets_of};
+    use crate::models::train::{fit, TrainSpec};
+    use crate::models::{dataset, ModelArtifact};
+    use crate::registry::OutletTopology;
+
+    const DAY: i64 = 1440;
+    const SO2_LIMIT: f64 = 35.0;
+
+    /// Deterministic noise in [-1, 1] (splitmix64 of minute and channel): no period for the replay detector to see.
+    fn noise(i: i64, channel: u64) -> f64 {
+        let mut z = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ channel.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    }
+
+    /// Production as a fraction of 1,000 kW: a new level every two hours, anywhere in 45–100 %.
+    fn load(i: i64) -> f64 {
+        0.45 + 0.55 * (noise(i / 120, 99) + 1.0) / 2.0
+    }
+
+    /// What a minute is made of; tests change it to inject a manipulation or a look-alike.
+    struct Plant {
+        production: f64,
+        treatment_kw: f64,
+        flow: f64,
+        so2: f64,
+    }
+
+    fn honest(i: i64) -> Plant {
+        let p = load(i);
+        // Slow analyzer and process wander (sum of two smooth terms) plus white noise.
+        let wander = |ch| 0.6 * noise(i / 37, ch) + 0.4 * noise(i / 11, ch + 1);
+        Plant {
+            production: p,
+            treatment_kw: 40.0 + 150.0 * p + 3.0 * noise(i, 2),
+            flow: 100.0 + 300.0 * p + 6.0 * wander(3) + 3.0 * noise(i, 4),
+            so2: SO2_LIMIT * (0.3 + 0.3 * p) + 1.0 * wander(5) + 0.5 * noise(i, 6),
+        }
+    }
+
+    fn minute_row(i: i64, plant: &Plant) -> OutletRow {
+        with_cems(
+            row(
+                i,
+                &[
+                    ("p1", Some(1000.0 * plant.production + 5.0 * noise(i, 1))),
+                    ("t1", Some(plant.treatment_kw)),
+                ],
+            ),
+            &[
+                (codes::FLOW, plant.flow),
+                (codes::SO2, plant.so2),
+                (codes::O2, 6.0 + 0.2 * noise(i, 7)),
+            ],
+        )
+    }
+
+    fn topology() -> OutletTopology {
+        topology_with_limits(&[(codes::SO2, SO2_LIMIT)])
+    }
+
+    /// Days 0..4 honest; from day 4 on, `change` may alter a minute.
+    fn rows(days: i64, change: impl Fn(i64, &mut Plant)) -> Vec<OutletRow> {
+        (0..days * DAY)
+            .map(|i| {
+                let mut p = honest(i);
+                if i >= 4 * DAY {
+                    change(i, &mut p);
+                }
+                minute_row(i, &p)
+            })
+            .collect()
+    }
+
+    fn trained() -> ModelArtifact {
+        let t = topology();
+        let clean = rows(4, |_, _| {});
+        let series = dataset::series(&t, &clean, &DetectConfig::default());
+        let spec = TrainSpec {
+            scope: ModelScope::Outlet("s1".into()),
+            version: 1,
+            targets: targets_of(&t),
+            from_ms: T0,
+            to_ms: T0 + 4 * DAY * MS_PER_MINUTE,
+            created_ms: 0,
+            calibration: Calibration::default(),
+        };
+        fit(&spec, &[series], &|_| {})
+    }
+
+    fn findings(model: &ModelArtifact, rows: &[OutletRow]) -> Vec<Finding> {
+        let config = DetectConfig {
+            language: Language::En,
+            ..DetectConfig::default()
+        };
+        run_offline(&topology(), rows, model, &config)
+    }
+
+    fn minutes(f: &Finding) -> (i64, i64) {
+        (
+            (f.start_ms - T0) / MS_PER_MINUTE,
+            (f.end_ms - T0) / MS_PER_MINUTE,
+        )
+    }
+
+    #[test]
+    fn the_fitted_model_is_accepted_and_calibrated() {
+        let m = trained();
+        for target in [FLOW_TARGET, TREATMENT_TARGET, &pollutant_target(codes::SO2)] {
+            let t = m.target(target).unwrap();
+            assert!(t.accepted, "{target}: {:?}", t.metrics);
+            assert!(m.thresholds[target] > 0.5, "{:?}", m.thresholds);
+        }
+        assert!(m.fitted.joint.is_some());
+        assert_eq!(m.fitted.meter_states.len(), 2);
+    }
+
+    #[test]
+    fn quiet_on_honest_days_with_load_changes() {
+        let m = trained();
+        let f = findings(&m, &rows(7, |_, _| {}));
+        assert!(f.is_empty(), "{f:#?}");
+    }
+
+    #[test]
+    fn fires_on_a_subtle_gain_change_of_the_so2_analyzer() {
+        let m = trained();
+        // Six hours of SO2 reported at 75 % of the truth: still well under the limit, still following the load.
+        let (from, to) = (5 * DAY + 120, 5 * DAY + 480);
+        let f = findings(
+            &m,
+            &rows(7, |i, p| {
+                if (from..to).contains(&i) {
+                    p.so2 *= 0.75;
+                }
+            }),
+        );
+        let so2 = f
+            .iter()
+            .find(|f| f.key == pollutant_target(codes::SO2))
+            .unwrap_or_else(|| panic!("{f:#?}"));
+        let (start, end) = minutes(so2);
+        assert!(
+            (start - from).abs() <= 30 && (end - to).abs() <= 30,
+            "{start}..{end}"
+        );
+        assert!(so2.evidence["window_z"] < -so2.evidence["threshold_z"]);
+        assert!(
+            so2.evidence["observed_window_mean"]
+                < so2.evidence["predicted_window_mean"] - MIN_EFFECT
+        );
+        assert_eq!(so2.evidence["model_version"], 1.0);
+        assert!(so2.summary.contains("outlet:s1@1"), "{}", so2.summary);
+        // Nothing else at the outlet is out of line, and nothing before or after.
+        assert!(
+            f.iter().all(|x| x.end_ms > T0 + from * MS_PER_MINUTE),
+            "{f:#?}"
+        );
+    }
+
+    #[test]
+    fn fires_when_part_of_the_gas_leaves_unmonitored() {
+        let m = trained();
+        let (from, to) = (4 * DAY + 600, 4 * DAY + 840);
+        let f = findings(
+            &m,
+            &rows(6, |i, p| {
+                if (from..to).contains(&i) {
+                    p.flow *= 0.7;
+                }
+            }),
+        );
+        assert!(f.iter().any(|x| x.key == FLOW_TARGET), "{f:#?}");
+    }
+
+    #[test]
+    fn quiet_at_a_load_never_seen_in_training() {
+        let m = trained();
+        // Three hours at 130 % with flow, treatment and SO2 following physically: new, not wrong.
+        let f = findings(
+            &m,
+            &rows(6, |i, p| {
+                if (4 * DAY + 300..4 * DAY + 480).contains(&i) {
+                    let honest_p = p.production;
+                    p.production = 1.3;
+                    p.flow += 300.0 * (1.3 - honest_p);
+                    p.treatment_kw += 150.0 * (1.3 - honest_p);
+                    p.so2 += SO2_LIMIT * 0.3 * (1.3 - honest_p);
+                }
+            }),
+        );
+        assert!(f.is_empty(), "{f:#?}");
+    }
+
+    #[test]
+    fn leaves_an_idle_scrubber_to_its_own_detector() {
+        let m = trained();
+        let f = findings(
+            &m,
+            &rows(6, |i, p| {
+                if (4 * DAY + 300..4 * DAY + 480).contains(&i) {
+                    p.treatment_kw = 2.0;
+                    p.so2 = 25.0 * SO2_LIMIT;
+                }
+            }),
+        );
+        assert!(f.is_empty(), "{f:#?}");
+    }
+
+    #[test]
+    fn a_saved_and_loaded_model_judges_identically() {
+        let m = trained();
+        let from_blob = ModelArtifact::decode(&m.encode()).unwrap();
+        let from_json = ModelArtifact::from_json(&m.to_json()).unwrap();
+        assert_eq!(from_blob, m);
+        let data = rows(6, |i, p| {
+            if (4 * DAY + 100..4 * DAY + 400).contains(&i) {
+                p.so2 *= 0.6;
+            }
+        });
+        let expected = findings(&m, &data);
+        assert!(!expected.is_empty());
+        assert_eq!(findings(&from_blob, &data), expected);
+        assert_eq!(findings(&from_json, &data), expected);
+        let series = dataset::series(&topology(), &data, &DetectConfig::default());
+        for r in series.rows.iter().step_by(97) {
+            for t in &m.fitted.targets {
+                let other = from_json.target(&t.target).unwrap();
+                assert!((t.predict(r) - other.predict(r)).abs() < 1e-12);
+            }
+        }
+        let mut wrong = m.encode();
+        wrong[4] = 9;
+        assert!(ModelArtifact::decode(&wrong)
+            .unwrap_err()
+            .contains("format"));
+    }
+
+    #[test]
+    fn without_a_model_it_says_nothing() {
+        let topo = topology();
+        let out = crate::detect::testutil::run_detector(
+            ModelResidual::boxed,
+            &topo,
+            rows(5, |_, p| p.so2 *= 0.5),
+        );
+        assert!(out.is_empty());
+    }
+}

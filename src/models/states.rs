@@ -8,8 +8,8 @@ use ndarray::Array2;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-/// Most readings clustered (an even subsample beyond).
-const MAX_SAMPLES: usize = 20_000;
+/// Most readings clustered (an even subsample beyond): levels of one meter need no more.
+const MAX_SAMPLES: usize = 2_000;
 
 /// Learned power levels of one meter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +59,7 @@ pub fn fit(meter_id: &str, readings_kw: &[f64]) -> Option<MeterStates> {
     let run = |k: usize| {
         let rng = rand_xoshiro::Xoshiro256Plus::seed_from_u64(7);
         KMeans::params_with_rng(k, rng)
+            .n_runs(3)
             .max_n_iterations(100)
             .tolerance(1e-6)
             .fit(&ds)
