@@ -2,18 +2,6 @@ use crate::common::*;
 use cems_sentinel::pb;
 use tonic::Code;
 
-async fn push_all(s: &mut TestServer, batches: Vec<pb::RecordBatch>) {
-    let mut acks = s
-        .ingest
-        .push(tokio_stream::iter(batches))
-        .await
-        .expect("push")
-        .into_inner();
-    while let Some(ack) = acks.message().await.expect("ack") {
-        assert!(ack.rejected.is_empty(), "{:?}", ack.rejected);
-    }
-}
-
 /// A plant that is simply stopped (both meters near zero) from `stop`: the look-alike of an idle scrubber.
 fn stopped_plant(
     e: &str,

@@ -15,3 +15,5 @@ mod service_discovery;
 mod hj212_tcp;
 // Models on real plant data: false alarms on a real turbine, clustering of a real steel plant's power.
 mod real_data;
+// The retraining loop: train, evaluate, activate, rollback, labelled export.
+mod models_api;

@@ -190,9 +190,9 @@ fn describe(test: &str, language: Language) -> String {
     let code = test.trim_end_matches("_limit_fraction");
     let (zh_name, en_name) = codes::display_name(code);
     if zh {
-        format!("{zh_name}折算浓度（占限值比例）")
+        format!("{zh_name}（{code}）折算浓度（占限值比例）")
     } else {
-        format!("{en_name} converted concentration (share of limit)")
+        format!("{en_name} ({code}) converted concentration (share of limit)")
     }
 }
 

@@ -287,3 +287,16 @@ pub async fn list_all(s: &mut TestServer, mut req: pb::ListAnomaliesRequest) -> 
         req.page_token = page.next_page_token;
     }
 }
+
+/// Pushes batches on one stream and asserts every record was accepted.
+pub async fn push_all(s: &mut TestServer, batches: Vec<pb::RecordBatch>) {
+    let mut acks = s
+        .ingest
+        .push(tokio_stream::iter(batches))
+        .await
+        .expect("push")
+        .into_inner();
+    while let Some(ack) = acks.message().await.expect("ack") {
+        assert!(ack.rejected.is_empty(), "{:?}", ack.rejected);
+    }
+}

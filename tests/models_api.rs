@@ -1,0 +1,438 @@
+//! The retraining loop over the real service: train → evaluate → activate → detection uses the new version →
+//! rollback; reviewed labels flow into the exported dataset and into evaluation.
+
+use crate::common::*;
+use cems_sentinel::pb;
+use cems_sentinel::pb::model_service_client::ModelServiceClient;
+use tonic::transport::Channel;
+use tonic::Code;
+
+const DAY: i64 = 1440;
+const OUTLET: &str = "e1-s1";
+
+/// Minutes `range` of the plant, with its SO2 analyzer reading `factor` of the truth in `cheat`.
+fn plant_with_low_so2(
+    range: std::ops::Range<i64>,
+    cheat: std::ops::Range<i64>,
+    factor: f64,
+) -> Vec<pb::RecordBatch> {
+    let mut batches = plant_batches("e1", range, 0..0, 60);
+    for b in &mut batches {
+        for r in &mut b.records {
+            let minute = (r.time_ms - T0) / MINUTE;
+            if r.source_id == OUTLET && cheat.contains(&minute) {
+                for m in &mut r.values {
+                    if m.code == "a21026" {
+                        m.value = (m.value * factor * 10.0).round() / 10.0;
+                    }
+                }
+            }
+        }
+    }
+    batches
+}
+
+async fn sync(s: &mut TestServer, finalize: bool) {
+    s.ingest
+        .sync(pb::SyncRequest { finalize })
+        .await
+        .expect("sync");
+}
+
+/// Starts training and waits for the job to end.
+async fn train(models: &mut ModelServiceClient<Channel>, req: pb::TrainRequest) -> pb::TrainingJob {
+    let mut job = models.train(req).await.expect("train").into_inner();
+    for _ in 0..600 {
+        if job.state != pb::JobState::Running as i32 {
+            return job;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        job = models
+            .get_training_job(pb::GetTrainingJobRequest { id: job.id })
+            .await
+            .expect("job")
+            .into_inner();
+    }
+    panic!("training did not finish: {job:?}");
+}
+
+async fn list(models: &mut ModelServiceClient<Channel>, scope: &str) -> Vec<pb::ModelInfo> {
+    models
+        .list_models(pb::ListModelsRequest {
+            scope: scope.into(),
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .models
+}
+
+async fn model_residuals(s: &mut TestServer) -> Vec<pb::Anomaly> {
+    list_all(
+        s,
+        pb::ListAnomaliesRequest {
+            kinds: vec![pb::AnomalyKind::ModelResidual as i32],
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn train_evaluate_activate_then_detection_uses_the_new_version_and_rollback_restores_the_old()
+{
+    let mut s = start().await;
+    register_plant(&mut s, "e1").await;
+    let mut models = ModelServiceClient::new(s.channel.clone());
+
+    // Before any training the industry's shipped prior judges the outlet.
+    let prior = list(&mut models, "industry:coal_power").await;
+    assert!(
+        prior
+            .iter()
+            .any(|m| m.version == 0 && m.builtin && m.active),
+        "{prior:#?}"
+    );
+    // Nothing to train on yet: a clear error, not an empty model.
+    let empty = models
+        .train(pb::TrainRequest {
+            outlet_ids: vec![OUTLET.into()],
+            ..Default::default()
+        })
+        .await
+        .expect("job starts");
+    let job = empty.into_inner();
+    let job = loop {
+        let j = models
+            .get_training_job(pb::GetTrainingJobRequest { id: job.id })
+            .await
+            .expect("job")
+            .into_inner();
+        if j.state != pb::JobState::Running as i32 {
+            break j;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(job.state, pb::JobState::Failed as i32, "{job:?}");
+    assert!(job.message.contains("no stored data"), "{}", job.message);
+
+    // Two honest days.
+    push_all(&mut s, plant_with_low_so2(0..2 * DAY, 0..0, 1.0)).await;
+    sync(&mut s, false).await;
+    let job = train(
+        &mut models,
+        pb::TrainRequest {
+            outlet_ids: vec![OUTLET.into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(job.state, pb::JobState::Done as i32, "{job:?}");
+    assert_eq!(job.model_ids, vec![format!("outlet:{OUTLET}@1")]);
+    assert_eq!(job.progress, 1.0);
+
+    // Trained, stored, listed, not yet in use.
+    let v1 = list(&mut models, &format!("outlet:{OUTLET}")).await;
+    assert_eq!(v1.len(), 1);
+    assert!(!v1[0].active);
+    assert!(v1[0]
+        .targets
+        .iter()
+        .any(|t| t.target == "a21026_limit_fraction" && t.accepted));
+    assert!(v1[0].thresholds.contains_key("a21026_limit_fraction"));
+
+    // Evaluated on the honest days: it fits them and raises nothing.
+    let eval = models
+        .evaluate_model(pb::EvaluateModelRequest {
+            id: job.model_ids[0].clone(),
+            from_ms: T0,
+            to_ms: T0 + 2 * DAY * MINUTE,
+        })
+        .await
+        .expect("evaluate")
+        .into_inner();
+    assert!(eval.rows > 2 * DAY as u64 - 200, "{eval:?}");
+    assert!((eval.outlet_days - 2.0).abs() < 0.01);
+    assert_eq!(eval.episodes, 0, "{eval:?}");
+    let so2 = eval
+        .targets
+        .iter()
+        .find(|t| t.target == "a21026_limit_fraction")
+        .expect("SO2 evaluated");
+    assert!(so2.relative_accuracy < 0.1, "{so2:?}");
+
+    // The exported artifact is the same model as the stored one.
+    let file = models
+        .get_model(pb::GetModelRequest {
+            id: job.model_ids[0].clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    let artifact = cems_sentinel::models::ModelArtifact::from_json(&file.json).expect("json");
+    assert_eq!(artifact.id(), job.model_ids[0]);
+
+    // Activated without a restart; the next data is judged by it.
+    let active = models
+        .activate_model(pb::ActivateModelRequest {
+            id: job.model_ids[0].clone(),
+        })
+        .await
+        .expect("activate")
+        .into_inner();
+    assert!(active.active && !active.has_rollback);
+    push_all(
+        &mut s,
+        plant_with_low_so2(2 * DAY..3 * DAY, 2 * DAY + 300..2 * DAY + 600, 0.6),
+    )
+    .await;
+    sync(&mut s, true).await;
+    let found = model_residuals(&mut s).await;
+    let so2_alarm = found
+        .iter()
+        .find(|a| a.summary.contains(&job.model_ids[0]) && a.summary.contains("a21026"))
+        .unwrap_or_else(|| panic!("{found:#?}"));
+    assert_eq!(so2_alarm.evidence["model_version"], 1.0);
+    assert!(
+        so2_alarm.start_ms >= T0 + (2 * DAY + 270) * MINUTE,
+        "{so2_alarm:?}"
+    );
+    assert!(
+        so2_alarm.end_ms <= T0 + (2 * DAY + 630) * MINUTE,
+        "{so2_alarm:?}"
+    );
+    assert!(
+        so2_alarm.evidence["observed_window_mean"] < so2_alarm.evidence["predicted_window_mean"]
+    );
+
+    // A second version, activated at once, then rolled back to the first.
+    let job2 = train(
+        &mut models,
+        pb::TrainRequest {
+            outlet_ids: vec![OUTLET.into()],
+            from_ms: T0,
+            to_ms: T0 + 2 * DAY * MINUTE,
+            activate: true,
+            false_alarms_per_day: 0.001,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(job2.model_ids, vec![format!("outlet:{OUTLET}@2")]);
+    let v2 = list(&mut models, &format!("outlet:{OUTLET}")).await;
+    assert!(v2[0].version == 2 && v2[0].active && v2[0].has_rollback && v2[0].rollback_to == 1);
+    assert_eq!(v2[0].false_alarms_per_day, 0.001);
+    // A stricter budget means higher thresholds.
+    assert!(
+        v2[0].thresholds["a21026_limit_fraction"] > v1[0].thresholds["a21026_limit_fraction"],
+        "{:?} vs {:?}",
+        v2[0].thresholds,
+        v1[0].thresholds
+    );
+    let back = models
+        .activate_model(pb::ActivateModelRequest {
+            id: format!("outlet:{OUTLET}@1"),
+        })
+        .await
+        .expect("rollback")
+        .into_inner();
+    assert!(back.active && back.has_rollback && back.rollback_to == 2);
+
+    // Activation survives a restart.
+    let dir = s.stop().await;
+    let s2 = start_with(dir, test_config).await;
+    let mut models = ModelServiceClient::new(s2.channel.clone());
+    let after = list(&mut models, &format!("outlet:{OUTLET}")).await;
+    let active: Vec<u32> = after
+        .iter()
+        .filter(|m| m.active)
+        .map(|m| m.version)
+        .collect();
+    assert_eq!(active, vec![1]);
+    assert_eq!(after.len(), 2);
+}
+
+#[tokio::test]
+async fn bad_model_requests_get_precise_errors() {
+    let mut s = start().await;
+    register_plant(&mut s, "e1").await;
+    let mut models = ModelServiceClient::new(s.channel.clone());
+    let code =
+        |r: Result<tonic::Response<pb::TrainingJob>, tonic::Status>| r.expect_err("error").code();
+    let unknown = models
+        .train(pb::TrainRequest {
+            outlet_ids: vec!["nope".into()],
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(code(unknown), Code::NotFound);
+    let both = models
+        .train(pb::TrainRequest {
+            outlet_ids: vec![OUTLET.into()],
+            industry: "coal_power".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(code(both), Code::InvalidArgument);
+    let nothing = models.train(pb::TrainRequest::default()).await;
+    assert_eq!(code(nothing), Code::InvalidArgument);
+    let backwards = models
+        .train(pb::TrainRequest {
+            outlet_ids: vec![OUTLET.into()],
+            from_ms: T0 + MINUTE,
+            to_ms: T0,
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(code(backwards), Code::InvalidArgument);
+    let nan = models
+        .train(pb::TrainRequest {
+            outlet_ids: vec![OUTLET.into()],
+            false_alarms_per_day: f64::NAN,
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(code(nan), Code::InvalidArgument);
+    for (id, want) in [
+        ("nonsense", Code::InvalidArgument),
+        ("outlet:e1-s1@x", Code::InvalidArgument),
+        ("outlet:e1-s1@9", Code::NotFound),
+        ("industry:coal_power@0", Code::Ok),
+    ] {
+        let got = models
+            .activate_model(pb::ActivateModelRequest { id: id.into() })
+            .await
+            .map_or_else(|e| e.code(), |_| Code::Ok);
+        assert_eq!(got, want, "{id}");
+    }
+    let scope = models
+        .list_models(pb::ListModelsRequest {
+            scope: "planet:earth".into(),
+        })
+        .await
+        .expect_err("bad scope");
+    assert_eq!(scope.code(), Code::InvalidArgument);
+    let job = models
+        .get_training_job(pb::GetTrainingJobRequest { id: 77 })
+        .await
+        .expect_err("no job");
+    assert_eq!(job.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn reviewed_labels_reach_the_exported_dataset_and_the_evaluation() {
+    let mut s = start().await;
+    register_plant(&mut s, "e1").await;
+    let mut models = ModelServiceClient::new(s.channel.clone());
+    push_all(&mut s, plant_with_low_so2(0..2 * DAY, 0..0, 1.0)).await;
+    sync(&mut s, false).await;
+    let job = train(
+        &mut models,
+        pb::TrainRequest {
+            outlet_ids: vec![OUTLET.into()],
+            activate: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let id = job.model_ids[0].clone();
+    let cheat = 2 * DAY + 300..2 * DAY + 600;
+    push_all(
+        &mut s,
+        plant_with_low_so2(2 * DAY..3 * DAY, cheat.clone(), 0.6),
+    )
+    .await;
+    sync(&mut s, true).await;
+    let alarm = model_residuals(&mut s)
+        .await
+        .into_iter()
+        .find(|a| a.summary.contains("a21026"))
+        .expect("SO2 departure found");
+    // An officer confirms it.
+    for status in [pb::ReviewStatus::Dispatched, pb::ReviewStatus::Confirmed] {
+        s.enforcement
+            .review_anomaly(pb::ReviewAnomalyRequest {
+                id: alarm.id.clone(),
+                status: status as i32,
+                note: "on-site check: span gas cylinder swapped".into(),
+                reviewer: "officer 7".into(),
+            })
+            .await
+            .expect("review");
+    }
+
+    // The dataset carries the label on the minutes the confirmed anomaly covers, and only there.
+    let mut stream = models
+        .export_dataset(pb::ExportDatasetRequest {
+            outlet_ids: vec![OUTLET.into()],
+            from_ms: T0 + 2 * DAY * MINUTE,
+            to_ms: T0 + 3 * DAY * MINUTE,
+        })
+        .await
+        .expect("export")
+        .into_inner();
+    let mut rows = Vec::new();
+    while let Some(r) = stream.message().await.expect("row") {
+        rows.push(r);
+    }
+    assert!(rows.len() > 1300, "{}", rows.len());
+    for r in &rows {
+        let covered = (alarm.start_ms..alarm.end_ms).contains(&r.minute_ms);
+        assert_eq!(r.label == "CONFIRMED", covered, "{r:?}");
+        if covered {
+            assert!(r
+                .label_kinds
+                .contains(&(pb::AnomalyKind::ModelResidual as i32)));
+        }
+        assert!(
+            r.values.contains_key("a21026_limit_fraction")
+                && r.values.contains_key("flow_fraction")
+        );
+    }
+
+    // Evaluation reads the same labels: the confirmed anomaly is found by this version.
+    let eval = models
+        .evaluate_model(pb::EvaluateModelRequest {
+            id: id.clone(),
+            from_ms: T0,
+            to_ms: T0 + 3 * DAY * MINUTE,
+        })
+        .await
+        .expect("evaluate")
+        .into_inner();
+    let label = eval
+        .labels
+        .iter()
+        .find(|l| l.kind == pb::AnomalyKind::ModelResidual as i32)
+        .expect("label kind");
+    assert_eq!((label.confirmed, label.confirmed_found), (1, 1));
+    assert_eq!(label.recall, 1.0);
+    assert!(eval.has_precision && eval.precision_on_reviewed == 1.0);
+
+    // The CLI writes the same rows as CSV for pandas.
+    let csv = s.dir.path().join("dataset.csv");
+    let addr = s.server.as_ref().expect("running").addr.to_string();
+    let n = cems_sentinel::tools::models::export(
+        &addr,
+        vec![OUTLET.into()],
+        T0 + 2 * DAY * MINUTE,
+        T0 + 3 * DAY * MINUTE,
+        &csv,
+    )
+    .await
+    .expect("csv");
+    assert_eq!(n, rows.len());
+    let text = std::fs::read_to_string(&csv).expect("read csv");
+    let header = text.lines().next().expect("header");
+    assert!(header.starts_with("enterprise_id,outlet_id,minute_ms,production_fraction,"));
+    assert!(header.ends_with(",label,label_kinds,flagged_kinds"));
+    let confirmed = text
+        .lines()
+        .filter(|l| l.contains(",CONFIRMED,model_residual"))
+        .count();
+    assert_eq!(
+        confirmed,
+        rows.iter().filter(|r| r.label == "CONFIRMED").count()
+    );
+    assert!(confirmed > 0);
+}
