@@ -201,6 +201,9 @@ struct SimArgs {
     /// Days of minute data.
     #[arg(long, default_value_t = 7)]
     days: u32,
+    /// Share of enterprises kept free of violations (1 = all clean: a false-alarm run).
+    #[arg(long, default_value_t = 0.3)]
+    clean_share: f64,
 }
 
 impl SimArgs {
@@ -209,6 +212,7 @@ impl SimArgs {
             seed: self.seed,
             enterprises: self.enterprises,
             days: self.days,
+            clean_share: self.clean_share,
             ..Default::default()
         }
     }

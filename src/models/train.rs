@@ -4,7 +4,7 @@
 use super::artifact::{FittedModel, ModelArtifact, ModelScope, JOINT_TEST};
 use super::calibrate::{window_mean_sd, Calibration};
 use super::dataset::OutletSeries;
-use super::features::{FeatureRow, INPUT_NAMES, O2_VARIABLE};
+use super::features::{FeatureRow, FLOW_TARGET, INPUT_NAMES, O2_VARIABLE, TREATMENT_TARGET};
 use super::{joint, regression, states};
 use std::collections::BTreeMap;
 
@@ -88,7 +88,18 @@ pub fn fit(spec: &TrainSpec, series: &[OutletSeries], progress: &dyn Fn(f64)) ->
             .filter_map(|(id, kw)| states::fit(id, kw))
             .collect();
     }
-    let thresholds = calibrate(&fitted, series, &spec.calibration);
+    let prior = matches!(spec.scope, ModelScope::Industry(_));
+    // Physics transfers between plants of an industry (flow and treatment power follow production); pollutant
+    // levels do not (fuel, raw material and scrubber size differ). A prior alarms only on what transfers.
+    let alarmed = |test: &str| !prior || test == FLOW_TARGET || test == TREATMENT_TARGET;
+    let thresholds = calibrate(&fitted, series, &spec.calibration, &alarmed);
+    if prior {
+        notes.push(
+            "industry prior: alarms only on flow and treatment power; pollutant levels and the joint pattern are \
+             plant-specific and are judged once the outlet has a model of its own"
+                .into(),
+        );
+    }
     progress(1.0);
     ModelArtifact {
         scope: spec.scope.clone(),
@@ -117,15 +128,21 @@ fn percentiles(rows: &[FeatureRow]) -> [f64; 2] {
     [at(0.01), at(0.99)]
 }
 
-/// Thresholds for every accepted test: the spread of its window mean on the training series (pooled as a root mean
+/// Thresholds for every accepted test that may alarm: the spread of its window mean on the training series (pooled as a root mean
 /// square over outlets) times the multiplicity-corrected normal quantile.
 fn calibrate(
     fitted: &FittedModel,
     series: &[OutletSeries],
     cal: &Calibration,
+    alarmed: &dyn Fn(&str) -> bool,
 ) -> BTreeMap<String, f64> {
-    let accepted: Vec<_> = fitted.targets.iter().filter(|t| t.accepted).collect();
-    let tests = accepted.len() + usize::from(fitted.joint.is_some());
+    let accepted: Vec<_> = fitted
+        .targets
+        .iter()
+        .filter(|t| t.accepted && alarmed(&t.target))
+        .collect();
+    let joint = fitted.joint.as_ref().filter(|_| alarmed(JOINT_TEST));
+    let tests = accepted.len() + usize::from(joint.is_some());
     let spread = |z: &dyn Fn(&FeatureRow) -> Option<f64>| -> Option<f64> {
         let (mut sum_sq, mut n) = (0.0, 0);
         for s in series {
@@ -147,7 +164,7 @@ fn calibrate(
             out.insert(t.target.clone(), sd * cal.quantile(tests, true));
         }
     }
-    if let Some(j) = &fitted.joint {
+    if let Some(j) = joint {
         if let Some(sd) = spread(&|r| j.score(r).map(|s| s.z_log_q)) {
             out.insert(JOINT_TEST.into(), sd * cal.quantile(tests, false));
         }
