@@ -3,13 +3,16 @@
 //! The minute-to-minute changes of a real CEMS channel carry the analyzer's noise and the process's, however steady
 //! the load; invented data is smoother. Each hour, the variance of first differences over the last six hours is
 //! compared with the channel's own learned variance: `(n − 1) s² / σ²` follows χ²(n − 1) for honest data, and a
-//! lower-tail p-value below `P_VALUE` (set for thousands of tests a week without a false alarm) raises the hour.
+//! lower-tail p-value below `P_VALUE` (set for thousands of tests a week without a false alarm) raises the hour, if
+//! the hour is also smoother than the outlet's own honest hours allow at the configured false-alarm rate (the
+//! empirical null of `−ln(ratio)`, see [`super::null`], consulted once three days of hours are known).
 //! Consecutive raised hours form one episode.
 //!
 //! Look-alikes: very stable base-load operation (analyzer noise remains: differences do not collapse), channels at
 //! their resolution or detection limit (not judged: they never moved), flat lines (zero variance is `FLATLINE`'s).
 
 use super::cems::{self, Resolution};
+use super::null::EmpiricalNull;
 use super::{monitored_codes, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
 use crate::domain::{AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
@@ -17,7 +20,7 @@ use statrs::distribution::{ChiSquared, ContinuousCDF};
 use std::collections::{BTreeMap, VecDeque};
 
 /// Detector name and version.
-pub const NAME: &str = "low_variance/1";
+pub const NAME: &str = "low_variance/2";
 /// Minutes in the tested window.
 const WINDOW: usize = 360;
 /// Lower-tail p-value that raises an hour.
@@ -28,6 +31,12 @@ const MAX_RATIO: f64 = 0.7;
 const ALPHA: f64 = 1.0 / 2880.0;
 /// Minutes learned before judging.
 const MATURE: u64 = 1440;
+/// Hourly tests per day (the multiplicity the false-alarm budget is divided over).
+const TESTS_PER_DAY: f64 = 24.0;
+/// Honest hourly statistics remembered for the empirical null (four weeks).
+const NULL_CAPACITY: usize = 24 * 28;
+/// Honest hourly statistics needed before the empirical null is consulted (three days).
+const NULL_MIN: usize = 72;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Channel {
@@ -47,17 +56,23 @@ struct Episode {
     min_ratio: f64,
     min_p: f64,
     channels: usize,
+    /// Variance ratio below which the outlet's own honest history puts the budgeted false-alarm rate, if learned.
+    null_ratio: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct State {
     channels: BTreeMap<String, Channel>,
     episodes: BTreeMap<String, Episode>,
+    /// −ln(variance ratio) of the outlet's honest hours.
+    null: EmpiricalNull,
 }
 
 /// The detector.
 pub struct LowVariance {
     language: Language,
+    /// Per-test false-alarm probability against the empirical null.
+    alpha: f64,
     state: State,
 }
 
@@ -76,6 +91,7 @@ impl LowVariance {
     pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
             language: config.language,
+            alpha: config.false_alarms_per_day / TESTS_PER_DAY,
             state: State::default(),
         })
     }
@@ -95,6 +111,9 @@ impl LowVariance {
         evidence.insert("p_value".into(), ep.min_p);
         evidence.insert("window_min".into(), WINDOW as f64);
         evidence.insert("channels_tested".into(), ep.channels as f64);
+        if let Some(r) = ep.null_ratio {
+            evidence.insert("own_history_ratio_threshold".into(), r);
+        }
         let summary = match self.language {
             Language::Zh => format!(
                 "{}{}：{} 个监测因子的分钟变化方差仅为自身历史的 {:.0}%（p={:.1e}），数据异常平滑，疑似编造。",
@@ -192,7 +211,14 @@ impl Detector for LowVariance {
         }
         let ratio = t_sum / df_sum;
         let p = ChiSquared::new(df_sum).map(|c| c.cdf(t_sum)).unwrap_or(1.0);
-        if p < P_VALUE && ratio < MAX_RATIO {
+        // The χ² test assumes independent differences; the outlet's own honest hours say how smooth it can
+        // legitimately get (an analyzer quieter every night, a plant steadier on Sundays): both must agree.
+        let smoothness = -ratio.max(1e-12).ln();
+        let null = self.state.null.threshold(self.alpha, NULL_MIN);
+        // Every judged hour joins the null: an outlet's habits are learned whatever the textbook test said of them
+        // (a stretch of fabrication is a few hours in four weeks: it sits in the tail, it does not move it).
+        self.state.null.observe(smoothness, NULL_CAPACITY);
+        if p < P_VALUE && ratio < MAX_RATIO && null.is_none_or(|t| smoothness > t) {
             let window_start = end - WINDOW as i64 * MS_PER_MINUTE;
             let ep = self.state.episodes.entry(String::new()).or_insert(Episode {
                 start_ms: window_start,
@@ -202,6 +228,7 @@ impl Detector for LowVariance {
                 min_ratio: ratio,
                 min_p: p,
                 channels: judged_channels,
+                null_ratio: null.map(|t| (-t).exp()),
             });
             ep.end_ms = end;
             ep.hours += 1;
@@ -271,5 +298,54 @@ mod tests {
     #[test]
     fn honest_data_raises_nothing_in_three_days() {
         assert!(run(None).is_empty());
+    }
+
+    /// Ten days of an analyzer that is honestly much quieter every night (00:00–06:00: a third of the day's noise),
+    /// optionally with a fabricated, far smoother stretch on day 8.
+    fn quiet_nights(fabricate: bool) -> Vec<Finding> {
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(11);
+        let rows: Vec<_> = (0..10 * 1440)
+            .map(|i| {
+                let night = (i % 1440) < 360;
+                let amplitude = if night { 0.33 } else { 1.0 };
+                let faked = fabricate && (8 * 1440 + 600..8 * 1440 + 1200).contains(&i);
+                let amplitude = if faked { 0.08 } else { amplitude };
+                let v = 40.0 + amplitude * 2.0 * (rng.gen::<f64>() - 0.5);
+                with_cems(
+                    row(i, &[("p1", Some(800.0)), ("t1", Some(150.0))]),
+                    &[("a21026", (v * 100.0).round() / 100.0)],
+                )
+            })
+            .collect();
+        run_detector(LowVariance::boxed, &topo(), rows)
+    }
+
+    #[test]
+    fn quiet_nights_of_an_honest_analyzer_stop_alarming_once_its_own_history_is_known() {
+        let out = quiet_nights(false);
+        // The textbook test alone flags the first nights; the outlet's own history then says nights are like that.
+        let after_warm_up: Vec<_> = out
+            .iter()
+            .filter(|f| f.start_ms >= T0 + 4 * 1440 * MS_PER_MINUTE)
+            .collect();
+        assert!(after_warm_up.is_empty(), "{after_warm_up:#?}");
+        assert!(
+            !out.is_empty(),
+            "the first nights are flagged before the null is learned"
+        );
+    }
+
+    #[test]
+    fn a_fabrication_far_smoother_than_any_honest_night_is_still_found() {
+        let out = quiet_nights(true);
+        let day8: Vec<_> = out
+            .iter()
+            .filter(|f| f.start_ms >= T0 + 8 * 1440 * MS_PER_MINUTE)
+            .collect();
+        assert!(!day8.is_empty(), "{out:#?}");
+        assert!(
+            day8[0].evidence["own_history_ratio_threshold"]
+                > day8[0].evidence["variance_ratio_to_history"]
+        );
     }
 }

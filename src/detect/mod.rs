@@ -30,6 +30,7 @@ pub mod flag_abuse;
 pub mod flatline;
 pub mod low_variance;
 pub mod model_residual;
+pub mod null;
 pub mod permit;
 pub mod process;
 pub mod replay;
@@ -70,6 +71,9 @@ pub struct DetectConfig {
     pub exceedance: exceedance::Config,
     /// Treatment-not-running episode timing.
     pub treatment_not_running: runs::Timing,
+    /// False alarms per outlet-day each statistical falsification test may raise on honest data: its threshold
+    /// against the outlet's own empirical null is set for this, divided over the tests of a day.
+    pub false_alarms_per_day: f64,
 }
 
 impl Default for DetectConfig {
@@ -79,6 +83,7 @@ impl Default for DetectConfig {
             equipment: Thresholds::default(),
             exceedance: exceedance::Config::default(),
             treatment_not_running: treatment_not_running::TIMING,
+            false_alarms_per_day: 0.002,
         }
     }
 }

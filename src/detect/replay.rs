@@ -6,12 +6,16 @@
 //! removes level and trend, so a daily load cycle does not look like a copy). A lag at which at least two channels
 //! (one, if the outlet has only one) correlate at ≥ 0.9 is a replay; consecutive replayed hours form one episode.
 //! With 47 differences, a chance correlation of 0.9 is a 6σ event per lag and channel; requiring two channels at
-//! the same lag makes chance matches negligible over thousands of lags and hours.
+//! the same lag makes chance matches negligible over thousands of lags and hours. Once three days of hours are known,
+//! the hour's best joint correlation must also stand out from the outlet's own history at the configured false-alarm
+//! rate (its empirical null, see [`super::null`]): an outlet whose honest routine repeats closely is judged by its
+//! own standard.
 //!
 //! Look-alikes: identical constant values (a flat line has no differences to correlate: `FLATLINE`'s), repeated
 //! daily operating patterns (differences of real data carry fresh noise every day).
 
 use super::cems::{self, Resolution};
+use super::null::EmpiricalNull;
 use super::{monitored_codes, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
 use crate::domain::codes::O2;
 use crate::domain::{AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
@@ -19,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
 /// Detector name and version.
-pub const NAME: &str = "replay/1";
+pub const NAME: &str = "replay/2";
 /// Minutes per mean.
 const BUCKET_MIN: i64 = 5;
 /// Means in the compared window (4 h).
@@ -28,6 +32,12 @@ const WINDOW: usize = 48;
 const HISTORY: usize = 8 * 24 * 12;
 /// Correlation that counts as a copy.
 const MIN_CORRELATION: f64 = 0.9;
+/// Hourly tests per day (the multiplicity the false-alarm budget is divided over).
+const TESTS_PER_DAY: f64 = 24.0;
+/// Hourly statistics remembered for the empirical null (four weeks).
+const NULL_CAPACITY: usize = 24 * 28;
+/// Hourly statistics needed before the empirical null is consulted (three days).
+const NULL_MIN: usize = 72;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Channel {
@@ -53,11 +63,15 @@ struct State {
     channels: BTreeMap<String, Channel>,
     episode: Option<Episode>,
     hours_without_match: u32,
+    /// Fisher z of each hour's best joint correlation over all lags.
+    null: EmpiricalNull,
 }
 
 /// The detector.
 pub struct Replay {
     language: Language,
+    /// Per-test false-alarm probability against the empirical null.
+    alpha: f64,
     state: State,
 }
 
@@ -82,6 +96,7 @@ impl Replay {
     pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
             language: config.language,
+            alpha: config.false_alarms_per_day / TESTS_PER_DAY,
             state: State::default(),
         })
     }
@@ -126,7 +141,9 @@ impl Replay {
     }
 
     /// The best lag at which enough channels match, with its weakest correlation and channel count.
-    fn best_match(&self) -> Option<(usize, f64, usize)> {
+    /// The best copy among the lags (lag, weakest matching correlation, channels matching), and the hour's
+    /// statistic for the empirical null: over all lags, the highest correlation reached by `needed` channels at once.
+    fn best_match(&self) -> (Option<(usize, f64, usize)>, Option<f64>) {
         let mut judged: Vec<Vec<f64>> = Vec::new(); // first differences of each usable channel's history
         for ch in self.state.channels.values() {
             let m = &ch.means;
@@ -144,12 +161,13 @@ impl Replay {
         }
         let needed = judged.len().min(2);
         if needed == 0 {
-            return None;
+            return (None, None);
         }
         let len = judged[0].len();
         if judged.iter().any(|d| d.len() != len) {
-            return None;
+            return (None, None);
         }
+        let mut statistic = f64::NEG_INFINITY;
         let w = WINDOW - 1;
         let recent_start = len - w;
         let mut best: Option<(usize, f64, usize)> = None;
@@ -157,16 +175,22 @@ impl Replay {
             let start = recent_start - lag;
             let mut count = 0;
             let mut weakest = 1.0f64;
+            let mut at_lag = Vec::with_capacity(judged.len());
             for d in &judged {
                 let old = &d[start..start + w];
                 if old.iter().any(|x| !x.is_finite()) {
                     continue;
                 }
                 let r = correlation(&d[recent_start..], old);
+                at_lag.push(r);
                 if r >= MIN_CORRELATION {
                     count += 1;
                     weakest = weakest.min(r);
                 }
+            }
+            if at_lag.len() >= needed {
+                at_lag.sort_by(|a, b| b.total_cmp(a));
+                statistic = statistic.max(at_lag[needed - 1]);
             }
             if count >= needed
                 && best.is_none_or(|(_, r, c)| count > c || (count == c && weakest > r))
@@ -174,7 +198,7 @@ impl Replay {
                 best = Some((lag, weakest, count));
             }
         }
-        best
+        (best, statistic.is_finite().then_some(statistic))
     }
 }
 
@@ -213,7 +237,16 @@ impl Detector for Replay {
             return;
         }
         let end = now + MS_PER_MINUTE;
-        match self.best_match() {
+        let (best, statistic) = self.best_match();
+        // Fisher's z of the hour's best joint correlation joins the outlet's own null; a copy must also stand out
+        // from that (daily routines that repeat closely at some outlet are its habit, not a replay).
+        let z = statistic.map(|r| r.clamp(-0.999_999, 0.999_999).atanh());
+        let null = self.state.null.threshold(self.alpha, NULL_MIN);
+        if let Some(z) = z {
+            self.state.null.observe(z, NULL_CAPACITY);
+        }
+        let best = best.filter(|_| null.zip(z).is_none_or(|(t, z)| z > t));
+        match best {
             Some((lag, r, channels)) => {
                 self.state.hours_without_match = 0;
                 let ep = self.state.episode.get_or_insert(Episode {
@@ -325,5 +358,36 @@ mod tests {
     fn honest_data_with_a_daily_cycle_is_not() {
         let out = run(0..0, 1, 0.0);
         assert!(out.is_empty(), "{out:#?}");
+    }
+
+    #[test]
+    fn a_batch_program_that_honestly_repeats_every_day_is_judged_by_its_own_standard() {
+        // A coating line's oven program: the same 5-minute steps every day, small analyzer noise on top. Its
+        // differences correlate day to day like a copy would; after three days its own history says so.
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(5);
+        let step = |m: i64| ((m / 5) * 7919 % 13) as f64;
+        let rows: Vec<_> = (0..8 * 1440)
+            .map(|i| {
+                let m = i % 1440;
+                let mut e = || (rng.gen::<f64>() - 0.5) * 0.6;
+                with_cems(
+                    row(i, &[("p1", Some(800.0)), ("t1", Some(150.0))]),
+                    &[
+                        ("a21026", 20.0 + step(m) + e()),
+                        ("a21002", 30.0 + 1.5 * step(m) + e()),
+                        ("a19001", 8.0 + 0.1 * step(m) + 0.1 * e()),
+                    ],
+                )
+            })
+            .collect();
+        let out = run_detector(Replay::boxed, &topo(), rows);
+        // The textbook test alone calls the first days copies of each other …
+        assert!(!out.is_empty());
+        // … and from the fourth day the outlet's own history says this is its routine.
+        let late: Vec<_> = out
+            .iter()
+            .filter(|f| f.end_ms >= T0 + 4 * 1440 * MS_PER_MINUTE)
+            .collect();
+        assert!(late.is_empty(), "{late:#?}");
     }
 }
