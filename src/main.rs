@@ -396,6 +396,10 @@ struct ServeArgs {
     /// see config/hj212.example.toml.
     #[arg(long, env = "SENTINEL_HJ212_CONFIG")]
     hj212_config: Option<PathBuf>,
+    /// False alarms per outlet-day each statistical falsification test (low variance, replay) may raise on honest
+    /// data, against the outlet's own empirical null.
+    #[arg(long, env = "SENTINEL_FALSE_ALARMS_PER_DAY", default_value_t = 0.002)]
+    false_alarms_per_day: f64,
     /// Retrain every outlet's model on this schedule (hours; 0 = never, e.g. 24 for nightly).
     #[arg(long, env = "SENTINEL_RETRAIN_EVERY_HOURS", default_value_t = 0.0)]
     retrain_every_hours: f64,
@@ -405,6 +409,9 @@ struct ServeArgs {
     /// Activate scheduled versions automatically (default: leave them for review with `models evaluate`).
     #[arg(long, env = "SENTINEL_RETRAIN_ACTIVATE")]
     retrain_activate: bool,
+    /// On each scheduled run, refit an outlet that already has a model only if its last day drifted from it.
+    #[arg(long, env = "SENTINEL_RETRAIN_ON_DRIFT")]
+    retrain_on_drift: bool,
 }
 
 fn init_logs() {
@@ -563,11 +570,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.allowed_lateness = Duration::from_secs(args.allowed_lateness_secs);
     config.cache_bytes = args.cache_mb << 20;
     config.detect.language = args.language;
+    anyhow::ensure!(
+        args.false_alarms_per_day > 0.0 && args.false_alarms_per_day < 1.0,
+        "--false-alarms-per-day must be in (0, 1), got {}",
+        args.false_alarms_per_day
+    );
+    config.detect.false_alarms_per_day = args.false_alarms_per_day;
     if args.retrain_every_hours > 0.0 {
         config.retrain = Some(cems_sentinel::server::RetrainSchedule {
             every: Duration::from_secs_f64(args.retrain_every_hours * 3600.0),
             window_days: args.retrain_window_days,
             activate: args.retrain_activate,
+            only_on_drift: args.retrain_on_drift,
         });
     }
     if let Some(path) = &args.hj212_config {

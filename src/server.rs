@@ -58,6 +58,8 @@ pub struct RetrainSchedule {
     pub window_days: u32,
     /// Activate the new versions (otherwise they wait for a data scientist's evaluation).
     pub activate: bool,
+    /// Refit an outlet that has a model only when its last day has drifted from it.
+    pub only_on_drift: bool,
 }
 
 impl ServeConfig {
@@ -208,7 +210,11 @@ pub async fn start_with(
                 tick.tick().await;
                 let catalog = catalog.clone();
                 let ids = tokio::task::spawn_blocking(move || {
-                    catalog.retrain_all(schedule.window_days, schedule.activate)
+                    catalog.retrain_all(
+                        schedule.window_days,
+                        schedule.activate,
+                        schedule.only_on_drift,
+                    )
                 })
                 .await
                 .unwrap_or_default();

@@ -796,24 +796,41 @@ impl ModelCatalog {
     }
 
     /// Retrains every stack outlet that has data in the window ending at its latest data (the scheduled job).
-    /// Outlets with too little history are skipped. Returns the new ids.
-    pub fn retrain_all(&self, window_days: u32, activate: bool) -> Vec<String> {
+    /// With `only_on_drift`, an outlet that has a model of its own is refitted only when its last day no longer fits
+    /// that model ([`super::drift`]); outlets without one get their first. Outlets with too little history are
+    /// skipped. Returns the new ids.
+    pub fn retrain_all(
+        &self,
+        window_days: u32,
+        activate: bool,
+        only_on_drift: bool,
+    ) -> Vec<String> {
         let mut ids = Vec::new();
         for t in self.registry.stack_topologies() {
+            let Ok((_, to)) = self.window(std::slice::from_ref(&t), 0, 0) else {
+                continue;
+            };
+            if only_on_drift {
+                let own = self.active.get(&ModelScope::Outlet(t.outlet.id.clone()));
+                if let Some(model) = own {
+                    let recent = self
+                        .aligned(&t, to - MS_PER_DAY, to)
+                        .map(|rows| dataset::series(&t, &rows, &self.detect).rows)
+                        .unwrap_or_default();
+                    match super::drift::drift(&model, &recent) {
+                        Some(reason) => {
+                            tracing::info!(outlet = %t.outlet.id, model = %model.id(), %reason, "Model drift: retraining.")
+                        }
+                        None => continue,
+                    }
+                }
+            }
             let req = TrainRequest {
                 outlet_ids: vec![t.outlet.id.clone()],
-                from_ms: 0,
-                to_ms: 0,
+                from_ms: to - i64::from(window_days) * MS_PER_DAY,
+                to_ms: to,
                 activate,
                 ..TrainRequest::default()
-            };
-            let req = match self.window(std::slice::from_ref(&t), 0, 0) {
-                Ok((_, to)) => TrainRequest {
-                    from_ms: to - i64::from(window_days) * MS_PER_DAY,
-                    to_ms: to,
-                    ..req
-                },
-                Err(_) => continue,
             };
             match self.train_now(&req) {
                 Ok(mut new) => ids.append(&mut new),

@@ -6,6 +6,7 @@
 //!   (`linfa-linear`, `linfa-linalg`, `linfa-clustering`).
 //! - [`calibrate`]: thresholds from the empirical null, corrected for multiplicity.
 //! - [`train`], [`dataset`]: pure fitting from aligned history; [`artifact`]: the versioned, stored, exportable form.
+//! - [`drift`]: whether recent data still fits a model (the scheduled retraining's question).
 //! - [`active`]: what detection uses now; [`priors`]: the shipped per-industry defaults;
 //!   [`catalog`]: versions in the store, activation and rollback, training jobs, evaluation and export.
 
@@ -14,6 +15,7 @@ pub mod artifact;
 pub mod calibrate;
 pub mod catalog;
 pub mod dataset;
+pub mod drift;
 pub mod features;
 pub mod joint;
 pub mod priors;
