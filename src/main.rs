@@ -352,6 +352,15 @@ enum BenchCommand {
         #[arg(long, default_value_t = 200)]
         requests: usize,
     },
+    /// The retraining loop's cost: train every outlet, evaluate one, export the dataset, over gRPC.
+    Models {
+        /// Simulated enterprises.
+        #[arg(long, default_value_t = 20)]
+        enterprises: usize,
+        /// Days of minute data.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+    },
     /// Durable-ack ingest throughput and latency over gRPC, with detection running.
     Ingest {
         /// Simulated enterprises.
@@ -544,6 +553,9 @@ fn main() -> anyhow::Result<()> {
             anomalies,
             requests,
         }) => rt.block_on(cems_sentinel::tools::bench::list(anomalies, requests)),
+        Command::Bench(BenchCommand::Models { enterprises, days }) => {
+            rt.block_on(cems_sentinel::tools::bench::models(enterprises, days))
+        }
         Command::Bench(BenchCommand::Hj212 { file, rounds }) => {
             print!("{}", cems_sentinel::tools::hj212::bench(&file, rounds)?);
             Ok(())

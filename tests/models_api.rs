@@ -372,8 +372,9 @@ async fn reviewed_labels_reach_the_exported_dataset_and_the_evaluation() {
         .expect("export")
         .into_inner();
     let mut rows = Vec::new();
-    while let Some(r) = stream.message().await.expect("row") {
-        rows.push(r);
+    while let Some(chunk) = stream.message().await.expect("chunk") {
+        assert!(!chunk.rows.is_empty() && chunk.rows.len() <= 1000);
+        rows.extend(chunk.rows);
     }
     assert!(rows.len() > 1300, "{}", rows.len());
     for r in &rows {

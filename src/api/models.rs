@@ -12,8 +12,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-/// Rows per streamed chunk handed to the sender (back-pressure comes from the channel).
-const EXPORT_CHANNEL: usize = 1024;
+/// Rows per streamed message.
+const EXPORT_CHUNK_ROWS: usize = 1000;
+/// Messages buffered ahead of a slow client (back-pressure comes from the channel).
+const EXPORT_CHANNEL: usize = 8;
 
 /// The model service.
 pub struct ModelApi {
@@ -33,7 +35,7 @@ async fn blocking<T: Send + 'static>(
 
 #[tonic::async_trait]
 impl ModelService for ModelApi {
-    type ExportDatasetStream = Pin<Box<dyn Stream<Item = Result<pb::DatasetRow, Status>> + Send>>;
+    type ExportDatasetStream = Pin<Box<dyn Stream<Item = Result<pb::DatasetChunk, Status>> + Send>>;
 
     async fn train(
         &self,
@@ -138,8 +140,16 @@ impl ModelService for ModelApi {
         let rows = blocking(move || catalog.dataset(&q.outlet_ids, q.from_ms, q.to_ms)).await?;
         let (tx, rx) = mpsc::channel(EXPORT_CHANNEL);
         tokio::spawn(async move {
-            for r in rows {
-                if tx.send(Ok(row_to_pb(r))).await.is_err() {
+            let mut rows = rows.into_iter().peekable();
+            while rows.peek().is_some() {
+                let chunk = pb::DatasetChunk {
+                    rows: rows
+                        .by_ref()
+                        .take(EXPORT_CHUNK_ROWS)
+                        .map(row_to_pb)
+                        .collect(),
+                };
+                if tx.send(Ok(chunk)).await.is_err() {
                     break; // client went away
                 }
             }

@@ -260,3 +260,108 @@ pub async fn list(anomalies: usize, requests: usize) -> anyhow::Result<()> {
     running.shutdown().await?;
     Ok(())
 }
+
+/// `sentinel bench models`: the retraining loop's cost on a real server: simulated enterprises streamed in, then one
+/// `Train` job fitting a model for every stack outlet, one `EvaluateModel`, and the labelled `ExportDataset`.
+pub async fn models(enterprises: usize, days: u32) -> anyhow::Result<()> {
+    use crate::pb::model_service_client::ModelServiceClient;
+    let dir = tempfile::tempdir()?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let running = server::start(ServeConfig::new(dir.path().to_path_buf()), listener).await?;
+    let channel = feed::connect(&running.addr.to_string()).await?;
+    let mut scenario = Scenario::new(SimConfig {
+        enterprises,
+        days,
+        ..SimConfig::default()
+    });
+    feed::register(&channel, &scenario).await?;
+    let outlets: Vec<String> = scenario
+        .outlets
+        .iter()
+        .filter(|o| o.kind == crate::domain::OutletKind::Stack)
+        .map(|o| o.id.clone())
+        .collect();
+    let batches = feed::batches(&mut scenario, 10);
+    feed::push(&channel, batches, None).await?;
+    IngestServiceClient::new(channel.clone())
+        .sync(pb::SyncRequest { finalize: true })
+        .await?;
+    let mut models = ModelServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20);
+    let started = Instant::now();
+    let mut job = models
+        .train(pb::TrainRequest {
+            outlet_ids: outlets.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    while job.state == pb::JobState::Running as i32 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        job = models
+            .get_training_job(pb::GetTrainingJobRequest { id: job.id })
+            .await?
+            .into_inner();
+    }
+    let train_s = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        job.state == pb::JobState::Done as i32,
+        "training failed: {}",
+        job.message
+    );
+    let list = models
+        .list_models(pb::ListModelsRequest::default())
+        .await?
+        .into_inner()
+        .models;
+    let trained: Vec<&pb::ModelInfo> = list.iter().filter(|m| !m.builtin).collect();
+    let accepted: usize = trained
+        .iter()
+        .map(|m| m.targets.iter().filter(|t| t.accepted).count())
+        .sum();
+    let targets: usize = trained.iter().map(|m| m.targets.len()).sum();
+    let started = Instant::now();
+    let first = job.model_ids.first().cloned().unwrap_or_default();
+    models
+        .evaluate_model(pb::EvaluateModelRequest {
+            id: first,
+            from_ms: 0,
+            to_ms: 0,
+        })
+        .await?;
+    let evaluate_s = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let mut stream = models
+        .export_dataset(pb::ExportDatasetRequest::default())
+        .await?
+        .into_inner();
+    let mut rows = 0u64;
+    while let Some(chunk) = stream.message().await? {
+        rows += chunk.rows.len() as u64;
+    }
+    let export_s = started.elapsed().as_secs_f64();
+    let table = vec![
+        vec!["stack outlets".into(), outlets.len().to_string()],
+        vec!["days of minute data".into(), days.to_string()],
+        vec![
+            "train (one job, all outlets)".into(),
+            format!(
+                "{train_s:.1} s = {:.2} s per outlet",
+                train_s / outlets.len().max(1) as f64
+            ),
+        ],
+        vec![
+            "targets accepted".into(),
+            format!("{accepted} of {targets}"),
+        ],
+        vec!["evaluate one outlet".into(), format!("{evaluate_s:.2} s")],
+        vec![
+            "export dataset".into(),
+            format!(
+                "{rows} rows in {export_s:.1} s = {:.0} rows/s",
+                rows as f64 / export_s
+            ),
+        ],
+    ];
+    print!("{}", render(&["figure", "value"], &table));
+    running.shutdown().await
+}

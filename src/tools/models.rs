@@ -213,8 +213,8 @@ pub async fn export(
         .await?
         .into_inner();
     let mut rows = Vec::new();
-    while let Some(r) = stream.message().await? {
-        rows.push(r);
+    while let Some(chunk) = stream.message().await? {
+        rows.extend(chunk.rows);
     }
     let columns: BTreeSet<String> = rows.iter().flat_map(|r| r.values.keys().cloned()).collect();
     let mut w = std::io::BufWriter::new(std::fs::File::create(out)?);
