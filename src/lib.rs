@@ -2,8 +2,9 @@
 //!
 //! The flow is visible in the modules and dependencies point downward:
 //! `api` (gRPC) → `ingest` (validate, group-commit) → `store` (sled) → `pipeline` (`align` → `detect` → `episode`)
-//! → `enforce` (the ranked, reviewable anomaly list). `domain`, `align`, `detect` and `episode` are pure: no I/O, no
-//! async, no wall clock.
+//! → `enforce` (the ranked, reviewable anomaly list). `models` holds the learned outlet behaviour `detect` judges
+//! against, and the retraining loop around it. `domain`, `align`, `detect`, `episode` and the fitting parts of
+//! `models` are pure: no I/O, no async, no wall clock.
 
 #![deny(missing_docs)]
 

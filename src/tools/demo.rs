@@ -248,6 +248,13 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         "  sentinel incidents --server {addr}   |   sentinel hotspots --server {addr} --by-region"
     );
     println!("  grpcurl -plaintext -d '{{\"page_size\":5}}' {addr} sentinel.v1.EnforcementService/ListAnomalies");
+    println!(
+        "  sentinel models list --server {addr}   |   sentinel train --server {addr} --outlet {}   (then models evaluate / activate)",
+        truth
+            .events
+            .first()
+            .map_or("<outlet>", |e| e.outlet_id.as_str())
+    );
     if opts.keep_serving {
         println!("\nService still running on {addr} (Ctrl-C to stop).");
         tokio::signal::ctrl_c().await?;

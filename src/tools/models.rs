@@ -80,6 +80,7 @@ pub async fn list(server: &str, scope: &str) -> anyhow::Result<String> {
                     beijing(m.training_to_ms)
                 ),
                 format!("{accepted}/{}", m.targets.len()),
+                m.thresholds.len().to_string(),
                 if m.has_joint {
                     format!("{:.0} %", 100.0 * m.joint_explained_variance)
                 } else {
@@ -97,6 +98,7 @@ pub async fn list(server: &str, scope: &str) -> anyhow::Result<String> {
             "created",
             "training window",
             "accepted targets",
+            "alarming tests",
             "joint var.",
             "FA/day",
         ],
