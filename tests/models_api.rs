@@ -437,3 +437,29 @@ async fn reviewed_labels_reach_the_exported_dataset_and_the_evaluation() {
     );
     assert!(confirmed > 0);
 }
+
+#[tokio::test]
+async fn concurrent_training_of_one_outlet_gives_distinct_versions() {
+    let mut s = start().await;
+    register_plant(&mut s, "e1").await;
+    push_all(&mut s, plant_with_low_so2(0..2 * DAY, 0..0, 1.0)).await;
+    sync(&mut s, false).await;
+    let req = pb::TrainRequest {
+        outlet_ids: vec![OUTLET.into()],
+        ..Default::default()
+    };
+    let (mut a, mut b) = (
+        ModelServiceClient::new(s.channel.clone()),
+        ModelServiceClient::new(s.channel.clone()),
+    );
+    let (ja, jb) = tokio::join!(train(&mut a, req.clone()), train(&mut b, req));
+    assert_eq!(ja.state, pb::JobState::Done as i32, "{ja:?}");
+    assert_eq!(jb.state, pb::JobState::Done as i32, "{jb:?}");
+    let mut ids = [ja.model_ids[0].clone(), jb.model_ids[0].clone()];
+    ids.sort();
+    assert_eq!(
+        ids,
+        [format!("outlet:{OUTLET}@1"), format!("outlet:{OUTLET}@2")]
+    );
+    assert_eq!(list(&mut a, &format!("outlet:{OUTLET}")).await.len(), 2);
+}

@@ -22,6 +22,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 const ACTIVE_DOC: &str = "models_active";
 /// Default training window when none is given: the last 14 days of data.
 const DEFAULT_WINDOW_MS: i64 = 14 * MS_PER_DAY;
+/// Training jobs remembered for `GetTrainingJob`.
+const MAX_JOBS: usize = 100;
 /// Matching tolerance between a model's episode and a reviewed anomaly.
 const LABEL_TOLERANCE_MS: i64 = 30 * 60_000;
 
@@ -336,6 +338,18 @@ impl ModelCatalog {
         let id = {
             let mut inner = self.lock();
             let id = inner.jobs.keys().next_back().map_or(1, |k| k + 1);
+            // Keep the newest finished jobs only; a running job is never forgotten.
+            while inner.jobs.len() >= MAX_JOBS {
+                let Some(old) = inner
+                    .jobs
+                    .iter()
+                    .find(|(_, j)| j.state != JobState::Running)
+                    .map(|(k, _)| *k)
+                else {
+                    break;
+                };
+                inner.jobs.remove(&old);
+            }
             inner.jobs.insert(
                 id,
                 JobStatus {
@@ -469,13 +483,6 @@ impl ModelCatalog {
             let mut targets: Vec<String> = members.iter().flat_map(targets_of).collect();
             targets.sort();
             targets.dedup();
-            let version = self
-                .lock()
-                .versions
-                .get(&scope)
-                .and_then(|v| v.keys().next_back().copied())
-                .unwrap_or(0)
-                + 1;
             let calibration = Calibration {
                 false_alarms_per_day: if req.false_alarms_per_day > 0.0 {
                     req.false_alarms_per_day
@@ -486,7 +493,8 @@ impl ModelCatalog {
             };
             let spec = TrainSpec {
                 scope: scope.clone(),
-                version,
+                // The version is assigned when the artifact is saved: two jobs may fit one scope at once.
+                version: 0,
                 targets,
                 from_ms,
                 to_ms,
@@ -512,27 +520,19 @@ impl ModelCatalog {
         Ok(ids)
     }
 
-    /// Stores a new version (not activated) and returns its id.
+    /// Stores a fitted artifact as the scope's next version (not activated) and returns its id. Numbering happens
+    /// here, under the lock, so concurrent training jobs of one scope get distinct versions.
     ///
     /// # Errors
-    /// Store failure, or a version that already exists.
-    pub fn save(&self, artifact: ModelArtifact) -> Result<String, CatalogError> {
-        let id = artifact.id();
-        if self
-            .lock()
-            .versions
-            .get(&artifact.scope)
-            .is_some_and(|v| v.contains_key(&artifact.version))
-        {
-            return Err(CatalogError::Invalid(format!("{id} already exists")));
-        }
+    /// Store failure (then nothing is added).
+    pub fn save(&self, mut artifact: ModelArtifact) -> Result<String, CatalogError> {
+        let mut inner = self.lock();
+        let versions = inner.versions.entry(artifact.scope.clone()).or_default();
+        artifact.version = versions.keys().next_back().copied().unwrap_or(0) + 1;
         self.store
             .put_model(&artifact.scope.key(), artifact.version, &artifact.encode())?;
-        self.lock()
-            .versions
-            .entry(artifact.scope.clone())
-            .or_default()
-            .insert(artifact.version, Arc::new(artifact));
+        let id = artifact.id();
+        versions.insert(artifact.version, Arc::new(artifact));
         Ok(id)
     }
 
