@@ -317,6 +317,20 @@ async fn bad_model_requests_get_precise_errors() {
         .await
         .expect_err("no job");
     assert_eq!(job.code(), Code::NotFound);
+    let export = |outlet: &str| pb::ExportDatasetRequest {
+        outlet_ids: vec![outlet.into()],
+        ..Default::default()
+    };
+    let unknown = models
+        .export_dataset(export("nope"))
+        .await
+        .expect_err("unknown outlet");
+    assert_eq!(unknown.code(), Code::NotFound);
+    let empty = models
+        .export_dataset(export(OUTLET))
+        .await
+        .expect_err("nothing stored");
+    assert_eq!(empty.code(), Code::InvalidArgument);
 }
 
 #[tokio::test]

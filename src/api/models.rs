@@ -137,20 +137,32 @@ impl ModelService for ModelApi {
     ) -> Result<Response<Self::ExportDatasetStream>, Status> {
         let q = req.into_inner();
         let catalog = self.catalog.clone();
-        let rows = blocking(move || catalog.dataset(&q.outlet_ids, q.from_ms, q.to_ms)).await?;
+        let plan =
+            blocking(move || catalog.dataset_plan(&q.outlet_ids, q.from_ms, q.to_ms)).await?;
         let (tx, rx) = mpsc::channel(EXPORT_CHANNEL);
-        tokio::spawn(async move {
-            let mut rows = rows.into_iter().peekable();
-            while rows.peek().is_some() {
-                let chunk = pb::DatasetChunk {
-                    rows: rows
-                        .by_ref()
-                        .take(EXPORT_CHUNK_ROWS)
-                        .map(row_to_pb)
-                        .collect(),
+        let catalog = self.catalog.clone();
+        // One outlet's rows at a time, off the async runtime; a slow client holds back the reading.
+        tokio::task::spawn_blocking(move || {
+            for i in 0..plan.outlets() {
+                let rows = match catalog.dataset_rows(&plan, i) {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(Status::from(e)));
+                        return;
+                    }
                 };
-                if tx.send(Ok(chunk)).await.is_err() {
-                    break; // client went away
+                let mut rows = rows.into_iter().peekable();
+                while rows.peek().is_some() {
+                    let chunk = pb::DatasetChunk {
+                        rows: rows
+                            .by_ref()
+                            .take(EXPORT_CHUNK_ROWS)
+                            .map(row_to_pb)
+                            .collect(),
+                    };
+                    if tx.blocking_send(Ok(chunk)).is_err() {
+                        return; // client went away
+                    }
                 }
             }
         });

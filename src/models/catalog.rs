@@ -161,6 +161,22 @@ pub struct LabelEvaluation {
     pub recall: Option<f64>,
 }
 
+/// A checked export request: the outlets, the window and the anomalies that label the rows.
+pub struct DatasetPlan {
+    members: Vec<OutletTopology>,
+    from_ms: i64,
+    to_ms: i64,
+    flagged: Vec<Anomaly>,
+    reviewed: Vec<(Anomaly, bool)>,
+}
+
+impl DatasetPlan {
+    /// Outlets to export, in order.
+    pub fn outlets(&self) -> usize {
+        self.members.len()
+    }
+}
+
 /// One exported row: a running minute of an outlet with the reviewed label over it.
 #[derive(Debug, Clone, Default)]
 pub struct DatasetRow {
@@ -720,16 +736,18 @@ impl ModelCatalog {
             .collect()
     }
 
-    /// The aligned feature rows of the outlets over the window with the reviewed label over each minute.
+    /// Checks an export request and gathers what labels its rows: the outlets, the window, the anomalies over it.
+    /// Rows are then produced one outlet at a time ([`ModelCatalog::dataset_rows`]), so an export of every outlet
+    /// over months never holds more than one outlet's rows.
     ///
     /// # Errors
     /// Unknown outlet, no data, store failure.
-    pub fn dataset(
+    pub fn dataset_plan(
         &self,
         outlet_ids: &[String],
         from_ms: i64,
         to_ms: i64,
-    ) -> Result<Vec<DatasetRow>, CatalogError> {
+    ) -> Result<DatasetPlan, CatalogError> {
         let all = self.registry.stack_topologies();
         let members: Vec<OutletTopology> = if outlet_ids.is_empty() {
             all
@@ -755,42 +773,61 @@ impl ModelCatalog {
             |_| String::new(),
         );
         let reviewed = self.reviewed(&members, from_ms, to_ms);
+        Ok(DatasetPlan {
+            members,
+            from_ms,
+            to_ms,
+            flagged,
+            reviewed,
+        })
+    }
+
+    /// The aligned feature rows of the plan's `index`-th outlet, with the reviewed label over each minute.
+    ///
+    /// # Errors
+    /// Store failure.
+    pub fn dataset_rows(
+        &self,
+        plan: &DatasetPlan,
+        index: usize,
+    ) -> Result<Vec<DatasetRow>, CatalogError> {
+        let Some(t) = plan.members.get(index) else {
+            return Ok(Vec::new());
+        };
+        let rows = self.aligned(t, plan.from_ms, plan.to_ms)?;
+        let mine = |a: &&Anomaly| a.outlet_id == t.outlet.id;
+        let flagged: Vec<&Anomaly> = plan.flagged.iter().filter(mine).collect();
+        let reviewed: Vec<&(Anomaly, bool)> =
+            plan.reviewed.iter().filter(|(a, _)| mine(&a)).collect();
         let mut out = Vec::new();
-        for t in &members {
-            let rows = self.aligned(t, from_ms, to_ms)?;
-            for r in dataset::series(t, &rows, &self.detect).rows {
-                let covers = |a: &Anomaly| {
-                    a.outlet_id == t.outlet.id
-                        && a.start_ms <= r.minute_ms
-                        && r.minute_ms < a.end_ms
-                };
-                let labels: Vec<&(Anomaly, bool)> =
-                    reviewed.iter().filter(|(a, _)| covers(a)).collect();
-                let label = if labels.iter().any(|(_, c)| *c) {
-                    "CONFIRMED"
-                } else if labels.is_empty() {
-                    ""
-                } else {
-                    "FALSE_POSITIVE"
-                };
-                let mut flagged_kinds: Vec<AnomalyKind> = flagged
-                    .iter()
-                    .filter(|a| covers(a))
-                    .map(|a| a.kind)
-                    .collect();
-                flagged_kinds.sort();
-                flagged_kinds.dedup();
-                out.push(DatasetRow {
-                    enterprise_id: t.enterprise.id.clone(),
-                    outlet_id: t.outlet.id.clone(),
-                    minute_ms: r.minute_ms,
-                    production_fraction: r.production_fraction,
-                    values: r.values,
-                    label: label.into(),
-                    label_kinds: labels.iter().map(|(a, _)| a.kind).collect(),
-                    flagged_kinds,
-                });
-            }
+        for r in dataset::series(t, &rows, &self.detect).rows {
+            let covers = |a: &Anomaly| a.start_ms <= r.minute_ms && r.minute_ms < a.end_ms;
+            let labels: Vec<&&(Anomaly, bool)> =
+                reviewed.iter().filter(|(a, _)| covers(a)).collect();
+            let label = if labels.iter().any(|(_, c)| *c) {
+                "CONFIRMED"
+            } else if labels.is_empty() {
+                ""
+            } else {
+                "FALSE_POSITIVE"
+            };
+            let mut flagged_kinds: Vec<AnomalyKind> = flagged
+                .iter()
+                .filter(|a| covers(a))
+                .map(|a| a.kind)
+                .collect();
+            flagged_kinds.sort();
+            flagged_kinds.dedup();
+            out.push(DatasetRow {
+                enterprise_id: t.enterprise.id.clone(),
+                outlet_id: t.outlet.id.clone(),
+                minute_ms: r.minute_ms,
+                production_fraction: r.production_fraction,
+                values: r.values,
+                label: label.into(),
+                label_kinds: labels.iter().map(|(a, _)| a.kind).collect(),
+                flagged_kinds,
+            });
         }
         Ok(out)
     }
