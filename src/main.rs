@@ -405,8 +405,8 @@ struct ServeArgs {
     /// see config/hj212.example.toml.
     #[arg(long, env = "SENTINEL_HJ212_CONFIG")]
     hj212_config: Option<PathBuf>,
-    /// False alarms per outlet-day each statistical falsification test (low variance, replay) may raise on honest
-    /// data, against the outlet's own empirical null.
+    /// False alarms per outlet-day each statistical falsification test family (low variance, replay, flat-line,
+    /// calibration gas, dilution) may raise on honest data, against the outlet's own empirical null.
     #[arg(long, env = "SENTINEL_FALSE_ALARMS_PER_DAY", default_value_t = 0.002)]
     false_alarms_per_day: f64,
     /// Retrain every outlet's model on this schedule (hours; 0 = never, e.g. 24 for nightly).

@@ -2,10 +2,14 @@
 //! constant while O2 reads a cylinder value (≈ 0 % for nitrogen zero gas, ≈ 20.9 % for air) and the stack's flow
 //! and temperature keep moving, outside any calibration-flagged window.
 //!
+//! Once 50 runs of the condition are known, a run must also outlast what the outlet's own runs make likely at the
+//! configured false-alarm rate ([`super::null::RunLengths`]).
+//!
 //! Look-alikes: real calibrations (flagged C, so not valid data and not judged), blow-back (minutes, shorter than the
 //! 30-minute grace), a stopped plant (O2 at ambient, but production off and flow collapsed).
 
 use super::cems::{self, Resolution};
+use super::null::RunLengths;
 use super::runs::{Due, Runs, Timing};
 use super::{
     duration_score, monitored_codes, DetectConfig, Detector, Finding, Language, Minute,
@@ -17,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Detector name and version.
-pub const NAME: &str = "calibration_gas/1";
+pub const NAME: &str = "calibration_gas/2";
 
 /// Half an hour of the signature before raising (blow-back and zero checks take minutes).
 const TIMING: Timing = Timing {
@@ -44,11 +48,15 @@ struct State {
     resolution: BTreeMap<String, Resolution>,
     previous: BTreeMap<String, f64>,
     runs: Runs<Stats>,
+    /// How long the condition's runs last at this outlet, raised or not.
+    lengths: RunLengths,
 }
 
 /// The detector.
 pub struct CalibrationGas {
     language: Language,
+    /// False alarms per outlet-day the run-length bar is set for.
+    false_alarms_per_day: f64,
     state: State,
 }
 
@@ -57,6 +65,7 @@ impl CalibrationGas {
     pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
             language: config.language,
+            false_alarms_per_day: config.false_alarms_per_day,
             state: State::default(),
         })
     }
@@ -149,13 +158,27 @@ impl Detector for CalibrationGas {
         let bad = cylinder && constant && seen > 0 && flowing && p.running();
         let due = if bad {
             let flow_fraction = p.flow_fraction().unwrap_or(0.0);
-            self.state.runs.bad("", now, TIMING, Stats::default, |s| {
-                s.o2_sum += o2;
-                s.flow_fraction_sum += flow_fraction;
-                s.gas_values = gas_values;
-            })
+            let bar = self
+                .state
+                .lengths
+                .bar_min("", now, self.false_alarms_per_day);
+            let ready = |run: &super::runs::Run<Stats>| bar.is_none_or(|b| run.duration_min() > b);
+            self.state.runs.bad_when(
+                "",
+                now,
+                TIMING,
+                Stats::default,
+                |s| {
+                    s.o2_sum += o2;
+                    s.flow_fraction_sum += flow_fraction;
+                    s.gas_values = gas_values;
+                },
+                ready,
+            )
         } else {
-            self.state.runs.good("", now, TIMING)
+            self.state
+                .runs
+                .good_recorded("", now, TIMING, &mut self.state.lengths)
         };
         if let Some(due) = due {
             out.push(self.finding(ctx, &due));

@@ -7,10 +7,14 @@
 //! `max(1.5 points, 4 σ)` away from the outlet's learned level at normal load, **and** converted pollutants at less
 //! than 90 % of their learned level, for an hour.
 //!
+//! Once 50 runs of the condition are known, a run must also outlast what the outlet's own runs make likely at the
+//! configured false-alarm rate ([`super::null::RunLengths`]).
+//!
 //! Look-alikes: start-up, shutdown and low load (production below 70 % of normal is not judged; O2 rises there by
 //! nature), real duct leaks (converted values unchanged), calibrations (flagged).
 
 use super::cems;
+use super::null::RunLengths;
 use super::runs::{Due, Runs, Timing};
 use super::{
     duration_score, monitored_codes, DetectConfig, Detector, Finding, Language, Minute,
@@ -22,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Detector name and version.
-pub const NAME: &str = "dilution/1";
+pub const NAME: &str = "dilution/2";
 
 const TIMING: Timing = Timing {
     grace_min: 60,
@@ -79,11 +83,15 @@ struct State {
     /// Level of log(converted) per pollutant.
     pollutants: BTreeMap<String, Level>,
     runs: Runs<Stats>,
+    /// How long the condition's runs last at this outlet, raised or not.
+    lengths: RunLengths,
 }
 
 /// The detector.
 pub struct Dilution {
     language: Language,
+    /// False alarms per outlet-day the run-length bar is set for.
+    false_alarms_per_day: f64,
     state: State,
 }
 
@@ -92,6 +100,7 @@ impl Dilution {
     pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
             language: config.language,
+            false_alarms_per_day: config.false_alarms_per_day,
             state: State::default(),
         })
     }
@@ -193,18 +202,32 @@ impl Detector for Dilution {
         }
         let due = if bad {
             let level = self.state.o2.mean;
-            self.state.runs.bad("", now, TIMING, Stats::default, |s| {
-                s.o2_sum += o2;
-                s.o2_level = level;
-                s.ratio_sum += ratio;
-                if shift > 0.0 {
-                    s.air += 1;
-                } else {
-                    s.nitrogen += 1;
-                }
-            })
+            let bar = self
+                .state
+                .lengths
+                .bar_min("", now, self.false_alarms_per_day);
+            let ready = |run: &super::runs::Run<Stats>| bar.is_none_or(|b| run.duration_min() > b);
+            self.state.runs.bad_when(
+                "",
+                now,
+                TIMING,
+                Stats::default,
+                |s| {
+                    s.o2_sum += o2;
+                    s.o2_level = level;
+                    s.ratio_sum += ratio;
+                    if shift > 0.0 {
+                        s.air += 1;
+                    } else {
+                        s.nitrogen += 1;
+                    }
+                },
+                ready,
+            )
         } else if mature {
-            self.state.runs.good("", now, TIMING)
+            self.state
+                .runs
+                .good_recorded("", now, TIMING, &mut self.state.lengths)
         } else {
             None
         };

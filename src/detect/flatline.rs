@@ -1,11 +1,16 @@
 //! `FLATLINE`: a pollutant channel stuck at one value (or toggling within one step of its resolution) for an hour or
 //! more while the process visibly varies (stack flow or production power moving).
 //!
+//! Once 50 flat runs of a channel are known, a run must also outlast what the outlet's own runs make likely at the
+//! configured false-alarm rate (run lengths' empirical null, [`super::null::RunLengths`]): an analyzer that honestly
+//! holds its value for a while (an unflagged back-purge) sets its own, longer bar.
+//!
 //! Look-alikes: readings at the detection limit (gas-fired units report SO2 at the resolution for days; values
 //! within `3 × resolution` or 5 % of the limit are not judged), a plant whose process is itself steady (no flow or
 //! power variation: no evidence), calibration and stop periods (flagged, not valid).
 
 use super::cems::{self, Resolution};
+use super::null::RunLengths;
 use super::runs::{Due, Runs, Timing};
 use super::{
     duration_score, monitored_codes, DetectConfig, Detector, Finding, Language, Minute,
@@ -17,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Detector name and version.
-pub const NAME: &str = "flatline/1";
+pub const NAME: &str = "flatline/2";
 
 /// An hour of identical readings before raising; a changed reading closes the run at once.
 const TIMING: Timing = Timing {
@@ -87,11 +92,15 @@ struct State {
     /// Typical absolute minute-to-minute change per channel.
     typical_step: BTreeMap<String, Typical>,
     runs: Runs<Stats>,
+    /// How long flat runs last at this outlet, raised or not.
+    lengths: RunLengths,
 }
 
 /// The detector.
 pub struct Flatline {
     language: Language,
+    /// False alarms per outlet-day the run-length bar is set for.
+    false_alarms_per_day: f64,
     state: State,
 }
 
@@ -100,6 +109,7 @@ impl Flatline {
     pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
             language: config.language,
+            false_alarms_per_day: config.false_alarms_per_day,
             state: State::default(),
         })
     }
@@ -158,14 +168,15 @@ impl Detector for Flatline {
                 // happen to agree are not a stuck channel.
                 self.state.anchor.remove(&code);
                 self.state.previous.remove(&code);
-                if let Some(due) = self.state.runs.good(
-                    &code,
-                    now,
-                    Timing {
-                        close_after_min: 0,
-                        ..TIMING
-                    },
-                ) {
+                let timing = Timing {
+                    close_after_min: 0,
+                    ..TIMING
+                };
+                if let Some(due) =
+                    self.state
+                        .runs
+                        .good_recorded(&code, now, timing, &mut self.state.lengths)
+                {
                     out.push(self.finding(ctx, &due));
                 }
                 continue;
@@ -196,6 +207,10 @@ impl Detector for Flatline {
             } else {
                 self.state.previous.insert(code.clone(), v);
             }
+            let bar = self
+                .state
+                .lengths
+                .bar_min(&code, now, self.false_alarms_per_day);
             let due = if flat {
                 let flow = p.flow_any_flag_m3_s;
                 let production = p.production_kw;
@@ -221,11 +236,14 @@ impl Detector for Flatline {
                         run.stats.max - run.stats.min <= 1.01 * step
                             && (run.stats.flow.cv() >= PROCESS_CV
                                 || run.stats.production.cv() >= PROCESS_CV)
+                            && bar.is_none_or(|b| run.duration_min() > b)
                     },
                 )
             } else {
                 self.state.anchor.insert(code.clone(), v);
-                self.state.runs.good(&code, now, TIMING)
+                self.state
+                    .runs
+                    .good_recorded(&code, now, TIMING, &mut self.state.lengths)
             };
             if let Some(due) = due {
                 out.push(self.finding(ctx, &due));
@@ -356,5 +374,53 @@ mod tests {
             }),
         );
         assert!(steady.is_empty(), "{steady:#?}");
+    }
+
+    /// Ten days of an analyzer that honestly holds its last value for 70–85 minutes every three hours (an unflagged
+    /// back-purge) while the process varies; `stuck` adds a real six-hour stuck value on day 9.
+    fn purging_analyzer(stuck: bool) -> Vec<Finding> {
+        run_detector(
+            Flatline::boxed,
+            &topo(),
+            (0..10 * 1440).map(|i| -> OutletRow {
+                let wobble = ((i * 7919) % 13) as f64;
+                let cycle = i % 180;
+                let hold_len = 70 + (i / 180) % 16;
+                let so2 = if stuck && (9 * 1440..9 * 1440 + 360).contains(&i) {
+                    18.3
+                } else if cycle < hold_len {
+                    noisy(i - cycle)
+                } else {
+                    noisy(i)
+                };
+                with_cems(
+                    row(i, &[("p1", Some(800.0 + wobble)), ("t1", Some(150.0))]),
+                    &[("a21026", so2), ("a00000", 300.0 + wobble)],
+                )
+            }),
+        )
+    }
+
+    #[test]
+    fn an_analyzers_honest_holds_stop_alarming_once_its_own_run_lengths_are_known() {
+        let out = purging_analyzer(false);
+        // Before 50 runs are known the fixed hour flags the holds; after, the outlet's own history sets the bar.
+        assert!(!out.is_empty());
+        let late: Vec<_> = out
+            .iter()
+            .filter(|f| f.end_ms >= T0 + 8 * 1440 * MS_PER_MINUTE)
+            .collect();
+        assert!(late.is_empty(), "{late:#?}");
+    }
+
+    #[test]
+    fn a_real_stuck_value_still_outlasts_that_bar() {
+        let out = purging_analyzer(true);
+        let day9: Vec<_> = out
+            .iter()
+            .filter(|f| !f.ongoing && f.start_ms >= T0 + 9 * 1440 * MS_PER_MINUTE)
+            .collect();
+        assert_eq!(day9.len(), 1, "{out:#?}");
+        assert!(day9[0].evidence["duration_min"] >= 350.0);
     }
 }

@@ -71,8 +71,9 @@ pub struct DetectConfig {
     pub exceedance: exceedance::Config,
     /// Treatment-not-running episode timing.
     pub treatment_not_running: runs::Timing,
-    /// False alarms per outlet-day each statistical falsification test may raise on honest data: its threshold
-    /// against the outlet's own empirical null is set for this, divided over the tests of a day.
+    /// False alarms per outlet-day each statistical falsification test family (low variance, replay, flat-line,
+    /// calibration gas, dilution) may raise on honest data: its threshold against the outlet's own empirical null is
+    /// set for this, divided over the tests (or runs) of a day.
     pub false_alarms_per_day: f64,
 }
 

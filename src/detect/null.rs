@@ -60,10 +60,67 @@ impl EmpiricalNull {
     }
 }
 
+/// Lengths of a condition's runs per key (a channel), for detectors whose evidence is a duration: how long honest
+/// runs of the condition last at this outlet sets how long a run must last to be raised.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunLengths {
+    by_key: std::collections::BTreeMap<String, KeyRuns>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct KeyRuns {
+    minutes: EmpiricalNull,
+    first_ms: Option<i64>,
+    runs: u64,
+}
+
+/// Run lengths remembered per key.
+const RUNS_CAPACITY: usize = 500;
+/// Runs needed before the history is consulted.
+const RUNS_MIN: usize = 50;
+
+impl RunLengths {
+    /// A run of `key` ended at `now_ms` after `minutes`.
+    pub fn record(&mut self, key: &str, now_ms: i64, minutes: f64) {
+        let k = self.by_key.entry(key.to_string()).or_default();
+        k.first_ms.get_or_insert(now_ms);
+        k.runs += 1;
+        k.minutes.observe(minutes, RUNS_CAPACITY);
+    }
+
+    /// The length (minutes) a run of `key` must pass to be raised at `false_alarms_per_day` on this outlet's own
+    /// history: the budget is divided over the runs a day holds. `None` until 50 runs were seen.
+    pub fn bar_min(&self, key: &str, now_ms: i64, false_alarms_per_day: f64) -> Option<f64> {
+        let k = self.by_key.get(key)?;
+        let days = ((now_ms - k.first_ms?) as f64 / 86_400_000.0).max(1.0);
+        let runs_per_day = (k.runs as f64 / days).max(1.0);
+        k.minutes
+            .threshold(false_alarms_per_day / runs_per_day, RUNS_MIN)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn run_lengths_set_a_bar_from_how_long_honest_runs_last() {
+        let mut r = RunLengths::default();
+        assert!(r.bar_min("a", 0, 0.01).is_none());
+        // 100 runs a day of 1–3 minutes, and every tenth a hold of 70–90 minutes.
+        for i in 0..500i64 {
+            let minutes = if i % 10 == 0 {
+                70.0 + (i % 21) as f64
+            } else {
+                1.0 + (i % 3) as f64
+            };
+            r.record("a", i * 864_000, minutes);
+        }
+        let bar = r.bar_min("a", 500 * 864_000, 0.01).unwrap();
+        assert!(bar > 91.0, "{bar}");
+        assert!(r.bar_min("b", 0, 0.01).is_none());
+    }
 
     #[test]
     fn the_tail_of_exponential_data_is_extrapolated_to_its_true_quantile() {

@@ -2,6 +2,7 @@
 //! while it holds (with periodic updates), survives short interruptions, and closes once it has been clear for a
 //! while. Every minute-level detector uses this one implementation, so they all open, bridge and close alike.
 
+use super::null::RunLengths;
 use super::Finding;
 use crate::domain::{AnomalyKind, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
@@ -174,6 +175,31 @@ impl<S: Clone> Runs<S> {
             });
         }
         None
+    }
+
+    /// As [`Runs::good`], and every run that ends (dropped unraised, or closed) joins `lengths`: the outlet's own
+    /// history of how long the condition lasts, which sets the bar of [`RunLengths::bar_min`].
+    pub fn good_recorded(
+        &mut self,
+        key: &str,
+        now: i64,
+        timing: Timing,
+        lengths: &mut RunLengths,
+    ) -> Option<Due<S>> {
+        let unraised = self
+            .runs
+            .get(key)
+            .filter(|r| r.raised_at_ms.is_none())
+            .map(Run::duration_min);
+        let due = self.good(key, now, timing);
+        let closed = due
+            .as_ref()
+            .filter(|d| !d.ongoing)
+            .map(|d| d.run.duration_min());
+        if let Some(minutes) = unraised.or(closed) {
+            lengths.record(key, now, minutes);
+        }
+        due
     }
 
     /// The open run of `key`, if any.
