@@ -158,22 +158,18 @@ impl Detector for CalibrationGas {
         let bad = cylinder && constant && seen > 0 && flowing && p.running();
         let due = if bad {
             let flow_fraction = p.flow_fraction().unwrap_or(0.0);
-            let bar = self
-                .state
-                .lengths
-                .bar_min("", now, self.false_alarms_per_day);
-            let ready = |run: &super::runs::Run<Stats>| bar.is_none_or(|b| run.duration_min() > b);
-            self.state.runs.bad_when(
+            self.state.runs.bad_beyond_own(
                 "",
                 now,
                 TIMING,
+                &self.state.lengths,
+                self.false_alarms_per_day,
                 Stats::default,
                 |s| {
                     s.o2_sum += o2;
                     s.flow_fraction_sum += flow_fraction;
                     s.gas_values = gas_values;
                 },
-                ready,
             )
         } else {
             self.state

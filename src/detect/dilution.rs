@@ -202,15 +202,12 @@ impl Detector for Dilution {
         }
         let due = if bad {
             let level = self.state.o2.mean;
-            let bar = self
-                .state
-                .lengths
-                .bar_min("", now, self.false_alarms_per_day);
-            let ready = |run: &super::runs::Run<Stats>| bar.is_none_or(|b| run.duration_min() > b);
-            self.state.runs.bad_when(
+            self.state.runs.bad_beyond_own(
                 "",
                 now,
                 TIMING,
+                &self.state.lengths,
+                self.false_alarms_per_day,
                 Stats::default,
                 |s| {
                     s.o2_sum += o2;
@@ -222,7 +219,6 @@ impl Detector for Dilution {
                         s.nitrogen += 1;
                     }
                 },
-                ready,
             )
         } else if mature {
             self.state

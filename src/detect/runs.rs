@@ -177,6 +177,25 @@ impl<S: Clone> Runs<S> {
         None
     }
 
+    /// As [`Runs::bad`], but raised only once the run also outlasts what the outlet's own history of this
+    /// condition ([`RunLengths`]) makes likely at `false_alarms_per_day`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn bad_beyond_own(
+        &mut self,
+        key: &str,
+        now: i64,
+        timing: Timing,
+        lengths: &RunLengths,
+        false_alarms_per_day: f64,
+        init: impl FnOnce() -> S,
+        add: impl FnOnce(&mut S),
+    ) -> Option<Due<S>> {
+        let bar = lengths.bar_min(key, now, false_alarms_per_day);
+        self.bad_when(key, now, timing, init, add, |run| {
+            bar.is_none_or(|b| run.duration_min() > b)
+        })
+    }
+
     /// As [`Runs::good`], and every run that ends (dropped unraised, or closed) joins `lengths`: the outlet's own
     /// history of how long the condition lasts, which sets the bar of [`RunLengths::bar_min`].
     pub fn good_recorded(
@@ -277,5 +296,42 @@ mod tests {
         let done = runs.finish();
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].run.end_ms(), 4 * M);
+    }
+
+    #[test]
+    fn a_run_must_outlast_the_outlets_own_runs_once_they_are_known() {
+        let mut runs: Runs<()> = Runs::default();
+        let mut lengths = RunLengths::default();
+        // 60 honest runs of 40–62 minutes, four a day (the first ones raised and closed, the later ones dropped).
+        let mut t = 0;
+        for i in 0..60 {
+            let len = 40 + (i * 7) % 23;
+            for m in 0..len {
+                runs.bad_beyond_own("k", (t + m) * M, T, &lengths, 0.01, || (), |_| {});
+            }
+            t += len;
+            runs.good_recorded("k", t * M, T, &mut lengths);
+            runs.good_recorded("k", (t + 5) * M, T, &mut lengths);
+            t += 300;
+        }
+        let bar = lengths.bar_min("k", t * M, 0.01).expect("known");
+        assert!(bar > 60.0, "{bar}");
+        // A 30-minute run is ordinary here: never raised.
+        let raised = (0..30).any(|m| {
+            runs.bad_beyond_own("k", (t + m) * M, T, &lengths, 0.01, || (), |_| {})
+                .is_some()
+        });
+        assert!(!raised);
+        runs.good_recorded("k", (t + 30) * M, T, &mut lengths);
+        t += 400;
+        // A run far longer than any of its own is raised.
+        let raised_at = (0..400).find(|m| {
+            runs.bad_beyond_own("k", (t + m) * M, T, &lengths, 0.01, || (), |_| {})
+                .is_some()
+        });
+        assert!(
+            raised_at.is_some_and(|m| m as f64 > bar - 1.0),
+            "{raised_at:?} vs {bar}"
+        );
     }
 }
