@@ -258,6 +258,17 @@ pub(crate) mod testutil {
         t
     }
 
+    /// Reproducible noise in [-1, 1] for (minute, channel): splitmix64, so fixtures never repeat themselves (a
+    /// periodic fixture would rightly look replayed).
+    pub fn noise(i: i64, channel: u64) -> f64 {
+        let mut z = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ channel.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+    }
+
     /// Runs one detector over rows (through a fresh process tracker), then finishes it.
     pub fn run_detector(
         make: DetectorFactory,

@@ -372,7 +372,7 @@ pub fn run_offline(
 mod tests {
     use super::*;
     use crate::align::OutletRow;
-    use crate::detect::testutil::{row, topology_with_limits, with_cems, T0};
+    use crate::detect::testutil::{noise, row, topology_with_limits, with_cems, T0};
     use crate::models::artifact::ModelScope;
     use crate::models::calibrate::Calibration;
     use crate::models::features::{pollutant_target, targets_of};
@@ -382,16 +382,6 @@ mod tests {
 
     const DAY: i64 = 1440;
     const SO2_LIMIT: f64 = 35.0;
-
-    /// Deterministic noise in [-1, 1] (splitmix64 of minute and channel): no period for the replay detector to see.
-    fn noise(i: i64, channel: u64) -> f64 {
-        let mut z = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            ^ channel.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    }
 
     /// Production as a fraction of 1,000 kW: a new level every two hours, anywhere in 45–100 %.
     fn load(i: i64) -> f64 {

@@ -325,7 +325,7 @@ impl Detector for SelectiveGap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::testutil::{row, run_detector, topology, with_cems};
+    use crate::detect::testutil::{noise, row, run_detector, topology, with_cems};
 
     /// Four days; `gap(i, level)` says whether minute `i` is missing given the true level (share of the limit).
     fn run(level: impl Fn(i64) -> f64, gap: impl Fn(i64, f64) -> bool) -> Vec<Finding> {
@@ -370,16 +370,6 @@ mod tests {
             (i % 1440) >= 200 && (i % 1440) < 290 || (i % 1440) >= 1100 && (i % 1440) < 1190
         });
         assert!(out.is_empty(), "{out:#?}");
-    }
-
-    /// Deterministic noise in [-1, 1].
-    fn noise(i: i64, ch: u64) -> f64 {
-        let mut z =
-            (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ch.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
     }
 
     /// A cement kiln honestly near its limits: NOx ~75 % and PM ~48 % of the limit with minute noise, a 10-minute
