@@ -12,7 +12,7 @@
 //! their resolution or detection limit (not judged: they never moved), flat lines (zero variance is `FLATLINE`'s).
 
 use super::cems::{self, Resolution};
-use super::null::EmpiricalNull;
+use super::null::HourlyNull;
 use super::{monitored_codes, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
 use crate::domain::{AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
@@ -31,12 +31,6 @@ const MAX_RATIO: f64 = 0.7;
 const ALPHA: f64 = 1.0 / 2880.0;
 /// Minutes learned before judging.
 const MATURE: u64 = 1440;
-/// Hourly tests per day (the multiplicity the false-alarm budget is divided over).
-const TESTS_PER_DAY: f64 = 24.0;
-/// Honest hourly statistics remembered for the empirical null (four weeks).
-const NULL_CAPACITY: usize = 24 * 28;
-/// Honest hourly statistics needed before the empirical null is consulted (three days).
-const NULL_MIN: usize = 72;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Channel {
@@ -65,14 +59,14 @@ struct State {
     channels: BTreeMap<String, Channel>,
     episodes: BTreeMap<String, Episode>,
     /// −ln(variance ratio) of the outlet's honest hours.
-    null: EmpiricalNull,
+    null: HourlyNull,
 }
 
 /// The detector.
 pub struct LowVariance {
     language: Language,
-    /// Per-test false-alarm probability against the empirical null.
-    alpha: f64,
+    /// False alarms per outlet-day the empirical null is read at.
+    false_alarms_per_day: f64,
     state: State,
 }
 
@@ -91,7 +85,7 @@ impl LowVariance {
     pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
             language: config.language,
-            alpha: config.false_alarms_per_day / TESTS_PER_DAY,
+            false_alarms_per_day: config.false_alarms_per_day,
             state: State::default(),
         })
     }
@@ -214,10 +208,8 @@ impl Detector for LowVariance {
         // The χ² test assumes independent differences; the outlet's own honest hours say how smooth it can
         // legitimately get (an analyzer quieter every night, a plant steadier on Sundays): both must agree.
         let smoothness = -ratio.max(1e-12).ln();
-        let null = self.state.null.threshold(self.alpha, NULL_MIN);
-        // Every judged hour joins the null: an outlet's habits are learned whatever the textbook test said of them
-        // (a stretch of fabrication is a few hours in four weeks: it sits in the tail, it does not move it).
-        self.state.null.observe(smoothness, NULL_CAPACITY);
+        let null = self.state.null.threshold(self.false_alarms_per_day);
+        self.state.null.observe(smoothness);
         if p < P_VALUE && ratio < MAX_RATIO && null.is_none_or(|t| smoothness > t) {
             let window_start = end - WINDOW as i64 * MS_PER_MINUTE;
             let ep = self.state.episodes.entry(String::new()).or_insert(Episode {

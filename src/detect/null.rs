@@ -60,6 +60,32 @@ impl EmpiricalNull {
     }
 }
 
+/// The null of a test judged once an hour: four weeks of statistics kept, consulted once three days are known, the
+/// budget divided over the 24 tests of a day.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HourlyNull {
+    statistics: EmpiricalNull,
+}
+
+/// Hourly statistics kept (four weeks).
+const HOURS_KEPT: usize = 24 * 28;
+/// Hourly statistics needed before the null is consulted (three days).
+const HOURS_NEEDED: usize = 72;
+
+impl HourlyNull {
+    /// Records this hour's statistic (every judged hour: an outlet's habits are learned whatever a textbook test said
+    /// of them, and a stretch of fabrication is a few hours in four weeks: it sits in the tail, it does not move it).
+    pub fn observe(&mut self, statistic: f64) {
+        self.statistics.observe(statistic, HOURS_KEPT);
+    }
+
+    /// The statistic an honest hour exceeds at `false_alarms_per_day`, or `None` before three days are known.
+    pub fn threshold(&self, false_alarms_per_day: f64) -> Option<f64> {
+        self.statistics
+            .threshold(false_alarms_per_day / 24.0, HOURS_NEEDED)
+    }
+}
+
 /// Lengths of a condition's runs per key (a channel), for detectors whose evidence is a duration: how long honest
 /// runs of the condition last at this outlet sets how long a run must last to be raised.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -15,7 +15,7 @@
 //! daily operating patterns (differences of real data carry fresh noise every day).
 
 use super::cems::{self, Resolution};
-use super::null::EmpiricalNull;
+use super::null::HourlyNull;
 use super::{monitored_codes, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
 use crate::domain::codes::O2;
 use crate::domain::{AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
@@ -32,12 +32,6 @@ const WINDOW: usize = 48;
 const HISTORY: usize = 8 * 24 * 12;
 /// Correlation that counts as a copy.
 const MIN_CORRELATION: f64 = 0.9;
-/// Hourly tests per day (the multiplicity the false-alarm budget is divided over).
-const TESTS_PER_DAY: f64 = 24.0;
-/// Hourly statistics remembered for the empirical null (four weeks).
-const NULL_CAPACITY: usize = 24 * 28;
-/// Hourly statistics needed before the empirical null is consulted (three days).
-const NULL_MIN: usize = 72;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Channel {
@@ -64,14 +58,14 @@ struct State {
     episode: Option<Episode>,
     hours_without_match: u32,
     /// Fisher z of each hour's best joint correlation over all lags.
-    null: EmpiricalNull,
+    null: HourlyNull,
 }
 
 /// The detector.
 pub struct Replay {
     language: Language,
-    /// Per-test false-alarm probability against the empirical null.
-    alpha: f64,
+    /// False alarms per outlet-day the empirical null is read at.
+    false_alarms_per_day: f64,
     state: State,
 }
 
@@ -96,7 +90,7 @@ impl Replay {
     pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
             language: config.language,
-            alpha: config.false_alarms_per_day / TESTS_PER_DAY,
+            false_alarms_per_day: config.false_alarms_per_day,
             state: State::default(),
         })
     }
@@ -241,9 +235,9 @@ impl Detector for Replay {
         // Fisher's z of the hour's best joint correlation joins the outlet's own null; a copy must also stand out
         // from that (daily routines that repeat closely at some outlet are its habit, not a replay).
         let z = statistic.map(|r| r.clamp(-0.999_999, 0.999_999).atanh());
-        let null = self.state.null.threshold(self.alpha, NULL_MIN);
+        let null = self.state.null.threshold(self.false_alarms_per_day);
         if let Some(z) = z {
-            self.state.null.observe(z, NULL_CAPACITY);
+            self.state.null.observe(z);
         }
         let best = best.filter(|_| null.zip(z).is_none_or(|(t, z)| z > t));
         match best {
