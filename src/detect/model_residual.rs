@@ -18,7 +18,7 @@ use crate::domain::{codes, AnomalyKind, MS_PER_MINUTE};
 use crate::models::artifact::JOINT_TEST;
 use crate::models::calibrate::WindowMean;
 use crate::models::features::{feature_row, FLOW_TARGET, TREATMENT_TARGET};
-use crate::models::ModelArtifact;
+use crate::models::{ModelArtifact, ModelScope};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -67,7 +67,8 @@ struct Stats {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct State {
-    model_id: String,
+    /// The model the windows were filled against (a new version starts them afresh).
+    model: Option<(ModelScope, u32)>,
     tests: BTreeMap<String, Test>,
     runs: Runs<Stats>,
 }
@@ -205,10 +206,14 @@ impl Detector for ModelResidual {
         let Some(model) = ctx.model else {
             return;
         };
-        let id = model.id();
-        if self.state.model_id != id {
+        let same_model = self
+            .state
+            .model
+            .as_ref()
+            .is_some_and(|(scope, version)| *scope == model.scope && *version == model.version);
+        if !same_model {
             self.state.tests.clear();
-            self.state.model_id = id;
+            self.state.model = Some((model.scope.clone(), model.version));
         }
         let now = minute.row.minute_ms;
         let window_ms = i64::from(model.calibration.window_min) * MS_PER_MINUTE;
@@ -241,9 +246,8 @@ impl Detector for ModelResidual {
                     let s = model.fitted.joint.as_ref()?.score(r)?;
                     Some((s.z_log_q, s.q, 0.0))
                 } else {
-                    let t = model.target(test)?;
-                    let z = t.z(r)?;
-                    Some((z, *r.values.get(test)?, t.predict(r)))
+                    let r = model.target(test)?.residual(r)?;
+                    Some((r.z, r.observed, r.predicted))
                 }
             });
             let w = self.state.tests.entry(test.clone()).or_default();

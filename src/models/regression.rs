@@ -61,11 +61,32 @@ impl TargetModel {
                 .sum::<f64>()
     }
 
+    /// Observed, predicted and standardized residual of a row, if it has the target.
+    pub fn residual(&self, row: &FeatureRow) -> Option<Residual> {
+        let observed = *row.values.get(&self.target)?;
+        let predicted = self.predict(row);
+        Some(Residual {
+            observed,
+            predicted,
+            z: (observed - predicted) / self.residual_sd.max(1e-9),
+        })
+    }
+
     /// Standardized residual of a row, if it has the target.
     pub fn z(&self, row: &FeatureRow) -> Option<f64> {
-        let y = *row.values.get(&self.target)?;
-        Some((y - self.predict(row)) / self.residual_sd.max(1e-9))
+        self.residual(row).map(|r| r.z)
     }
+}
+
+/// One row against a target model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Residual {
+    /// The target's value in the row.
+    pub observed: f64,
+    /// The model's prediction.
+    pub predicted: f64,
+    /// (observed − predicted) / residual sd.
+    pub z: f64,
 }
 
 /// Why a target could not be fitted.
