@@ -430,7 +430,6 @@ impl ModelCatalog {
         &self,
         req: &TrainRequest,
     ) -> Result<Vec<(ModelScope, Vec<OutletTopology>)>, CatalogError> {
-        let all = self.registry.stack_topologies();
         if !req.outlet_ids.is_empty() && !req.industry.is_empty() {
             return Err(CatalogError::Invalid(
                 "give outlet ids or an industry, not both".into(),
@@ -448,34 +447,26 @@ impl ModelCatalog {
             ));
         }
         if !req.industry.is_empty() {
-            let members: Vec<OutletTopology> = all
-                .into_iter()
-                .filter(|t| t.enterprise.industry == req.industry)
-                .collect();
+            let scope = ModelScope::Industry(req.industry.clone());
+            let members = self.members_of(&scope);
             if members.is_empty() {
                 return Err(CatalogError::NotFound(format!(
                     "stack outlets of industry {}",
                     req.industry
                 )));
             }
-            return Ok(vec![(ModelScope::Industry(req.industry.clone()), members)]);
+            return Ok(vec![(scope, members)]);
         }
         if req.outlet_ids.is_empty() {
             return Err(CatalogError::Invalid(
                 "name outlet ids or an industry to train".into(),
             ));
         }
-        req.outlet_ids
-            .iter()
-            .map(|id| {
-                let t = all
-                    .iter()
-                    .find(|t| &t.outlet.id == id)
-                    .cloned()
-                    .ok_or_else(|| CatalogError::NotFound(format!("stack outlet {id}")))?;
-                Ok((ModelScope::Outlet(id.clone()), vec![t]))
-            })
-            .collect()
+        Ok(self
+            .stack_outlets(&req.outlet_ids)?
+            .into_iter()
+            .map(|t| (ModelScope::Outlet(t.outlet.id.clone()), vec![t]))
+            .collect())
     }
 
     fn run_training(
@@ -559,15 +550,15 @@ impl ModelCatalog {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<(i64, i64), CatalogError> {
-        let mut latest = None;
-        for t in members {
-            if let Some((_, last)) = self.store.time_bounds(&t.outlet.id, &[])? {
-                latest = Some(latest.map_or(last, |l: i64| l.max(last)));
-            }
-        }
         let to = if to_ms != 0 {
             to_ms
         } else {
+            let mut latest = None;
+            for t in members {
+                if let Some((_, last)) = self.store.time_bounds(&t.outlet.id, &[])? {
+                    latest = Some(latest.map_or(last, |l: i64| l.max(last)));
+                }
+            }
             latest.map(|l| l + 1).ok_or_else(|| {
                 CatalogError::Invalid("no stored data for the chosen outlets".into())
             })?
@@ -591,6 +582,22 @@ impl ModelCatalog {
             points.extend(self.store.read_points(&source, &[], from_ms, to_ms)?);
         }
         Ok(dataset::align(t, &points))
+    }
+
+    /// The named stack outlets (every one when `ids` is empty).
+    fn stack_outlets(&self, ids: &[String]) -> Result<Vec<OutletTopology>, CatalogError> {
+        let all = self.registry.stack_topologies();
+        if ids.is_empty() {
+            return Ok(all);
+        }
+        ids.iter()
+            .map(|id| {
+                all.iter()
+                    .find(|t| &t.outlet.id == id)
+                    .cloned()
+                    .ok_or_else(|| CatalogError::NotFound(format!("stack outlet {id}")))
+            })
+            .collect()
     }
 
     fn members_of(&self, scope: &ModelScope) -> Vec<OutletTopology> {
@@ -748,20 +755,7 @@ impl ModelCatalog {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<DatasetPlan, CatalogError> {
-        let all = self.registry.stack_topologies();
-        let members: Vec<OutletTopology> = if outlet_ids.is_empty() {
-            all
-        } else {
-            outlet_ids
-                .iter()
-                .map(|id| {
-                    all.iter()
-                        .find(|t| &t.outlet.id == id)
-                        .cloned()
-                        .ok_or_else(|| CatalogError::NotFound(format!("stack outlet {id}")))
-                })
-                .collect::<Result<_, _>>()?
-        };
+        let members = self.stack_outlets(outlet_ids)?;
         let (from_ms, to_ms) = self.window(&members, from_ms, to_ms)?;
         let flagged = self.book.matching(
             &AnomalyFilter {
