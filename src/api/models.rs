@@ -112,11 +112,12 @@ impl ModelService for ModelApi {
         let catalog = self.catalog.clone();
         let activated = id.clone();
         blocking(move || catalog.activate(&activated)).await?;
+        let model = self.catalog.get(&id)?;
         let info = self
             .catalog
-            .list(None)
+            .list(Some(&model.scope))
             .into_iter()
-            .find(|i| i.artifact.id() == id)
+            .find(|i| i.artifact.version == model.version)
             .ok_or_else(|| Status::internal("activated model vanished"))?;
         Ok(Response::new(info_to_pb(info)))
     }

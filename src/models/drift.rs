@@ -24,7 +24,7 @@ pub fn drift(model: &ModelArtifact, rows: &[FeatureRow]) -> Option<String> {
     for t in model.fitted.targets.iter().filter(|t| t.accepted) {
         let residuals: Vec<f64> = rows
             .iter()
-            .filter_map(|r| Some(r.values.get(&t.target)? - t.predict(r)))
+            .filter_map(|r| t.residual(r).map(|x| x.observed - x.predicted))
             .collect();
         if residuals.len() < MIN_ROWS {
             continue;
