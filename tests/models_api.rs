@@ -16,11 +16,22 @@ fn plant_with_low_so2(
     cheat: std::ops::Range<i64>,
     factor: f64,
 ) -> Vec<pb::RecordBatch> {
-    let mut batches = plant_batches("e1", range, 0..0, 60);
+    enterprise_with_low_so2("e1", range, cheat, factor)
+}
+
+/// [`plant_with_low_so2`] for enterprise `e`.
+fn enterprise_with_low_so2(
+    e: &str,
+    range: std::ops::Range<i64>,
+    cheat: std::ops::Range<i64>,
+    factor: f64,
+) -> Vec<pb::RecordBatch> {
+    let outlet = format!("{e}-s1");
+    let mut batches = plant_batches(e, range, 0..0, 60);
     for b in &mut batches {
         for r in &mut b.records {
             let minute = (r.time_ms - T0) / MINUTE;
-            if r.source_id == OUTLET && cheat.contains(&minute) {
+            if r.source_id == outlet && cheat.contains(&minute) {
                 for m in &mut r.values {
                     if m.code == "a21026" {
                         m.value = (m.value * factor * 10.0).round() / 10.0;
@@ -476,4 +487,82 @@ async fn concurrent_training_of_one_outlet_gives_distinct_versions() {
         [format!("outlet:{OUTLET}@1"), format!("outlet:{OUTLET}@2")]
     );
     assert_eq!(list(&mut a, &format!("outlet:{OUTLET}")).await.len(), 2);
+}
+
+/// Polls until `done` holds for the versions of `scope` (the schedule runs in the background).
+async fn wait_for_versions(
+    models: &mut ModelServiceClient<Channel>,
+    scope: &str,
+    done: impl Fn(&[pb::ModelInfo]) -> bool,
+) -> Vec<pb::ModelInfo> {
+    for _ in 0..600 {
+        let got = list(models, scope).await;
+        if done(&got) {
+            return got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("schedule never produced the expected versions of {scope}");
+}
+
+#[tokio::test]
+async fn the_schedule_fits_first_models_then_refits_only_the_outlet_that_drifted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = start_with(dir, |d| {
+        let mut c = test_config(d);
+        c.retrain = Some(cems_sentinel::server::RetrainSchedule {
+            every: std::time::Duration::from_millis(300),
+            window_days: 14,
+            activate: true,
+            only_on_drift: true,
+        });
+        c
+    })
+    .await;
+    register_plant(&mut s, "e1").await;
+    register_plant(&mut s, "e2").await;
+    let mut models = ModelServiceClient::new(s.channel.clone());
+
+    // Two honest days of both plants: the schedule gives each outlet its first model, and activates it.
+    for e in ["e1", "e2"] {
+        push_all(&mut s, enterprise_with_low_so2(e, 0..2 * DAY, 0..0, 1.0)).await;
+    }
+    sync(&mut s, false).await;
+    for e in ["e1", "e2"] {
+        let v = wait_for_versions(&mut models, &format!("outlet:{e}-s1"), |v| {
+            v.iter().any(|m| m.version == 1 && m.active)
+        })
+        .await;
+        assert_eq!(v.len(), 1, "{v:#?}");
+    }
+
+    // A third day: e1 as before, e2's SO2 analyzer reading 60 % of the truth all day. Only e2 has drifted.
+    push_all(
+        &mut s,
+        enterprise_with_low_so2("e1", 2 * DAY..3 * DAY, 0..0, 1.0),
+    )
+    .await;
+    push_all(
+        &mut s,
+        enterprise_with_low_so2("e2", 2 * DAY..3 * DAY, 2 * DAY..3 * DAY, 0.6),
+    )
+    .await;
+    sync(&mut s, false).await;
+    let v2 = wait_for_versions(&mut models, "outlet:e2-s1", |v| {
+        v.iter().any(|m| m.version == 2 && m.active)
+    })
+    .await;
+    let newest = v2.iter().find(|m| m.version == 2).expect("v2");
+    assert!(
+        newest.training_to_ms > T0 + (3 * DAY - 2) * MINUTE,
+        "{newest:?}"
+    );
+    // A few more runs of the schedule: the outlet that still fits its model keeps it, unrefitted.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let v1 = list(&mut models, "outlet:e1-s1").await;
+    assert_eq!(v1.len(), 1, "{v1:#?}");
+    assert!(v1[0].active);
+    // Nor is e2 refitted again: nothing arrived since its new version was fitted.
+    let e2 = list(&mut models, "outlet:e2-s1").await;
+    assert_eq!(e2.len(), 2, "refitted without new data: {e2:#?}");
 }

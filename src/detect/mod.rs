@@ -275,8 +275,24 @@ pub(crate) mod testutil {
         topo: &OutletTopology,
         rows: impl IntoIterator<Item = OutletRow>,
     ) -> Vec<Finding> {
+        run_detector_at(
+            make,
+            topo,
+            DetectConfig::default().false_alarms_per_day,
+            rows,
+        )
+    }
+
+    /// [`run_detector`] with another false-alarm budget per outlet-day (to measure a rate in a short test).
+    pub fn run_detector_at(
+        make: DetectorFactory,
+        topo: &OutletTopology,
+        false_alarms_per_day: f64,
+        rows: impl IntoIterator<Item = OutletRow>,
+    ) -> Vec<Finding> {
         let config = DetectConfig {
             language: Language::En,
+            false_alarms_per_day,
             ..DetectConfig::default()
         };
         let ctx = OutletContext {

@@ -828,8 +828,8 @@ impl ModelCatalog {
 
     /// Retrains every stack outlet that has data in the window ending at its latest data (the scheduled job).
     /// With `only_on_drift`, an outlet that has a model of its own is refitted only when its last day no longer fits
-    /// that model ([`super::drift`]); outlets without one get their first. Outlets with too little history are
-    /// skipped. Returns the new ids.
+    /// that model ([`super::drift`]); outlets without one get their first. Outlets with too little history, or no
+    /// data since their newest version was fitted, are skipped. Returns the new ids.
     pub fn retrain_all(
         &self,
         window_days: u32,
@@ -841,8 +841,18 @@ impl ModelCatalog {
             let Ok((_, to)) = self.window(std::slice::from_ref(&t), 0, 0) else {
                 continue;
             };
+            let scope = ModelScope::Outlet(t.outlet.id.clone());
+            // No data since the newest version was fitted: a refit would learn nothing new (and, for a target the
+            // acceptance test rejected, would be asked for again at every run).
+            if self
+                .list(Some(&scope))
+                .first()
+                .is_some_and(|newest| newest.artifact.training_to_ms >= to)
+            {
+                continue;
+            }
             if only_on_drift {
-                let own = self.active.get(&ModelScope::Outlet(t.outlet.id.clone()));
+                let own = self.active.get(&scope);
                 if let Some(model) = own {
                     let recent = self
                         .aligned(&t, to - MS_PER_DAY, to)
