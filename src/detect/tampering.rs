@@ -6,26 +6,34 @@
 //!   steps), for 30 minutes: the conversion in the data acquisition unit was changed.
 //! - **step** (`step/<code>`): the converted level drops by more than a quarter against the outlet's own level over
 //!   the previous days, for hours, while production stays within ±15 % of its usual level: a gain or slope changed
-//!   with no process change. Only drops are judged (a cheat lowers reported values; rises have other kinds).
+//!   with no process change. Only drops are judged (a cheat lowers reported values; rises have other kinds). Once
+//!   three days of hours are known, the drop must also be deeper than the outlet's own honest hours make likely at
+//!   the configured false-alarm rate (the empirical null of the hourly drop, see [`super::null`]): a plant whose
+//!   fuel changes every few days swings by more than a quarter honestly.
+//! - **door access** (`door/<code>`): the analyzer shelter's door (HJ 212 `i32001`, door-access state) opened and,
+//!   in the 2½ hours after, the converted level fell by more than a fifth against the six hours before, at
+//!   comparable production, with no calibration or maintenance flag around the visit: someone touched the analyzer.
 //! - **instrument parameter** (`param/<code>`): a range, slope or intercept (`i13001`, `i13007`, `i13008`, as
 //!   the HJ 212 gateway stores them) changed while no calibration or maintenance flag was set in the previous hour.
 //!
-//! Look-alikes: rounding of reported values (the tolerance), real fuel or load changes (rises, or production out of
-//! band), recalibration during a flagged calibration or maintenance window.
+//! Look-alikes: rounding of reported values (the tolerance), real fuel or load changes (rises, production out of
+//! band, or swings the outlet's own history holds), recalibration during a flagged calibration or maintenance
+//! window, routine shelter visits that change nothing.
 
 use super::cems::{self, Resolution};
+use super::null::HourlyNull;
 use super::runs::{Due, Runs, Timing};
 use super::{
     duration_score, monitored_codes, DetectConfig, Detector, Finding, Language, Minute,
     OutletContext,
 };
 use crate::domain::codes::{display_name, NH3, NOX, O2};
-use crate::domain::{units, AnomalyKind, ValueFlag, MS_PER_MINUTE};
+use crate::domain::{units, AnomalyKind, ValueFlag, MS_PER_HOUR, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Detector name and version.
-pub const NAME: &str = "parameter_tampering/1";
+pub const NAME: &str = "parameter_tampering/2";
 
 const FORMULA: Timing = Timing {
     grace_min: 30,
@@ -48,6 +56,13 @@ const STEP_LN: f64 = -0.287_682;
 const MATURE: u64 = 1440;
 /// Instrument parameters that calibrate a reading: range, intercept, slope.
 const PARAMETER_CODES: [&str; 3] = ["i13001", "i13007", "i13008"];
+/// The shelter's door-access state (non-zero: open).
+const DOOR_CODE: &str = "i32001";
+/// After a door opens: minutes ignored (the visit itself), then the minute the level after it is judged.
+const DOOR_SETTLE_MIN: i64 = 30;
+const DOOR_JUDGE_MIN: i64 = 180;
+/// A level after the visit below this share of the level before is a change (ln 0.8).
+const DOOR_LN: f64 = -0.223_144;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Level {
@@ -56,6 +71,20 @@ struct Level {
     production_long: f64,
     production_short: f64,
     n: u64,
+    /// This outlet's hourly drops (−(short − long)) at comparable production.
+    null: HourlyNull,
+    last_null_hour: i64,
+}
+
+/// A door visit being watched: the levels before it, and sums of the minutes after it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct DoorVisit {
+    opened_ms: i64,
+    /// Per code: (ln level of the 6 h before, production then).
+    before: BTreeMap<String, (f64, f64)>,
+    /// Per code: (sum of ln level, sum of production, minutes) after the settling time.
+    after: BTreeMap<String, (f64, f64, u32)>,
+    flagged: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -72,12 +101,15 @@ struct State {
     levels: BTreeMap<String, Level>,
     parameters: BTreeMap<String, f64>,
     last_calibration_ms: i64,
+    door_open: bool,
+    door: Option<DoorVisit>,
     runs: Runs<Stats>,
 }
 
 /// The detector.
 pub struct Tampering {
     language: Language,
+    false_alarms_per_day: f64,
     state: State,
 }
 
@@ -86,6 +118,7 @@ impl Tampering {
     pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
             language: config.language,
+            false_alarms_per_day: config.false_alarms_per_day,
             state: State::default(),
         })
     }
@@ -136,6 +169,26 @@ impl Tampering {
                     ),
                 };
                 (score, text)
+            }
+            "door" => {
+                let (ratio, production_ratio) = (s.old, s.new);
+                evidence.remove("duration_min");
+                evidence.insert("level_ratio_after_to_before_door".into(), ratio);
+                evidence.insert(
+                    "production_ratio_after_to_before_door".into(),
+                    production_ratio,
+                );
+                let text = match self.language {
+                    Language::Zh => format!(
+                        "{}{}：分析小屋门禁开启后，{}（{}）折算浓度水平降至开门前 6 小时的 {:.0}%，生产负荷为开门前的 {:.0}%，期间无校准/维护标记，疑似现场人为改动仪器。",
+                        t.enterprise.name, t.outlet.name, zh, code, 100.0 * ratio, 100.0 * production_ratio
+                    ),
+                    Language::En => format!(
+                        "{} {}: after the analyzer shelter's door opened, converted {} ({}) fell to {:.0}% of its level in the 6 h before, with production at {:.0}% of then and no calibration or maintenance flag: the analyzer was touched.",
+                        t.enterprise.name, t.outlet.name, en, code, 100.0 * ratio, 100.0 * production_ratio
+                    ),
+                };
+                (0.75, text)
             }
             _ => {
                 evidence.insert("old_value".into(), s.old);
@@ -247,6 +300,15 @@ impl Tampering {
         let level = self.state.levels.entry(code.to_string()).or_default();
         let drop = level.short - level.long;
         let stepped = level.n >= MATURE && comparable && drop < STEP_LN && !ammonia_up;
+        let hour = row.minute_ms.div_euclid(MS_PER_HOUR);
+        if level.n >= MATURE && comparable && hour != level.last_null_hour {
+            level.null.observe(-drop);
+            level.last_null_hour = hour;
+        }
+        let beyond_own = level
+            .null
+            .threshold(self.false_alarms_per_day)
+            .is_none_or(|bar| -drop > bar);
         if drop.abs() < -STEP_LN / 2.0 {
             // The long-term level learns only while the short-term one stays near it, and each minute can move it
             // only a little: neither a step down nor an excursion up (an idle scrubber's hours) may teach the
@@ -257,12 +319,17 @@ impl Tampering {
         }
         level.n += 1;
         let due = if stepped {
-            self.state
-                .runs
-                .bad(&key, row.minute_ms, STEP, Stats::default, |s| {
+            self.state.runs.bad_when(
+                &key,
+                row.minute_ms,
+                STEP,
+                Stats::default,
+                |s| {
                     s.a_sum += drop;
                     s.b_sum += production_ratio;
-                })
+                },
+                |_| beyond_own,
+            )
         } else if comparable {
             self.state.runs.good(&key, row.minute_ms, STEP)
         } else {
@@ -284,6 +351,7 @@ impl Tampering {
             self.state.last_calibration_ms = now;
         }
         let window_open = now - self.state.last_calibration_ms <= 60 * MS_PER_MINUTE;
+        self.door(ctx, minute, out);
         for (code, reading) in &row.cems {
             let param = code.rsplit('-').next().unwrap_or(code);
             if !PARAMETER_CODES.contains(&param) {
@@ -310,6 +378,102 @@ impl Tampering {
                     }
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// Watches shelter door visits: the level before the door opened against the level after it.
+    fn door(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
+        let row = minute.row;
+        let now = row.minute_ms;
+        let reference = ctx.topology.outlet.reference_o2_pct;
+        let open = row
+            .cems
+            .iter()
+            .find(|(code, _)| code.rsplit('-').next() == Some(DOOR_CODE))
+            .map(|(_, r)| r.value.abs() > 0.5);
+        let flagged = row
+            .cems
+            .values()
+            .any(|r| matches!(r.flag, ValueFlag::Calibration | ValueFlag::Maintenance));
+        let opened = open == Some(true) && !self.state.door_open;
+        if let Some(o) = open {
+            self.state.door_open = o;
+        }
+        if opened && self.state.door.is_none() {
+            let before = self
+                .state
+                .levels
+                .iter()
+                .filter(|(_, l)| l.n >= MATURE)
+                .map(|(code, l)| (code.clone(), (l.short, l.production_short)))
+                .collect();
+            self.state.door = Some(DoorVisit {
+                opened_ms: now,
+                before,
+                flagged: now - self.state.last_calibration_ms <= 60 * MS_PER_MINUTE,
+                ..DoorVisit::default()
+            });
+        }
+        let Some(visit) = self.state.door.as_mut() else {
+            return;
+        };
+        visit.flagged |= flagged;
+        let since_min = (now - visit.opened_ms) / MS_PER_MINUTE;
+        if since_min >= DOOR_SETTLE_MIN && since_min < DOOR_JUDGE_MIN && minute.process.running() {
+            for code in visit.before.keys() {
+                if let Some(cz) =
+                    cems::converted(row, code, reference, units::DEFAULT_O2_CEILING_PCT)
+                        .valid()
+                        .filter(|v| *v > 0.0)
+                {
+                    let a = visit.after.entry(code.clone()).or_default();
+                    a.0 += cz.ln();
+                    a.1 += minute.process.production_kw;
+                    a.2 += 1;
+                }
+            }
+        }
+        if since_min < DOOR_JUDGE_MIN {
+            return;
+        }
+        let Some(visit) = self.state.door.take() else {
+            return;
+        };
+        if visit.flagged {
+            return;
+        }
+        for (code, (before, production_before)) in &visit.before {
+            let Some((sum, production_sum, n)) = visit.after.get(code).copied() else {
+                continue;
+            };
+            if n < 60 {
+                continue;
+            }
+            let (after, production_after) = (sum / f64::from(n), production_sum / f64::from(n));
+            let production_ratio = production_after / production_before.max(1e-9);
+            if after - before >= DOOR_LN || !(0.85..=1.15).contains(&production_ratio) {
+                continue;
+            }
+            let key = format!("door/{code}");
+            let timing = Timing {
+                grace_min: 0,
+                close_after_min: 0,
+                update_every_min: 1,
+            };
+            let (ratio, opened) = ((after - before).exp(), visit.opened_ms);
+            if let Some(mut due) = self
+                .state
+                .runs
+                .bad(&key, opened, timing, Stats::default, |s| {
+                    s.old = ratio;
+                    s.new = production_ratio;
+                })
+            {
+                due.ongoing = false;
+                due.run.last_bad_ms = now - MS_PER_MINUTE;
+                let _ = self.state.runs.good(&key, now + MS_PER_MINUTE, timing);
+                out.push(self.finding(ctx, &due));
             }
         }
     }
@@ -466,5 +630,107 @@ mod tests {
             (p[0].evidence["old_value"], p[0].evidence["new_value"]),
             (1.02, 0.8)
         );
+    }
+
+    /// A plant whose fuel sulfur changes every 30 hours by up to ±28 %, with its SO2 analyzer's gain halved from
+    /// `cheat_from` (minutes) on.
+    fn fuel_changes(days: i64, cheat_from: i64) -> Vec<OutletRow> {
+        (0..days * 1440)
+            .map(|i| {
+                let batch = i / 1800;
+                let sulfur = 1.0 + 0.28 * crate::detect::testutil::noise(batch, 77);
+                let gain = if i >= cheat_from { 0.5 } else { 1.0 };
+                minute(i, sulfur * gain, |f| f, 800.0)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn honest_fuel_swings_stop_alarming_once_the_outlet_is_known_a_halved_gain_still_does() {
+        let steps = |out: &[Finding]| -> Vec<Finding> {
+            out.iter()
+                .filter(|f| f.key.starts_with("step") && !f.ongoing)
+                .cloned()
+                .collect()
+        };
+        // Honest: after the outlet's first three days of hours, its own swings set the bar.
+        let honest = run_detector(Tampering::boxed, &topo(), fuel_changes(30, i64::MAX));
+        let late: Vec<_> = steps(&honest)
+            .into_iter()
+            .filter(|f| f.start_ms >= crate::detect::testutil::T0 + 4 * 1440 * MS_PER_MINUTE)
+            .collect();
+        assert!(late.is_empty(), "{late:#?}");
+        // Without the null the textbook rule alone flags those swings: the null is what keeps it quiet.
+        let textbook = crate::detect::testutil::run_detector_at(
+            Tampering::boxed,
+            &topo(),
+            1e6,
+            fuel_changes(30, i64::MAX),
+        );
+        assert!(
+            !steps(&textbook).is_empty(),
+            "the fixture never swings past the textbook bar"
+        );
+        // The same plant with its gain halved on day 20.
+        let cheat = run_detector(Tampering::boxed, &topo(), fuel_changes(30, 20 * 1440));
+        let found: Vec<_> = steps(&cheat)
+            .into_iter()
+            .filter(|f| f.start_ms >= crate::detect::testutil::T0 + 19 * 1440 * MS_PER_MINUTE)
+            .collect();
+        assert!(!found.is_empty(), "{cheat:#?}");
+        assert!(found[0].evidence["level_ratio_to_previous_days"] < 0.7);
+    }
+
+    /// Four days; the shelter door opens for 20 minutes at `door_at` (minutes), the SO2 gain is `gain_after` from the
+    /// door on, and the visit carries a maintenance flag if `flagged`.
+    fn visit(door_at: i64, gain_after: f64, flagged: bool) -> Vec<Finding> {
+        run_detector(
+            Tampering::boxed,
+            &topo(),
+            (0..4 * 1440).map(|i| {
+                let mut r = minute(i, if i >= door_at { gain_after } else { 1.0 }, |f| f, 800.0);
+                let open = (door_at..door_at + 20).contains(&i);
+                r.cems.insert(
+                    "i32001".into(),
+                    Reading {
+                        value: f64::from(u8::from(open)),
+                        flag: ValueFlag::Normal,
+                        converted: None,
+                        samples: 1,
+                    },
+                );
+                if open && flagged {
+                    if let Some(x) = r.cems.get_mut("a21026") {
+                        x.flag = ValueFlag::Maintenance;
+                    }
+                }
+                r
+            }),
+        )
+    }
+
+    #[test]
+    fn a_level_change_after_the_shelter_door_opens_is_found_a_routine_or_flagged_visit_is_not() {
+        let door = 2 * 1440 + 600;
+        let out = visit(door, 0.7, false);
+        let d: Vec<_> = out.iter().filter(|f| f.key.starts_with("door")).collect();
+        assert_eq!(d.len(), 1, "{out:#?}");
+        assert_eq!(
+            d[0].start_ms,
+            crate::detect::testutil::T0 + door * MS_PER_MINUTE
+        );
+        assert!(
+            (d[0].evidence["level_ratio_after_to_before_door"] - 0.7).abs() < 0.05,
+            "{:?}",
+            d[0]
+        );
+        assert!(!d[0].ongoing);
+        // A routine visit that changes nothing, and a visit under a maintenance flag.
+        for quiet in [visit(door, 1.0, false), visit(door, 0.7, true)] {
+            assert!(
+                quiet.iter().all(|f| !f.key.starts_with("door")),
+                "{quiet:#?}"
+            );
+        }
     }
 }
