@@ -252,19 +252,30 @@ pub fn test_ceiling(days: &[Vec<f32>], alpha: f64) -> Option<Ceiling> {
             .sum();
         let mut dispersion = (pearson / (FIT - 3) as f64).max(1.0);
         if days.len() >= DISPERSION_DAYS {
-            let (mut var_sum, mut mean_sum) = (0.0, 0.0);
-            for b in fit_lo..pile_lo {
-                let n = days.len() as f64;
-                let xs: Vec<f64> = days
-                    .iter()
-                    .map(|d| f64::from(d.get(b).copied().unwrap_or(0.0)))
-                    .collect();
-                let m = xs.iter().sum::<f64>() / n;
-                var_sum += xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0);
-                mean_sum += m;
+            // Day-to-day dispersion of the shape (a chi-square of homogeneity across days): each day's counts
+            // against the month's shape scaled to that day's minutes in the region, so a day with more or fewer
+            // minutes near the limit (a load change) is not noise, but days whose shape differs are.
+            let shape: Vec<f64> = total[fit_lo..pile_lo].iter().map(|c| c / fitted).collect();
+            let (mut chi2, mut df) = (0.0, 0.0);
+            for d in days {
+                let n_day: f64 = (fit_lo..pile_lo)
+                    .map(|b| f64::from(d.get(b).copied().unwrap_or(0.0)))
+                    .sum();
+                if n_day < 1.0 {
+                    continue;
+                }
+                for (k, b) in (fit_lo..pile_lo).enumerate() {
+                    let expected = n_day * shape[k];
+                    if expected > 0.0 {
+                        chi2 += (f64::from(d.get(b).copied().unwrap_or(0.0)) - expected).powi(2)
+                            / expected;
+                    }
+                }
+                df += (FIT - 1) as f64;
             }
-            if mean_sum > 0.0 {
-                dispersion = dispersion.max(var_sum / mean_sum);
+            if df > (FIT - 1) as f64 {
+                // The month's shape was estimated from these same days: one day's worth of freedom is spent.
+                dispersion = dispersion.max(chi2 / (df - (FIT - 1) as f64));
             }
         }
         // Expected count of a band and its variance under the null: counting noise plus the fit's uncertainty.

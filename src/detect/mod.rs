@@ -37,6 +37,8 @@ pub mod replay;
 pub mod restriction;
 pub mod runs;
 pub mod selective_gap;
+pub mod stats;
+pub mod substitution;
 pub mod tampering;
 pub mod treatment_low_power;
 pub mod treatment_not_running;
@@ -173,6 +175,7 @@ pub const DETECTORS: &[DetectorFactory] = &[
     calibration_gas::CalibrationGas::boxed,
     dilution::Dilution::boxed,
     tampering::Tampering::boxed,
+    substitution::Substitution::boxed,
     low_variance::LowVariance::boxed,
     replay::Replay::boxed,
     bunching::Bunching::boxed,

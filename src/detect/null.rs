@@ -56,27 +56,48 @@ impl EmpiricalNull {
         let u = quantile(1.0 - TAIL_SHARE);
         let excess: Vec<f64> = v.iter().filter(|x| **x > u).map(|x| x - u).collect();
         let beta = excess.iter().sum::<f64>() / excess.len().max(1) as f64;
-        Some(u + beta.max(1e-12) * (TAIL_SHARE / alpha.max(1e-300)).ln())
+        let extrapolated = u + beta.max(1e-12) * (TAIL_SHARE / alpha.max(1e-300)).ln();
+        // Asked for a quantile beyond the history (α < 1/n): never below the largest honest value seen. Hourly
+        // statistics are autocorrelated, and a fitted tail can fall short of what the outlet has already done.
+        Some(if alpha * (n as f64) < 1.0 {
+            extrapolated.max(v[n - 1])
+        } else {
+            extrapolated
+        })
     }
 }
 
 /// The null of a test judged once an hour: four weeks of statistics kept, consulted once three days are known, the
-/// budget divided over the 24 tests of a day.
+/// budget divided over the 24 tests of a day. An hour joins the null only a day after it was judged, so a stretch
+/// of fabrication is judged against the days before it, never against itself (a few bad hours in three days of
+/// history would otherwise fill the tail they are read against).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct HourlyNull {
     statistics: EmpiricalNull,
+    /// The last day's statistics, not yet part of the null.
+    pending: VecDeque<f64>,
 }
 
 /// Hourly statistics kept (four weeks).
 const HOURS_KEPT: usize = 24 * 28;
-/// Hourly statistics needed before the null is consulted (three days).
-const HOURS_NEEDED: usize = 72;
+/// Hourly statistics needed in the null before it is consulted (two days: with the day pending, three days judged).
+const HOURS_NEEDED: usize = 48;
+/// Hours a statistic waits before it joins the null.
+const HOURS_DELAY: usize = 24;
 
 impl HourlyNull {
     /// Records this hour's statistic (every judged hour: an outlet's habits are learned whatever a textbook test said
     /// of them, and a stretch of fabrication is a few hours in four weeks: it sits in the tail, it does not move it).
     pub fn observe(&mut self, statistic: f64) {
-        self.statistics.observe(statistic, HOURS_KEPT);
+        if !statistic.is_finite() {
+            return;
+        }
+        self.pending.push_back(statistic);
+        while self.pending.len() > HOURS_DELAY {
+            if let Some(old) = self.pending.pop_front() {
+                self.statistics.observe(old, HOURS_KEPT);
+            }
+        }
     }
 
     /// The statistic an honest hour exceeds at `false_alarms_per_day`, or `None` before three days are known.
@@ -182,5 +203,30 @@ mod tests {
         assert_eq!(light.len(), 1000);
         light.observe(1.0, 10);
         assert_eq!(light.len(), 10);
+    }
+
+    #[test]
+    fn an_hour_joins_the_hourly_null_a_day_after_it_was_judged() {
+        let mut null = HourlyNull::default();
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(3);
+        for _ in 0..(47 + 24) {
+            null.observe(-rng.gen::<f64>().ln());
+        }
+        assert!(
+            null.threshold(0.01).is_none(),
+            "consulted before three days"
+        );
+        null.observe(-rng.gen::<f64>().ln());
+        let before = null.threshold(0.01).unwrap();
+        // Six fabricated hours far in the tail: judged against the honest days, not against themselves.
+        for _ in 0..6 {
+            null.observe(50.0);
+            assert!(null.threshold(0.01).unwrap() < 1.5 * before);
+        }
+        // A day later they are history, and an outlet that really does this every day is judged by it.
+        for _ in 0..24 {
+            null.observe(-rng.gen::<f64>().ln());
+        }
+        assert!(null.threshold(0.01).unwrap() > before);
     }
 }

