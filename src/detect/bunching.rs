@@ -3,18 +3,23 @@
 //!
 //! A density-discontinuity test against the outlet's own distribution. Every day, over the last 28 days (a rolling
 //! month) of valid minute values as shares of the limit, in bins of 1 %: for each candidate ceiling `e` from 90 % to
-//! 100 % of the limit, a Poisson log-quadratic density is fitted to the outlet's own counts in the 20 % below the
-//! ceiling's band and extrapolated to the band `[e − 2 %, e)` (the pile) and to `[e, e + 4 %)` (the tail a smooth
-//! density leaves above it). Counts of minute data are overdispersed (autocorrelation, day-to-day load): the variance
-//! is inflated by the larger of the fit's Pearson dispersion and the day-to-day dispersion of the outlet's own daily
-//! counts, and the fit's own uncertainty is added. A ceiling is raised when the pile stands **above** and the tail
-//! **below** the extrapolation, both one-sided at `α = false alarms per day / (channels × candidates)` (an
-//! intersection-union test: each must hold on its own), with at least `MIN_PEAK` minutes in the pile and a tail under
-//! `DEFICIT` of it.
+//! 100 % of the limit, a Poisson log-linear density is fitted to the outlet's own counts in the 8 % below the pile
+//! `[e − 2 %, e)` and extrapolated to the pile and to the tail `[e, e + 4 %)` a smooth density leaves above it. A
+//! ceiling is raised when the pile stands **above** and the tail **below** the extrapolation, both one-sided at
+//! `α = false alarms per day / (channels × candidates)` (an intersection-union test: each must hold on its own),
+//! with at least `MIN_PEAK` minutes in the pile and a tail under `DEFICIT` of it.
 //!
-//! Look-alikes: plants honestly running near their limit (their density is smooth through the limit: no pile, no
-//! missing tail), set-points deliberately just under the limit (a pile, but with the tail above it that real control
-//! leaves: no deficit), plants far under their limit (too few minutes near the limit to judge).
+//! Why log-linear and why both: an honest density that bends down (log-concave, as every unimodal bell is) makes the
+//! straight extrapolation overshoot pile and tail alike, so the pile cannot stand above it; one that bends up makes
+//! it undershoot both, so the tail cannot fall below it. Only a kink (a pile with nothing after it) passes both.
+//! Minute counts are overdispersed (autocorrelation, day-to-day operation): the variance is inflated by the larger
+//! of the fit's Pearson dispersion and the day-to-day dispersion of the outlet's daily shapes, and the fit's own
+//! uncertainty is added. Readings are spread over their resolution step before binning.
+//!
+//! Look-alikes: plants honestly running near their limit (their density is smooth through the limit), set-points
+//! deliberately just under the limit with real scatter (a pile, but with the tail above it that real control leaves:
+//! no deficit), plants far under their limit (too few minutes near the limit to judge), a load change within the
+//! month (day-to-day dispersion is of shape, not of how many minutes a day sits near the limit).
 
 use super::cems::{self, Resolution};
 use super::{DetectConfig, Detector, Finding, Language, Minute, OutletContext};
@@ -40,7 +45,7 @@ const EDGES: std::ops::RangeInclusive<usize> = 40..=50;
 /// Width of the pile and of the tail above it, and of the fitted region below the pile, in bins.
 const PILE: usize = 2;
 const TAIL: usize = 4;
-const FIT: usize = 20;
+const FIT: usize = 8;
 /// Minutes needed in the pile.
 const MIN_PEAK: f64 = 120.0;
 /// Tail minutes allowed as a share of the pile.
@@ -107,39 +112,37 @@ pub struct Ceiling {
     pub p_value: f64,
 }
 
-/// Poisson log-quadratic fit of counts `y` at positions `u`: coefficients and their unscaled covariance
-/// `(Xᵀ W X)⁻¹`, by iteratively reweighted least squares. `None` when it does not converge to finite values.
-fn poisson_fit(u: &[f64], y: &[f64]) -> Option<([f64; 3], [[f64; 3]; 3])> {
-    let x = |ui: f64| [1.0, ui, ui * ui];
+/// Coefficients of the fitted log-density: `ln μ = β₀ + β₁ u` (log-linear, see the module notes).
+const K: usize = 2;
+
+/// Poisson log-linear fit of counts `y` at positions `u`: coefficients and their unscaled covariance `(Xᵀ W X)⁻¹`,
+/// by iteratively reweighted least squares. `None` when it does not converge to finite values.
+fn poisson_fit(u: &[f64], y: &[f64]) -> Option<([f64; K], [[f64; K]; K])> {
+    let x = |ui: f64| -> [f64; K] { std::array::from_fn(|k| ui.powi(k as i32)) };
+    let eta = |beta: &[f64; K], xi: &[f64; K]| (0..K).map(|k| beta[k] * xi[k]).sum::<f64>();
     // Start from least squares on ln(y + 0.5).
-    let mut beta = solve3(
+    let mut beta = weighted_least_squares(
         &u.iter().map(|ui| (x(*ui), 1.0)).collect::<Vec<_>>(),
         &y.iter().map(|yi| (yi + 0.5).ln()).collect::<Vec<_>>(),
     )?
     .0;
-    let mut cov = [[0.0; 3]; 3];
+    let mut cov = [[0.0; K]; K];
     for _ in 0..50 {
-        let rows: Vec<([f64; 3], f64)> = u
+        let rows: Vec<([f64; K], f64)> = u
             .iter()
             .map(|ui| {
                 let xi = x(*ui);
-                let mu = (beta[0] + beta[1] * xi[1] + beta[2] * xi[2])
-                    .clamp(-30.0, 30.0)
-                    .exp();
+                let mu = eta(&beta, &xi).clamp(-30.0, 30.0).exp();
                 (xi, mu)
             })
             .collect();
         let z: Vec<f64> = rows
             .iter()
             .zip(y)
-            .map(|((xi, mu), yi)| {
-                beta[0] + beta[1] * xi[1] + beta[2] * xi[2] + (yi - mu) / mu.max(1e-9)
-            })
+            .map(|((xi, mu), yi)| eta(&beta, xi) + (yi - mu) / mu.max(1e-9))
             .collect();
-        let (next, c) = solve3(&rows, &z)?;
-        let change = (0..3)
-            .map(|k| (next[k] - beta[k]).abs())
-            .fold(0.0, f64::max);
+        let (next, c) = weighted_least_squares(&rows, &z)?;
+        let change = (0..K).map(|k| (next[k] - beta[k]).abs()).fold(0.0, f64::max);
         beta = next;
         cov = c;
         if change < 1e-9 {
@@ -149,42 +152,46 @@ fn poisson_fit(u: &[f64], y: &[f64]) -> Option<([f64; 3], [[f64; 3]; 3])> {
     beta.iter().all(|b| b.is_finite()).then_some((beta, cov))
 }
 
-/// Weighted least squares with three coefficients: the solution and `(Xᵀ W X)⁻¹`.
-fn solve3(rows: &[([f64; 3], f64)], z: &[f64]) -> Option<([f64; 3], [[f64; 3]; 3])> {
-    let mut a = [[0.0; 3]; 3];
-    let mut b = [0.0; 3];
+/// Weighted least squares: the solution and `(Xᵀ W X)⁻¹`.
+fn weighted_least_squares(rows: &[([f64; K], f64)], z: &[f64]) -> Option<([f64; K], [[f64; K]; K])> {
+    let mut a = [[0.0; K]; K];
+    let mut b = [0.0; K];
     for ((xi, w), zi) in rows.iter().zip(z) {
-        for r in 0..3 {
+        for r in 0..K {
             b[r] += w * xi[r] * zi;
-            for c in 0..3 {
+            for c in 0..K {
                 a[r][c] += w * xi[r] * xi[c];
             }
         }
     }
-    let inv = invert3(&a)?;
-    let mut beta = [0.0; 3];
-    for r in 0..3 {
-        beta[r] = (0..3).map(|c| inv[r][c] * b[c]).sum();
-    }
+    let inv = invert(a)?;
+    let beta = std::array::from_fn(|r| (0..K).map(|c| inv[r][c] * b[c]).sum());
     Some((beta, inv))
 }
 
-fn invert3(m: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
-    let cof =
-        |r1: usize, c1: usize, r2: usize, c2: usize| m[r1][c1] * m[r2][c2] - m[r1][c2] * m[r2][c1];
-    let det = m[0][0] * cof(1, 1, 2, 2) - m[0][1] * cof(1, 0, 2, 2) + m[0][2] * cof(1, 0, 2, 1);
-    if !det.is_finite() || det.abs() < 1e-12 {
-        return None;
-    }
-    let adj = [
-        [cof(1, 1, 2, 2), -cof(0, 1, 2, 2), cof(0, 1, 1, 2)],
-        [-cof(1, 0, 2, 2), cof(0, 0, 2, 2), -cof(0, 0, 1, 2)],
-        [cof(1, 0, 2, 1), -cof(0, 0, 2, 1), cof(0, 0, 1, 1)],
-    ];
-    let mut inv = [[0.0; 3]; 3];
-    for r in 0..3 {
-        for c in 0..3 {
-            inv[r][c] = adj[r][c] / det;
+/// Gauss–Jordan inverse with partial pivoting; `None` when singular.
+fn invert(mut m: [[f64; K]; K]) -> Option<[[f64; K]; K]> {
+    let mut inv: [[f64; K]; K] = std::array::from_fn(|r| std::array::from_fn(|c| f64::from(u8::from(r == c))));
+    for col in 0..K {
+        let pivot = (col..K).max_by(|a, b| m[*a][col].abs().total_cmp(&m[*b][col].abs()))?;
+        if !m[pivot][col].is_finite() || m[pivot][col].abs() < 1e-12 {
+            return None;
+        }
+        m.swap(col, pivot);
+        inv.swap(col, pivot);
+        let p = m[col][col];
+        for c in 0..K {
+            m[col][c] /= p;
+            inv[col][c] /= p;
+        }
+        for r in 0..K {
+            if r != col {
+                let f = m[r][col];
+                for c in 0..K {
+                    m[r][c] -= f * m[col][c];
+                    inv[r][c] -= f * inv[col][c];
+                }
+            }
         }
     }
     Some(inv)
@@ -240,17 +247,13 @@ pub fn test_ceiling(days: &[Vec<f32>], alpha: f64) -> Option<Ceiling> {
         let Some((beta, xtwx_inv)) = poisson_fit(&u, y) else {
             continue;
         };
-        let mu = |ui: f64| {
-            (beta[0] + beta[1] * ui + beta[2] * ui * ui)
-                .clamp(-30.0, 30.0)
-                .exp()
-        };
+        let mu = |ui: f64| (beta[0] + beta[1] * ui).clamp(-30.0, 30.0).exp();
         let pearson: f64 = u
             .iter()
             .zip(y)
             .map(|(ui, yi)| (yi - mu(*ui)).powi(2) / mu(*ui).max(1e-9))
             .sum();
-        let mut dispersion = (pearson / (FIT - 3) as f64).max(1.0);
+        let mut dispersion = (pearson / (FIT - K) as f64).max(1.0);
         if days.len() >= DISPERSION_DAYS {
             // Day-to-day dispersion of the shape (a chi-square of homogeneity across days): each day's counts
             // against the month's shape scaled to that day's minutes in the region, so a day with more or fewer
@@ -280,17 +283,17 @@ pub fn test_ceiling(days: &[Vec<f32>], alpha: f64) -> Option<Ceiling> {
         }
         // Expected count of a band and its variance under the null: counting noise plus the fit's uncertainty.
         let band = |lo: usize, hi: usize| {
-            let (mut m, mut g) = (0.0, [0.0; 3]);
+            let (mut m, mut g) = (0.0, [0.0; K]);
             for b in lo..hi {
                 let ui = pos(b);
                 let mi = mu(ui);
                 m += mi;
-                g[0] += mi;
-                g[1] += mi * ui;
-                g[2] += mi * ui * ui;
+                for (k, gk) in g.iter_mut().enumerate() {
+                    *gk += mi * ui.powi(k as i32);
+                }
             }
-            let fit_var: f64 = (0..3)
-                .map(|r| (0..3).map(|c| g[r] * xtwx_inv[r][c] * g[c]).sum::<f64>())
+            let fit_var: f64 = (0..K)
+                .map(|r| (0..K).map(|c| g[r] * xtwx_inv[r][c] * g[c]).sum::<f64>())
                 .sum::<f64>()
                 * dispersion;
             (m, dispersion * m + fit_var.max(0.0))
@@ -601,17 +604,16 @@ mod tests {
     }
 
     #[test]
-    fn the_poisson_fit_recovers_a_known_log_quadratic_density() {
-        let u: Vec<f64> = (0..20).map(|b| (b as f64 - 19.5) / 20.0).collect();
-        let truth = [5.0, -1.5, -2.0];
-        let y: Vec<f64> = u
-            .iter()
-            .map(|x| (truth[0] + truth[1] * x + truth[2] * x * x).exp().round())
-            .collect();
-        let (beta, _) = poisson_fit(&u, &y).unwrap();
-        for k in 0..3 {
-            assert!((beta[k] - truth[k]).abs() < 0.05, "{beta:?}");
+    fn the_poisson_fit_recovers_a_known_log_linear_density() {
+        let u: Vec<f64> = (0..8).map(|b| (b as f64 - 7.5) / 8.0).collect();
+        let truth = [6.0, 2.5];
+        let y: Vec<f64> = u.iter().map(|x| (truth[0] + truth[1] * x).exp().round()).collect();
+        let (beta, cov) = poisson_fit(&u, &y).unwrap();
+        for k in 0..K {
+            assert!((beta[k] - truth[k]).abs() < 0.02, "{beta:?}");
+            assert!(cov[k][k] > 0.0);
         }
+        assert!(invert([[1.0, 2.0], [2.0, 4.0]]).is_none());
     }
 
     #[test]

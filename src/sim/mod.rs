@@ -95,7 +95,9 @@ fn secondary_kinds(kind: AnomalyKind) -> Vec<AnomalyKind> {
         ],
         Dilution => vec![ParameterTampering],
         ParameterTampering => vec![],
-        LimitBunching => vec![LowVariance],
+        // Clamped raw values are back-computed from one converted ceiling through the measured O2: every clamped
+        // pollutant then moves with O2 and with each other, which is channel substitution in fact.
+        LimitBunching => vec![LowVariance, ParameterTampering],
         AmmoniaSlip => vec![],
         SelectiveGap => vec![UnmonitoredEmission, Exceedance, PermitExceeded],
         RestrictionViolation => vec![],
