@@ -110,6 +110,8 @@ pub struct Ceiling {
     pub dispersion: f64,
     /// The test's p-value (the larger of the two one-sided ones).
     pub p_value: f64,
+    /// Days of counts judged.
+    pub window_days: usize,
 }
 
 /// Coefficients of the fitted log-density: `ln μ = β₀ + β₁ u` (log-linear, see the module notes).
@@ -142,7 +144,9 @@ fn poisson_fit(u: &[f64], y: &[f64]) -> Option<([f64; K], [[f64; K]; K])> {
             .map(|((xi, mu), yi)| eta(&beta, xi) + (yi - mu) / mu.max(1e-9))
             .collect();
         let (next, c) = weighted_least_squares(&rows, &z)?;
-        let change = (0..K).map(|k| (next[k] - beta[k]).abs()).fold(0.0, f64::max);
+        let change = (0..K)
+            .map(|k| (next[k] - beta[k]).abs())
+            .fold(0.0, f64::max);
         beta = next;
         cov = c;
         if change < 1e-9 {
@@ -153,7 +157,10 @@ fn poisson_fit(u: &[f64], y: &[f64]) -> Option<([f64; K], [[f64; K]; K])> {
 }
 
 /// Weighted least squares: the solution and `(Xᵀ W X)⁻¹`.
-fn weighted_least_squares(rows: &[([f64; K], f64)], z: &[f64]) -> Option<([f64; K], [[f64; K]; K])> {
+fn weighted_least_squares(
+    rows: &[([f64; K], f64)],
+    z: &[f64],
+) -> Option<([f64; K], [[f64; K]; K])> {
     let mut a = [[0.0; K]; K];
     let mut b = [0.0; K];
     for ((xi, w), zi) in rows.iter().zip(z) {
@@ -171,7 +178,8 @@ fn weighted_least_squares(rows: &[([f64; K], f64)], z: &[f64]) -> Option<([f64; 
 
 /// Gauss–Jordan inverse with partial pivoting; `None` when singular.
 fn invert(mut m: [[f64; K]; K]) -> Option<[[f64; K]; K]> {
-    let mut inv: [[f64; K]; K] = std::array::from_fn(|r| std::array::from_fn(|c| f64::from(u8::from(r == c))));
+    let mut inv: [[f64; K]; K] =
+        std::array::from_fn(|r| std::array::from_fn(|c| f64::from(u8::from(r == c))));
     for col in 0..K {
         let pivot = (col..K).max_by(|a, b| m[*a][col].abs().total_cmp(&m[*b][col].abs()))?;
         if !m[pivot][col].is_finite() || m[pivot][col].abs() < 1e-12 {
@@ -318,6 +326,7 @@ pub fn test_ceiling(days: &[Vec<f32>], alpha: f64) -> Option<Ceiling> {
                 z_tail,
                 dispersion,
                 p_value,
+                window_days: days.len(),
             });
         }
     }
@@ -346,12 +355,12 @@ impl Bunching {
         ctx: &OutletContext<'_>,
         code: &str,
         c: &Ceiling,
-        days: usize,
         span: (i64, i64),
         raised: i64,
         ongoing: bool,
     ) -> Finding {
         let t = ctx.topology;
+        let days = c.window_days;
         let limit = t.outlet.limits_mg_m3.get(code).copied().unwrap_or(f64::NAN);
         let mut evidence = BTreeMap::new();
         evidence.insert("limit_mg_m3".into(), limit);
@@ -411,7 +420,6 @@ impl Bunching {
             };
             let counts: Vec<Vec<f32>> = ch.days.iter().map(|d| d.counts.clone()).collect();
             let ceiling = test_ceiling(&counts, alpha);
-            let days = ch.days.len();
             let first = ch.days.iter().filter_map(|d| d.first_near_ms).min();
             let last = ch.days.iter().map(|d| d.last_near_ms).max().unwrap_or(now);
             let open = ch.open;
@@ -419,15 +427,8 @@ impl Bunching {
                 (Some(c), _, Some(first)) => {
                     let start = open.map_or(first, |(s, _)| s);
                     let raised = open.map_or(now, |(_, r)| r);
-                    let f = self.finding(
-                        ctx,
-                        &code,
-                        &c,
-                        days,
-                        (start, last + MS_PER_MINUTE),
-                        raised,
-                        true,
-                    );
+                    let f =
+                        self.finding(ctx, &code, &c, (start, last + MS_PER_MINUTE), raised, true);
                     if let Some(ch) = self.state.channels.get_mut(&code) {
                         ch.open = Some((start, raised));
                         ch.last = Some(c);
@@ -441,15 +442,7 @@ impl Bunching {
                     });
                     // The closing update keeps the figures of the last raised judgement.
                     last_ceiling.map(|c| {
-                        self.finding(
-                            ctx,
-                            &code,
-                            &c,
-                            days,
-                            (start, last + MS_PER_MINUTE),
-                            raised,
-                            false,
-                        )
+                        self.finding(ctx, &code, &c, (start, last + MS_PER_MINUTE), raised, false)
                     })
                 }
                 _ => None,
@@ -607,7 +600,10 @@ mod tests {
     fn the_poisson_fit_recovers_a_known_log_linear_density() {
         let u: Vec<f64> = (0..8).map(|b| (b as f64 - 7.5) / 8.0).collect();
         let truth = [6.0, 2.5];
-        let y: Vec<f64> = u.iter().map(|x| (truth[0] + truth[1] * x).exp().round()).collect();
+        let y: Vec<f64> = u
+            .iter()
+            .map(|x| (truth[0] + truth[1] * x).exp().round())
+            .collect();
         let (beta, cov) = poisson_fit(&u, &y).unwrap();
         for k in 0..K {
             assert!((beta[k] - truth[k]).abs() < 0.02, "{beta:?}");

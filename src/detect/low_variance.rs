@@ -13,6 +13,7 @@
 
 use super::cems::{self, Resolution};
 use super::null::HourlyNull;
+use super::stats::correlation;
 use super::{monitored_codes, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
 use crate::domain::{AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
@@ -20,7 +21,7 @@ use statrs::distribution::{ChiSquared, ContinuousCDF};
 use std::collections::{BTreeMap, VecDeque};
 
 /// Detector name and version.
-pub const NAME: &str = "low_variance/2";
+pub const NAME: &str = "low_variance/3";
 /// Minutes in the tested window.
 const WINDOW: usize = 360;
 /// Lower-tail p-value that raises an hour.
@@ -52,6 +53,10 @@ struct Episode {
     channels: usize,
     /// Variance ratio below which the outlet's own honest history puts the budgeted false-alarm rate, if learned.
     null_ratio: Option<f64>,
+    /// Correlation of the channels with production in the raised windows where production varied, and what it
+    /// usually is at this outlet: invented curves stop following the load.
+    production_correlation: Option<f64>,
+    production_correlation_usual: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -60,6 +65,10 @@ struct State {
     episodes: BTreeMap<String, Episode>,
     /// −ln(variance ratio) of the outlet's honest hours.
     null: HourlyNull,
+    /// Production (kW) of the last minutes, aligned with the channels' windows.
+    production: VecDeque<f64>,
+    /// Learned correlation of the channels with production, over hours when production varied.
+    production_correlation: Option<f64>,
 }
 
 /// The detector.
@@ -108,6 +117,12 @@ impl LowVariance {
         if let Some(r) = ep.null_ratio {
             evidence.insert("own_history_ratio_threshold".into(), r);
         }
+        if let Some(r) = ep.production_correlation {
+            evidence.insert("production_correlation_window".into(), r);
+        }
+        if let Some(r) = ep.production_correlation_usual {
+            evidence.insert("production_correlation_usual".into(), r);
+        }
         let summary = match self.language {
             Language::Zh => format!(
                 "{}{}：{} 个监测因子的分钟变化方差仅为自身历史的 {:.0}%（p={:.1e}），数据异常平滑，疑似编造。",
@@ -134,6 +149,43 @@ impl LowVariance {
     }
 }
 
+impl LowVariance {
+    /// Mean correlation of the judged channels' windows with production, when production varied by 5 % or more
+    /// over the window (under steady load there is no co-movement to lose).
+    fn production_correlation(&self) -> Option<f64> {
+        let production = &self.state.production;
+        let (mut sum, mut n) = (0.0, 0usize);
+        for ch in self.state.channels.values() {
+            let k = ch.window.len().min(production.len());
+            if k < WINDOW / 2 {
+                continue;
+            }
+            let p: Vec<f64> = production
+                .iter()
+                .skip(production.len() - k)
+                .copied()
+                .collect();
+            if p.iter().any(|x| !x.is_finite()) {
+                continue;
+            }
+            let mean = p.iter().sum::<f64>() / k as f64;
+            let sd = (p.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / k as f64).sqrt();
+            if mean <= 0.0 || sd < 0.05 * mean {
+                continue;
+            }
+            let c: Vec<f64> = ch
+                .window
+                .iter()
+                .skip(ch.window.len() - k)
+                .copied()
+                .collect();
+            sum += correlation(&c, &p);
+            n += 1;
+        }
+        (n > 0).then(|| sum / n as f64)
+    }
+}
+
 impl Detector for LowVariance {
     fn name(&self) -> &'static str {
         NAME
@@ -142,6 +194,15 @@ impl Detector for LowVariance {
     fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
         let now = minute.row.minute_ms;
         let hour_end = (now + MS_PER_MINUTE) % MS_PER_HOUR == 0;
+        let p = minute.process;
+        self.state.production.push_back(if p.running() {
+            p.production_kw
+        } else {
+            f64::NAN
+        });
+        while self.state.production.len() > WINDOW {
+            self.state.production.pop_front();
+        }
         for code in monitored_codes(ctx.topology) {
             let ch = self.state.channels.entry(code.clone()).or_default();
             // Analyzer noise is largely proportional to the reading, so differences are taken in log space: a night
@@ -203,6 +264,7 @@ impl Detector for LowVariance {
         if judged_channels == 0 {
             return;
         }
+        let production_correlation = self.production_correlation();
         let ratio = t_sum / df_sum;
         let p = ChiSquared::new(df_sum).map(|c| c.cdf(t_sum)).unwrap_or(1.0);
         // The χ² test assumes independent differences; the outlet's own honest hours say how smooth it can
@@ -221,15 +283,26 @@ impl Detector for LowVariance {
                 min_p: p,
                 channels: judged_channels,
                 null_ratio: null.map(|t| (-t).exp()),
+                production_correlation: None,
+                production_correlation_usual: self.state.production_correlation,
             });
+            if production_correlation.is_some() {
+                ep.production_correlation = production_correlation;
+            }
             ep.end_ms = end;
             ep.hours += 1;
             ep.min_ratio = ep.min_ratio.min(ratio);
             ep.min_p = ep.min_p.min(p);
             let ep = ep.clone();
             out.push(self.finding(ctx, &ep, true));
-        } else if let Some(ep) = self.state.episodes.remove("") {
-            out.push(self.finding(ctx, &ep, false));
+        } else {
+            if let Some(r) = production_correlation {
+                let usual = self.state.production_correlation.get_or_insert(r);
+                *usual += 0.05 * (r - *usual);
+            }
+            if let Some(ep) = self.state.episodes.remove("") {
+                out.push(self.finding(ctx, &ep, false));
+            }
         }
     }
 
@@ -338,6 +411,38 @@ mod tests {
         assert!(
             day8[0].evidence["own_history_ratio_threshold"]
                 > day8[0].evidence["variance_ratio_to_history"]
+        );
+    }
+
+    #[test]
+    fn an_invented_curve_that_stops_following_the_load_carries_the_collapsed_co_movement() {
+        // SO2 follows a load that swings ±20 % over four hours; from day 2, 05:00 to 15:00 the record is a smooth
+        // invented curve with a fifth of the analyzer's noise, which ignores the load.
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(8);
+        let load = |i: i64| 800.0 * (1.0 + 0.2 * (std::f64::consts::TAU * i as f64 / 240.0).sin());
+        let rows: Vec<_> = (0..3 * 1440)
+            .map(|i| {
+                let real = 22.0 * load(i) / 800.0 + 0.8 * (rng.gen::<f64>() - 0.5);
+                let v = if (2 * 1440 + 300..2 * 1440 + 900).contains(&i) {
+                    22.0 + 0.3 * ((i as f64) / 97.0).sin() + 0.2 * 0.8 * (rng.gen::<f64>() - 0.5)
+                } else {
+                    real
+                };
+                with_cems(
+                    row(i, &[("p1", Some(load(i))), ("t1", Some(150.0))]),
+                    &[("a21026", (v * 10.0).round() / 10.0)],
+                )
+            })
+            .collect();
+        let out = run_detector(LowVariance::boxed, &topo(), rows);
+        let last = out.iter().rfind(|f| !f.ongoing).expect("found");
+        assert!(
+            last.evidence["production_correlation_usual"] > 0.8,
+            "{last:#?}"
+        );
+        assert!(
+            last.evidence["production_correlation_window"] < 0.5,
+            "{last:#?}"
         );
     }
 }

@@ -11,20 +11,27 @@
 //! rate (its empirical null, see [`super::null`]): an outlet whose honest routine repeats closely is judged by its
 //! own standard.
 //!
-//! Look-alikes: identical constant values (a flat line has no differences to correlate: `FLATLINE`'s), repeated
-//! daily operating patterns (differences of real data carry fresh noise every day).
+//! Exact copies of any age up to four weeks, and from **another** channel, are found by hashing (episode key
+//! `exact`): every minute, each channel's last 30 readings (quantized to 0.001) are hashed; the windows whose hash
+//! falls in one sixty-fourth of the hash space are anchors, chosen by content alone (as rsync and winnowing do), so
+//! a copy has the same anchors as its original wherever and whenever it is pasted. An anchor seen before, at least an
+//! hour earlier, is a copied half hour; two copied anchors at the same lag and channel pairing within four hours
+//! raise an episode. Thirty readings with at least eight distinct values do not repeat by chance.
+//!
+//! Look-alikes: identical constant values (a flat line has no differences to correlate and too few distinct values
+//! to hash: `FLATLINE`'s), repeated daily operating patterns (differences of real data carry fresh noise every day).
 
 use super::cems::{self, Resolution};
 use super::null::HourlyNull;
 use super::stats::{correlation, fisher_z};
 use super::{monitored_codes, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
-use crate::domain::codes::O2;
+use crate::domain::codes::{display_name, O2};
 use crate::domain::{AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
 /// Detector name and version.
-pub const NAME: &str = "replay/2";
+pub const NAME: &str = "replay/3";
 /// Minutes per mean.
 const BUCKET_MIN: i64 = 5;
 /// Means in the compared window (4 h).
@@ -33,6 +40,18 @@ const WINDOW: usize = 48;
 const HISTORY: usize = 8 * 24 * 12;
 /// Correlation that counts as a copy.
 const MIN_CORRELATION: f64 = 0.9;
+/// Readings per hashed window, and the distinct values a window needs to be informative.
+const HASH_WINDOW: usize = 30;
+const HASH_DISTINCT: usize = 8;
+/// One window in this many is an anchor.
+const ANCHOR_EVERY: u64 = 64;
+/// How long anchors are remembered.
+const ANCHORS_KEPT_MS: i64 = 28 * 1440 * MS_PER_MINUTE;
+/// Copied anchors at one lag and pairing that raise, and the span they must fall in.
+const EXACT_MATCHES: u32 = 2;
+const EXACT_SPAN_MS: i64 = 4 * MS_PER_HOUR;
+/// Hours without a copied anchor that close an exact-copy episode.
+const EXACT_CLOSE_MS: i64 = 3 * MS_PER_HOUR;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Channel {
@@ -40,6 +59,114 @@ struct Channel {
     sum: f64,
     n: u32,
     resolution: Resolution,
+    /// The last readings (quantized), `None` where missing, for the exact-copy hash.
+    recent: VecDeque<Option<i64>>,
+}
+
+/// Content-chosen anchors of the outlet's channels: where each was first seen.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CopyIndex {
+    /// hash → (first seen, channel).
+    first_seen: BTreeMap<u64, (i64, String)>,
+    /// (time, hash) in time order, for expiry.
+    order: VecDeque<(i64, u64)>,
+}
+
+/// A window seen before: its channel now, the channel and time it was first seen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CopiedWindow {
+    /// When the copy's window ended.
+    pub at_ms: i64,
+    /// Minutes between the original and the copy.
+    pub lag_min: i64,
+    /// The channel the original was on.
+    pub source: String,
+    /// The channel the copy is on.
+    pub target: String,
+}
+
+/// FNV-1a over the window's quantized readings.
+fn window_hash(values: impl Iterator<Item = i64>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for v in values {
+        for b in v.to_le_bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    // Final avalanche so that the anchor test on the low bits sees every input bit.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
+
+impl CopyIndex {
+    /// Sees the window of `channel` ending at `now_ms`; says whether it copies an anchor seen at least an hour
+    /// earlier. Windows that are incomplete or have fewer than eight distinct values are not hashed.
+    pub fn observe(
+        &mut self,
+        channel: &str,
+        now_ms: i64,
+        window: &VecDeque<Option<i64>>,
+    ) -> Option<CopiedWindow> {
+        while self
+            .order
+            .front()
+            .is_some_and(|(t, _)| now_ms - t > ANCHORS_KEPT_MS)
+        {
+            if let Some((t, h)) = self.order.pop_front() {
+                if self
+                    .first_seen
+                    .get(&h)
+                    .is_some_and(|(first, _)| *first == t)
+                {
+                    self.first_seen.remove(&h);
+                }
+            }
+        }
+        if window.len() < HASH_WINDOW || window.iter().any(Option::is_none) {
+            return None;
+        }
+        let values: Vec<i64> = window.iter().flatten().copied().collect();
+        let mut distinct = values.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() < HASH_DISTINCT {
+            return None;
+        }
+        let h = window_hash(values.iter().copied());
+        if h % ANCHOR_EVERY != 0 {
+            return None;
+        }
+        match self.first_seen.get(&h) {
+            Some((first, source)) if now_ms - first >= MS_PER_HOUR => Some(CopiedWindow {
+                at_ms: now_ms,
+                lag_min: (now_ms - first) / MS_PER_MINUTE,
+                source: source.clone(),
+                target: channel.to_string(),
+            }),
+            Some(_) => None,
+            None => {
+                self.first_seen.insert(h, (now_ms, channel.to_string()));
+                self.order.push_back((now_ms, h));
+                None
+            }
+        }
+    }
+}
+
+/// An exact-copy episode: copied anchors at one lag and pairing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ExactEpisode {
+    start_ms: i64,
+    end_ms: i64,
+    raised_at_ms: Option<i64>,
+    lag_min: i64,
+    source: String,
+    target: String,
+    matches: u32,
+    /// When each copied anchor of this lag and pairing was seen (the raise needs two within four hours).
+    seen_ms: Vec<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,6 +187,9 @@ struct State {
     hours_without_match: u32,
     /// Fisher z of each hour's best joint correlation over all lags.
     null: HourlyNull,
+    anchors: CopyIndex,
+    /// Exact-copy candidates and episodes by (lag, source, target).
+    exact: Vec<ExactEpisode>,
 }
 
 /// The detector.
@@ -110,6 +240,102 @@ impl Replay {
             start_ms: ep.start_ms,
             end_ms: ep.end_ms,
             detected_at_ms: ep.raised_at_ms,
+            score,
+            source_ids: vec![t.outlet.id.clone()],
+            summary,
+            evidence,
+            ongoing,
+            detector: NAME,
+        }
+    }
+
+    /// Folds this minute's copied windows into exact-copy episodes, raises those with enough copied anchors, and
+    /// closes those that went quiet.
+    fn exact_copies(
+        &mut self,
+        ctx: &OutletContext<'_>,
+        now: i64,
+        copies: Vec<CopiedWindow>,
+        out: &mut Vec<Finding>,
+    ) {
+        let mut due = Vec::new();
+        for c in copies {
+            let window_ms = HASH_WINDOW as i64 * MS_PER_MINUTE;
+            let ep = match self.state.exact.iter_mut().position(|e| {
+                e.lag_min == c.lag_min && e.source == c.source && e.target == c.target
+            }) {
+                Some(i) => &mut self.state.exact[i],
+                None => {
+                    self.state.exact.push(ExactEpisode {
+                        start_ms: c.at_ms + MS_PER_MINUTE - window_ms,
+                        end_ms: c.at_ms + MS_PER_MINUTE,
+                        raised_at_ms: None,
+                        lag_min: c.lag_min,
+                        source: c.source.clone(),
+                        target: c.target.clone(),
+                        matches: 0,
+                        seen_ms: Vec::new(),
+                    });
+                    let last = self.state.exact.len() - 1;
+                    &mut self.state.exact[last]
+                }
+            };
+            ep.matches += 1;
+            ep.end_ms = c.at_ms + MS_PER_MINUTE;
+            ep.seen_ms.retain(|t| c.at_ms - t <= EXACT_SPAN_MS);
+            ep.seen_ms.push(c.at_ms);
+            if ep.raised_at_ms.is_none() && ep.seen_ms.len() as u32 >= EXACT_MATCHES {
+                ep.raised_at_ms = Some(ep.end_ms);
+            }
+            if ep.raised_at_ms.is_some() {
+                due.push(ep.clone());
+            }
+        }
+        for ep in &due {
+            out.push(self.exact_finding(ctx, ep, true));
+        }
+        let (quiet, open): (Vec<_>, Vec<_>) = std::mem::take(&mut self.state.exact)
+            .into_iter()
+            .partition(|e| now - e.end_ms >= EXACT_CLOSE_MS);
+        self.state.exact = open;
+        for ep in quiet.iter().filter(|e| e.raised_at_ms.is_some()) {
+            out.push(self.exact_finding(ctx, ep, false));
+        }
+    }
+
+    fn exact_finding(&self, ctx: &OutletContext<'_>, ep: &ExactEpisode, ongoing: bool) -> Finding {
+        let t = ctx.topology;
+        let mut evidence = BTreeMap::new();
+        evidence.insert(
+            "duration_min".into(),
+            ((ep.end_ms - ep.start_ms) / MS_PER_MINUTE) as f64,
+        );
+        evidence.insert("lag_min".into(), ep.lag_min as f64);
+        evidence.insert("copied_windows".into(), f64::from(ep.matches));
+        evidence.insert("window_min".into(), HASH_WINDOW as f64);
+        evidence.insert(
+            "from_another_channel".into(),
+            f64::from(u8::from(ep.source != ep.target)),
+        );
+        let score = (1.0 - 0.5 * (-(f64::from(ep.matches) - 2.0) / 3.0).exp()).clamp(0.5, 0.99);
+        let (d, h) = (ep.lag_min / 1440, (ep.lag_min % 1440) as f64 / 60.0);
+        let ((zs, es), (zt, et)) = (display_name(&ep.source), display_name(&ep.target));
+        let summary = match self.language {
+            Language::Zh => format!(
+                "{}{}：{}（{}）有 {} 段各 {} 分钟的数据与 {} 天 {:.1} 小时前{}（{}）的数据逐值完全相同，疑似复制历史数据上传。",
+                t.enterprise.name, t.outlet.name, zt, ep.target, ep.matches, HASH_WINDOW, d, h, zs, ep.source
+            ),
+            Language::En => format!(
+                "{} {}: {} ({}) repeats, value for value, {} {}-minute stretches of {} ({}) from {} d {:.1} h earlier: copied data.",
+                t.enterprise.name, t.outlet.name, et, ep.target, ep.matches, HASH_WINDOW, es, ep.source, d, h
+            ),
+        };
+        Finding {
+            kind: AnomalyKind::ReplayedData,
+            key: "exact".into(),
+            start_ms: ep.start_ms,
+            end_ms: ep.end_ms,
+            detected_at_ms: ep.raised_at_ms.unwrap_or(ep.end_ms),
             score,
             source_ids: vec![t.outlet.id.clone()],
             summary,
@@ -191,13 +417,24 @@ impl Detector for Replay {
         let mut codes = monitored_codes(ctx.topology);
         codes.push(O2.to_string());
         let bucket_end = (now + MS_PER_MINUTE) % (BUCKET_MIN * MS_PER_MINUTE) == 0;
+        let mut copies = Vec::new();
         for code in codes {
-            let ch = self.state.channels.entry(code.clone()).or_default();
-            if let Some(v) = cems::raw(minute.row, &code).filter(|_| minute.process.running()) {
+            let State {
+                channels, anchors, ..
+            } = &mut self.state;
+            let ch = channels.entry(code.clone()).or_default();
+            let value = cems::raw(minute.row, &code).filter(|_| minute.process.running());
+            if let Some(v) = value {
                 ch.sum += v;
                 ch.n += 1;
                 ch.resolution.observe(v);
             }
+            ch.recent
+                .push_back(value.map(|v| (v * 1000.0).round() as i64));
+            while ch.recent.len() > HASH_WINDOW {
+                ch.recent.pop_front();
+            }
+            copies.extend(anchors.observe(&code, now, &ch.recent));
             if bucket_end {
                 let mean = if ch.n >= 3 {
                     ch.sum / f64::from(ch.n)
@@ -212,6 +449,7 @@ impl Detector for Replay {
                 ch.n = 0;
             }
         }
+        self.exact_copies(ctx, now, copies, out);
         if (now + MS_PER_MINUTE) % MS_PER_HOUR != 0 {
             return;
         }
@@ -256,6 +494,11 @@ impl Detector for Replay {
         if let Some(ep) = self.state.episode.take() {
             out.push(self.finding(ctx, &ep, false));
         }
+        for ep in std::mem::take(&mut self.state.exact) {
+            if ep.raised_at_ms.is_some() {
+                out.push(self.exact_finding(ctx, &ep, false));
+            }
+        }
     }
 
     persist_state!(state);
@@ -274,10 +517,21 @@ mod tests {
     /// Four days of realistic noisy SO2, NOx and O2 with a daily load cycle; minutes in `copy` repeat the data of
     /// `lag` minutes earlier, times `1 + jitter·ε`.
     fn run(copy: std::ops::Range<i64>, lag: i64, jitter: f64) -> Vec<Finding> {
+        run_long(4, copy, lag, jitter, false)
+    }
+
+    /// [`run`] over `days`; with `cross`, the copy puts SO2's earlier data on the NOx channel.
+    fn run_long(
+        days: i64,
+        copy: std::ops::Range<i64>,
+        lag: i64,
+        jitter: f64,
+        cross: bool,
+    ) -> Vec<Finding> {
         let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(11);
         let mut ar = [0.0f64; 3];
         let mut series: Vec<[f64; 3]> = Vec::new();
-        for i in 0..4 * 1440 {
+        for i in 0..days * 1440 {
             let cycle = ((i % 1440) as f64 / 1440.0 * std::f64::consts::TAU).sin();
             for a in &mut ar {
                 *a = 0.95 * *a + 0.02 * (rng.gen::<f64>() - 0.5) * 3.0;
@@ -289,8 +543,12 @@ mod tests {
             ];
             if copy.contains(&i) {
                 let old = series[(i - lag) as usize];
-                for k in 0..3 {
-                    v[k] = old[k] * (1.0 + jitter * (rng.gen::<f64>() - 0.5) * 3.0);
+                if cross {
+                    v[1] = old[0];
+                } else {
+                    for k in 0..3 {
+                        v[k] = old[k] * (1.0 + jitter * (rng.gen::<f64>() - 0.5) * 3.0);
+                    }
                 }
             }
             series.push(v);
@@ -315,15 +573,29 @@ mod tests {
     #[test]
     fn yesterdays_data_resent_is_found_with_its_lag() {
         let out = run(3 * 1440..3 * 1440 + 480, 1440, 0.0);
-        let closed: Vec<_> = out.iter().filter(|f| !f.ongoing).collect();
+        let closed: Vec<_> = out
+            .iter()
+            .filter(|f| !f.ongoing && f.key.is_empty())
+            .collect();
         assert_eq!(closed.len(), 1, "{out:#?}");
         assert_eq!(closed[0].evidence["lag_min"], 1440.0);
+        // The exact copy is also found by its hashed windows, at the same lag.
+        let exact: Vec<_> = out
+            .iter()
+            .filter(|f| !f.ongoing && f.key == "exact")
+            .collect();
+        assert!(!exact.is_empty(), "{out:#?}");
+        assert!(exact
+            .iter()
+            .all(|f| f.evidence["lag_min"] == 1440.0 && f.evidence["from_another_channel"] == 0.0));
         assert!(closed[0].start_ms >= T0 + (3 * 1440 - 60) * MS_PER_MINUTE);
     }
 
     #[test]
     fn a_careful_copy_at_an_odd_lag_with_noise_is_found_too() {
         let out = run(3 * 1440..3 * 1440 + 480, 1440 + 185, 0.01);
+        // Noise added: no window repeats value for value, only the correlation sees it.
+        assert!(out.iter().all(|f| f.key.is_empty()), "{out:#?}");
         let closed: Vec<_> = out.iter().filter(|f| !f.ongoing).collect();
         assert_eq!(closed.len(), 1, "{out:#?}");
         assert!(
@@ -368,5 +640,46 @@ mod tests {
             .filter(|f| f.end_ms >= T0 + 4 * 1440 * MS_PER_MINUTE)
             .collect();
         assert!(late.is_empty(), "{late:#?}");
+    }
+
+    #[test]
+    fn an_exact_copy_older_than_the_correlation_history_or_from_another_channel_is_found_by_its_hash(
+    ) {
+        // Day 12 repeats day 2 (ten days back, beyond the eight days of 5-minute means) for six hours.
+        let out = run_long(13, 12 * 1440..12 * 1440 + 360, 10 * 1440, 0.0, false);
+        let exact: Vec<_> = out
+            .iter()
+            .filter(|f| !f.ongoing && f.key == "exact")
+            .collect();
+        assert!(!exact.is_empty(), "{out:#?}");
+        assert_eq!(exact[0].evidence["lag_min"], 14_400.0);
+        assert!(exact[0].start_ms >= T0 + (12 * 1440 - 30) * MS_PER_MINUTE);
+        assert!(exact[0].detected_at_ms <= T0 + (12 * 1440 + 360) * MS_PER_MINUTE);
+        assert!(
+            out.iter().all(|f| !f.key.is_empty()),
+            "the correlation cannot see ten days back: {out:#?}"
+        );
+        // NOx carrying SO2's readings of two days before.
+        let out = run_long(5, 4 * 1440..4 * 1440 + 360, 2 * 1440, 0.0, true);
+        let exact: Vec<_> = out
+            .iter()
+            .filter(|f| !f.ongoing && f.key == "exact")
+            .collect();
+        assert!(!exact.is_empty(), "{out:#?}");
+        assert_eq!(exact[0].evidence["from_another_channel"], 1.0);
+        assert!(exact[0].summary.contains("a21002") && exact[0].summary.contains("a21026"));
+        // Thirteen honest days: nothing repeats.
+        let honest = run_long(13, 0..0, 1, 0.0, false);
+        assert!(honest.iter().all(|f| f.key != "exact"), "{honest:#?}");
+    }
+
+    #[test]
+    fn windows_with_few_distinct_values_are_never_anchors() {
+        let mut index = CopyIndex::default();
+        let flat: VecDeque<Option<i64>> = (0..30).map(|i| Some(i % 3)).collect();
+        for t in 0..5000 {
+            assert!(index.observe("a21026", t * MS_PER_HOUR, &flat).is_none());
+        }
+        assert!(index.first_seen.is_empty());
     }
 }

@@ -420,7 +420,7 @@ impl Tampering {
         };
         visit.flagged |= flagged;
         let since_min = (now - visit.opened_ms) / MS_PER_MINUTE;
-        if since_min >= DOOR_SETTLE_MIN && since_min < DOOR_JUDGE_MIN && minute.process.running() {
+        if (DOOR_SETTLE_MIN..DOOR_JUDGE_MIN).contains(&since_min) && minute.process.running() {
             for code in visit.before.keys() {
                 if let Some(cz) =
                     cems::converted(row, code, reference, units::DEFAULT_O2_CEILING_PCT)
