@@ -670,6 +670,19 @@ mod tests {
         (own, textbook)
     }
 
+    /// Blends varying by ±28 % (changes of up to 45 % every 30 h): over the budget (measured: 6 false episodes
+    /// against the textbook's 15 in 270 outlet-days at 0.01), because a month holds only a few such changes to learn
+    /// from. Kept out of the default run for its cost; `cargo test --release -- --ignored severe` reproduces it.
+    #[test]
+    #[ignore]
+    fn severe_fuel_swings_the_null_at_least_halves_the_false_episodes() {
+        let (own, textbook) = false_steps(0.28);
+        assert!(
+            2 * own <= textbook,
+            "{own} false episodes (textbook alone: {textbook})"
+        );
+    }
+
     #[test]
     fn honest_fuel_swings_are_judged_by_the_outlets_own_history_a_halved_gain_still_is_found() {
         // Blends varying by ±24 %: the textbook rule calls some changes gain steps (measured: 7); the outlet's own
@@ -681,13 +694,6 @@ mod tests {
         );
         assert!(
             own <= 2,
-            "{own} false episodes (textbook alone: {textbook})"
-        );
-        // Blends varying by ±28 % (changes of up to 45 % every 30 h): the null at least halves the false episodes
-        // (measured: 6 against 15; over the budget, because a month holds only a few such changes to learn from).
-        let (own, textbook) = false_steps(0.28);
-        assert!(
-            2 * own <= textbook,
             "{own} false episodes (textbook alone: {textbook})"
         );
         // The same plant with its gain halved on day 20.
