@@ -645,12 +645,15 @@ mod tests {
     #[test]
     fn an_exact_copy_older_than_the_correlation_history_or_from_another_channel_is_found_by_its_hash(
     ) {
+        let closed_exact = |out: &[Finding]| -> Vec<Finding> {
+            out.iter()
+                .filter(|f| !f.ongoing && f.key == "exact")
+                .cloned()
+                .collect()
+        };
         // Day 12 repeats day 2 (ten days back, beyond the eight days of 5-minute means) for six hours.
         let out = run_long(13, 12 * 1440..12 * 1440 + 360, 10 * 1440, 0.0, false);
-        let exact: Vec<_> = out
-            .iter()
-            .filter(|f| !f.ongoing && f.key == "exact")
-            .collect();
+        let exact = closed_exact(&out);
         assert!(!exact.is_empty(), "{out:#?}");
         assert_eq!(exact[0].evidence["lag_min"], 14_400.0);
         assert!(exact[0].start_ms >= T0 + (12 * 1440 - 30) * MS_PER_MINUTE);
@@ -661,10 +664,7 @@ mod tests {
         );
         // NOx carrying SO2's readings of two days before.
         let out = run_long(5, 4 * 1440..4 * 1440 + 360, 2 * 1440, 0.0, true);
-        let exact: Vec<_> = out
-            .iter()
-            .filter(|f| !f.ongoing && f.key == "exact")
-            .collect();
+        let exact = closed_exact(&out);
         assert!(!exact.is_empty(), "{out:#?}");
         assert_eq!(exact[0].evidence["from_another_channel"], 1.0);
         assert!(exact[0].summary.contains("a21002") && exact[0].summary.contains("a21026"));
