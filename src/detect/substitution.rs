@@ -10,6 +10,8 @@
 //! Two raised hours in a row open an episode.
 //!
 //! Look-alikes: start-up and load ramps (every channel follows the load: production outside ±10 %, not judged);
+//! treatment switching on or off (a wet scrubber stopping heats the gas as its SO2 climbs: treatment power outside
+//! ±10 %, not judged);
 //! pairs coupled by physics or by the analyzer (flow computed from velocity, humidity of saturated gas following its
 //! temperature, O2 and every concentration diluted by the same air: never judged; gases sharing one sample line:
 //! their own history sets the bar); channels at their resolution or held values flickering by one step (they do not
@@ -83,6 +85,9 @@ struct State {
     values: BTreeMap<String, VecDeque<Option<f64>>>,
     resolution: BTreeMap<String, Resolution>,
     production: VecDeque<Option<f64>>,
+    /// Treatment power (kW, all linked meters) of the last minutes: a scrubber switching on or off moves several
+    /// channels at once (a wet FGD stopping heats the gas as its SO2 climbs).
+    treatment: VecDeque<Option<f64>>,
     nulls: BTreeMap<String, HourlyNull>,
     runs: Runs<Stats>,
 }
@@ -168,16 +173,20 @@ impl Substitution {
 
     /// Judges every pair at the top of an hour.
     fn judge(&mut self, ctx: &OutletContext<'_>, now: i64, out: &mut Vec<Finding>) {
-        let production: Vec<f64> = self.state.production.iter().flatten().copied().collect();
-        let steady = production.len() == WINDOW && {
-            let mean = production.iter().sum::<f64>() / WINDOW as f64;
-            let (lo, hi) = production
-                .iter()
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
-                    (l.min(*v), h.max(*v))
-                });
-            mean > 0.0 && hi - lo <= STEADY * mean
+        let steady_window = |q: &VecDeque<Option<f64>>| {
+            let v: Vec<f64> = q.iter().flatten().copied().collect();
+            v.len() == WINDOW && {
+                let mean = v.iter().sum::<f64>() / WINDOW as f64;
+                let (lo, hi) = v
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| {
+                        (l.min(*x), h.max(*x))
+                    });
+                mean > 0.0 && hi - lo <= STEADY * mean
+            }
         };
+        let treated = ctx.topology.treatment.is_empty() || steady_window(&self.state.treatment);
+        let steady = steady_window(&self.state.production) && treated;
         let codes: Vec<String> = self.state.values.keys().cloned().collect();
         for (i, a) in codes.iter().enumerate() {
             for b in &codes[i + 1..] {
@@ -255,6 +264,13 @@ impl Detector for Substitution {
         }
         let p = minute.process;
         push(&mut st.production, p.running().then_some(p.production_kw));
+        let treatment: Option<f64> = ctx
+            .topology
+            .treatment
+            .iter()
+            .map(|m| p.meters.get(&m.id).and_then(|mm| mm.kw))
+            .sum();
+        push(&mut st.treatment, treatment);
         if row.minute_ms.rem_euclid(MS_PER_HOUR) == 0 {
             self.judge(ctx, row.minute_ms, out);
         }
