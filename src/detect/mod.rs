@@ -193,6 +193,18 @@ pub fn monitored_codes(t: &OutletTopology) -> Vec<String> {
     }
 }
 
+/// Appends to a window of the last `capacity` values, dropping the oldest.
+pub(crate) fn push_bounded<T>(
+    window: &mut std::collections::VecDeque<T>,
+    value: T,
+    capacity: usize,
+) {
+    window.push_back(value);
+    while window.len() > capacity {
+        window.pop_front();
+    }
+}
+
 /// Helper for [`Detector::save`]: postcard of the state.
 pub(crate) fn save_state<T: Serialize>(state: &T) -> Vec<u8> {
     postcard::to_stdvec(state).unwrap_or_default()

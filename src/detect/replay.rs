@@ -24,7 +24,9 @@
 use super::cems::{self, Resolution};
 use super::null::HourlyNull;
 use super::stats::{correlation, fisher_z};
-use super::{monitored_codes, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
+use super::{
+    monitored_codes, push_bounded, DetectConfig, Detector, Finding, Language, Minute, OutletContext,
+};
 use crate::domain::codes::{display_name, O2};
 use crate::domain::{AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
@@ -127,15 +129,15 @@ impl CopyIndex {
         if window.len() < HASH_WINDOW || window.iter().any(Option::is_none) {
             return None;
         }
-        let values: Vec<i64> = window.iter().flatten().copied().collect();
-        let mut distinct = values.clone();
+        // The anchor test first: it is cheap and fails for 63 windows in 64, which then need no sorting.
+        let h = window_hash(window.iter().flatten().copied());
+        if h % ANCHOR_EVERY != 0 {
+            return None;
+        }
+        let mut distinct: Vec<i64> = window.iter().flatten().copied().collect();
         distinct.sort_unstable();
         distinct.dedup();
         if distinct.len() < HASH_DISTINCT {
-            return None;
-        }
-        let h = window_hash(values.iter().copied());
-        if h % ANCHOR_EVERY != 0 {
             return None;
         }
         match self.first_seen.get(&h) {
@@ -429,11 +431,11 @@ impl Detector for Replay {
                 ch.n += 1;
                 ch.resolution.observe(v);
             }
-            ch.recent
-                .push_back(value.map(|v| (v * 1000.0).round() as i64));
-            while ch.recent.len() > HASH_WINDOW {
-                ch.recent.pop_front();
-            }
+            push_bounded(
+                &mut ch.recent,
+                value.map(|v| (v * 1000.0).round() as i64),
+                HASH_WINDOW,
+            );
             copies.extend(anchors.observe(&code, now, &ch.recent));
             if bucket_end {
                 let mean = if ch.n >= 3 {

@@ -20,6 +20,13 @@ pub fn correlation(a: &[f64], b: &[f64]) -> f64 {
     sab / (saa * sbb).sqrt()
 }
 
+/// Population standard deviation; 0 for an empty series.
+pub fn sd(x: &[f64]) -> f64 {
+    let n = x.len().max(1) as f64;
+    let m = x.iter().sum::<f64>() / n;
+    (x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / n).sqrt()
+}
+
 /// Fisher's z of a correlation: near-normal, so its tail can be read off an empirical null.
 pub fn fisher_z(r: f64) -> f64 {
     r.clamp(-0.999_999, 0.999_999).atanh()

@@ -20,8 +20,8 @@
 use super::cems::{self, Resolution};
 use super::null::HourlyNull;
 use super::runs::{Due, Runs, Timing};
-use super::stats::{correlation, fisher_z};
-use super::{DetectConfig, Detector, Finding, Language, Minute, OutletContext};
+use super::stats::{correlation, fisher_z, sd};
+use super::{push_bounded, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
 use crate::domain::codes::{
     display_name, FLOW, HUMIDITY, NH3, NMHC, NOX, O2, PM, SO2, TEMPERATURE, VELOCITY,
 };
@@ -99,13 +99,6 @@ pub struct Substitution {
     state: State,
 }
 
-fn push<T>(q: &mut VecDeque<T>, v: T) {
-    q.push_back(v);
-    while q.len() > WINDOW {
-        q.pop_front();
-    }
-}
-
 /// Differences of the minutes where both channels are valid in consecutive minutes.
 fn paired_differences(
     a: &VecDeque<Option<f64>>,
@@ -119,12 +112,6 @@ fn paired_differences(
         }
     }
     (da, db)
-}
-
-fn sd(x: &[f64]) -> f64 {
-    let n = x.len().max(1) as f64;
-    let m = x.iter().sum::<f64>() / n;
-    (x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / n).sqrt()
 }
 
 impl Substitution {
@@ -198,7 +185,11 @@ impl Substitution {
                 else {
                     continue;
                 };
-                let (da, db) = paired_differences(va, vb);
+                let (da, db) = if steady {
+                    paired_differences(va, vb)
+                } else {
+                    (Vec::new(), Vec::new())
+                };
                 // A channel moving by more than its resolution most minutes: a held value flickering by one step
                 // (a flat line's) moves in lockstep with nothing real.
                 let moving = |d: &[f64], code: &str| {
@@ -260,17 +251,25 @@ impl Detector for Substitution {
                     .or_default()
                     .observe(v);
             }
-            push(st.values.entry(code.to_string()).or_default(), value);
+            push_bounded(
+                st.values.entry(code.to_string()).or_default(),
+                value,
+                WINDOW,
+            );
         }
         let p = minute.process;
-        push(&mut st.production, p.running().then_some(p.production_kw));
+        push_bounded(
+            &mut st.production,
+            p.running().then_some(p.production_kw),
+            WINDOW,
+        );
         let treatment: Option<f64> = ctx
             .topology
             .treatment
             .iter()
             .map(|m| p.meters.get(&m.id).and_then(|mm| mm.kw))
             .sum();
-        push(&mut st.treatment, treatment);
+        push_bounded(&mut st.treatment, treatment, WINDOW);
         if row.minute_ms.rem_euclid(MS_PER_HOUR) == 0 {
             self.judge(ctx, row.minute_ms, out);
         }
