@@ -351,7 +351,6 @@ impl Tampering {
             self.state.last_calibration_ms = now;
         }
         let window_open = now - self.state.last_calibration_ms <= 60 * MS_PER_MINUTE;
-        self.door(ctx, minute, out);
         for (code, reading) in &row.cems {
             let param = code.rsplit('-').next().unwrap_or(code);
             if !PARAMETER_CODES.contains(&param) {
@@ -360,26 +359,43 @@ impl Tampering {
             let previous = self.state.parameters.insert(code.clone(), reading.value);
             match previous {
                 Some(old) if (old - reading.value).abs() > 1e-9 && !window_open => {
-                    let key = format!("param/{code}");
-                    let new = reading.value;
-                    let timing = Timing {
-                        grace_min: 0,
-                        close_after_min: 0,
-                        update_every_min: 1,
+                    let stats = Stats {
+                        old,
+                        new: reading.value,
+                        ..Stats::default()
                     };
-                    let raised = self.state.runs.bad(&key, now, timing, Stats::default, |s| {
-                        s.old = old;
-                        s.new = new;
-                    });
-                    if let Some(mut due) = raised {
-                        due.ongoing = false;
-                        let _ = self.state.runs.good(&key, now + MS_PER_MINUTE, timing);
+                    let key = format!("param/{code}");
+                    if let Some(due) = self.point_event(&key, now, now + MS_PER_MINUTE, stats) {
                         out.push(self.finding(ctx, &due));
                     }
                 }
                 _ => {}
             }
         }
+    }
+
+    /// An event raised and closed at once over `[start_ms, end_ms)` (a parameter change, a door visit), through the
+    /// same runs as every episode so that its anomaly id is derived alike.
+    fn point_event(
+        &mut self,
+        key: &str,
+        start_ms: i64,
+        end_ms: i64,
+        stats: Stats,
+    ) -> Option<Due<Stats>> {
+        let timing = Timing {
+            grace_min: 0,
+            close_after_min: 0,
+            update_every_min: 1,
+        };
+        let mut due = self
+            .state
+            .runs
+            .bad(key, start_ms, timing, || stats, |_| {})?;
+        due.ongoing = false;
+        due.run.last_bad_ms = end_ms - MS_PER_MINUTE;
+        let _ = self.state.runs.good(key, end_ms, timing);
+        Some(due)
     }
 
     /// Watches shelter door visits: the level before the door opened against the level after it.
@@ -392,10 +408,7 @@ impl Tampering {
             .iter()
             .find(|(code, _)| code.rsplit('-').next() == Some(DOOR_CODE))
             .map(|(_, r)| r.value.abs() > 0.5);
-        let flagged = row
-            .cems
-            .values()
-            .any(|r| matches!(r.flag, ValueFlag::Calibration | ValueFlag::Maintenance));
+        let flagged = self.state.last_calibration_ms == now;
         let opened = open == Some(true) && !self.state.door_open;
         if let Some(o) = open {
             self.state.door_open = o;
@@ -455,24 +468,13 @@ impl Tampering {
             if after - before >= DOOR_LN || !(0.85..=1.15).contains(&production_ratio) {
                 continue;
             }
-            let key = format!("door/{code}");
-            let timing = Timing {
-                grace_min: 0,
-                close_after_min: 0,
-                update_every_min: 1,
+            let stats = Stats {
+                old: (after - before).exp(),
+                new: production_ratio,
+                ..Stats::default()
             };
-            let (ratio, opened) = ((after - before).exp(), visit.opened_ms);
-            if let Some(mut due) = self
-                .state
-                .runs
-                .bad(&key, opened, timing, Stats::default, |s| {
-                    s.old = ratio;
-                    s.new = production_ratio;
-                })
-            {
-                due.ongoing = false;
-                due.run.last_bad_ms = now - MS_PER_MINUTE;
-                let _ = self.state.runs.good(&key, now + MS_PER_MINUTE, timing);
+            let key = format!("door/{code}");
+            if let Some(due) = self.point_event(&key, visit.opened_ms, now, stats) {
                 out.push(self.finding(ctx, &due));
             }
         }
@@ -493,6 +495,8 @@ impl Detector for Tampering {
             self.step(ctx, minute, &code, out);
         }
         self.parameters(ctx, minute, out);
+        // After `parameters`, which has noted this minute's calibration or maintenance flags.
+        self.door(ctx, minute, out);
     }
 
     fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>) {
