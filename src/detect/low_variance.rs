@@ -13,8 +13,10 @@
 
 use super::cems::{self, Resolution};
 use super::null::HourlyNull;
-use super::stats::correlation;
-use super::{monitored_codes, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
+use super::stats::{correlation, sd};
+use super::{
+    monitored_codes, push_bounded, DetectConfig, Detector, Finding, Language, Minute, OutletContext,
+};
 use crate::domain::{AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ChiSquared, ContinuousCDF};
@@ -53,10 +55,9 @@ struct Episode {
     channels: usize,
     /// Variance ratio below which the outlet's own honest history puts the budgeted false-alarm rate, if learned.
     null_ratio: Option<f64>,
-    /// Correlation of the channels with production in the raised windows where production varied, and what it
-    /// usually is at this outlet: invented curves stop following the load.
+    /// Correlation of the channels with production in the raised windows where production varied (invented curves
+    /// stop following the load; the outlet's usual one is in the state, unchanged while an episode is open).
     production_correlation: Option<f64>,
-    production_correlation_usual: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -67,8 +68,8 @@ struct State {
     null: HourlyNull,
     /// Production (kW) of the last minutes, aligned with the channels' windows.
     production: VecDeque<f64>,
-    /// Learned correlation of the channels with production, over hours when production varied.
-    production_correlation: Option<f64>,
+    /// Learned correlation of the channels with production, over unraised hours when production varied.
+    production_correlation_usual: Option<f64>,
 }
 
 /// The detector.
@@ -120,7 +121,7 @@ impl LowVariance {
         if let Some(r) = ep.production_correlation {
             evidence.insert("production_correlation_window".into(), r);
         }
-        if let Some(r) = ep.production_correlation_usual {
+        if let Some(r) = self.state.production_correlation_usual {
             evidence.insert("production_correlation_usual".into(), r);
         }
         let summary = match self.language {
@@ -169,8 +170,7 @@ impl LowVariance {
                 continue;
             }
             let mean = p.iter().sum::<f64>() / k as f64;
-            let sd = (p.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / k as f64).sqrt();
-            if mean <= 0.0 || sd < 0.05 * mean {
+            if mean <= 0.0 || sd(&p) < 0.05 * mean {
                 continue;
             }
             let c: Vec<f64> = ch
@@ -195,14 +195,12 @@ impl Detector for LowVariance {
         let now = minute.row.minute_ms;
         let hour_end = (now + MS_PER_MINUTE) % MS_PER_HOUR == 0;
         let p = minute.process;
-        self.state.production.push_back(if p.running() {
+        let production = if p.running() {
             p.production_kw
         } else {
             f64::NAN
-        });
-        while self.state.production.len() > WINDOW {
-            self.state.production.pop_front();
-        }
+        };
+        push_bounded(&mut self.state.production, production, WINDOW);
         for code in monitored_codes(ctx.topology) {
             let ch = self.state.channels.entry(code.clone()).or_default();
             // Analyzer noise is largely proportional to the reading, so differences are taken in log space: a night
@@ -284,7 +282,6 @@ impl Detector for LowVariance {
                 channels: judged_channels,
                 null_ratio: null.map(|t| (-t).exp()),
                 production_correlation: None,
-                production_correlation_usual: self.state.production_correlation,
             });
             if production_correlation.is_some() {
                 ep.production_correlation = production_correlation;
@@ -296,12 +293,12 @@ impl Detector for LowVariance {
             let ep = ep.clone();
             out.push(self.finding(ctx, &ep, true));
         } else {
-            if let Some(r) = production_correlation {
-                let usual = self.state.production_correlation.get_or_insert(r);
-                *usual += 0.05 * (r - *usual);
-            }
             if let Some(ep) = self.state.episodes.remove("") {
                 out.push(self.finding(ctx, &ep, false));
+            }
+            if let Some(r) = production_correlation {
+                let usual = self.state.production_correlation_usual.get_or_insert(r);
+                *usual += 0.05 * (r - *usual);
             }
         }
     }
