@@ -43,12 +43,12 @@ const BIN: f64 = 0.01;
 const BINS: usize = 60;
 /// Candidate ceilings: the upper edges of the pile, in bins (90 % … 100 % of the limit).
 const EDGES: std::ops::RangeInclusive<usize> = 40..=50;
-/// Width of the pile and of the tail above it, and of the fitted region below the pile, in bins.
+/// Widths of the pile, of the tail above it, and of the fitted region below the pile, in bins.
 const PILES: [usize; 2] = [2, 4];
-/// Candidate ceilings judged: every edge with every pile width.
-const CANDIDATES: usize = 22;
 const TAIL: usize = 4;
 const FIT: usize = 8;
+/// Candidate ceilings judged: every edge with every pile width.
+const CANDIDATES: usize = (*EDGES.end() - *EDGES.start() + 1) * PILES.len();
 /// Minutes needed in the pile.
 const MIN_PEAK: f64 = 120.0;
 /// Tail minutes allowed as a share of the pile.
@@ -97,7 +97,7 @@ pub struct Ceiling {
     pub edge: f64,
     /// Lower edge of the pile, as a share of the limit.
     pub pile_from: f64,
-    /// Minutes in the pile `[edge − 2 %, edge)`.
+    /// Minutes in the pile `[pile_from, edge)`.
     pub pile: f64,
     /// Minutes the density below the pile gives it.
     pub pile_expected: f64,
@@ -117,39 +117,30 @@ pub struct Ceiling {
     pub window_days: usize,
 }
 
-/// Coefficients of the fitted log-density: `ln μ = β₀ + β₁ u` (log-linear, see the module notes).
-const K: usize = 2;
-
-/// Poisson log-linear fit of counts `y` at positions `u`: coefficients and their unscaled covariance `(Xᵀ W X)⁻¹`,
-/// by iteratively reweighted least squares. `None` when it does not converge to finite values.
-fn poisson_fit(u: &[f64], y: &[f64]) -> Option<([f64; K], [[f64; K]; K])> {
-    let x = |ui: f64| -> [f64; K] { std::array::from_fn(|k| ui.powi(k as i32)) };
-    let eta = |beta: &[f64; K], xi: &[f64; K]| (0..K).map(|k| beta[k] * xi[k]).sum::<f64>();
+/// Poisson log-linear fit `ln μ = β₀ + β₁ u` of counts `y` at positions `u`: coefficients and their unscaled
+/// covariance `(Xᵀ W X)⁻¹`, by iteratively reweighted least squares. `None` when it does not converge to finite
+/// values.
+fn poisson_fit(u: &[f64], y: &[f64]) -> Option<([f64; 2], [[f64; 2]; 2])> {
     // Start from least squares on ln(y + 0.5).
     let mut beta = weighted_least_squares(
-        &u.iter().map(|ui| (x(*ui), 1.0)).collect::<Vec<_>>(),
+        &u.iter().map(|ui| (*ui, 1.0)).collect::<Vec<_>>(),
         &y.iter().map(|yi| (yi + 0.5).ln()).collect::<Vec<_>>(),
     )?
     .0;
-    let mut cov = [[0.0; K]; K];
+    let mut cov = [[0.0; 2]; 2];
     for _ in 0..50 {
-        let rows: Vec<([f64; K], f64)> = u
+        let eta = |ui: f64| beta[0] + beta[1] * ui;
+        let rows: Vec<(f64, f64)> = u
             .iter()
-            .map(|ui| {
-                let xi = x(*ui);
-                let mu = eta(&beta, &xi).clamp(-30.0, 30.0).exp();
-                (xi, mu)
-            })
+            .map(|ui| (*ui, eta(*ui).clamp(-30.0, 30.0).exp()))
             .collect();
         let z: Vec<f64> = rows
             .iter()
             .zip(y)
-            .map(|((xi, mu), yi)| eta(&beta, xi) + (yi - mu) / mu.max(1e-9))
+            .map(|((ui, mu), yi)| eta(*ui) + (yi - mu) / mu.max(1e-9))
             .collect();
         let (next, c) = weighted_least_squares(&rows, &z)?;
-        let change = (0..K)
-            .map(|k| (next[k] - beta[k]).abs())
-            .fold(0.0, f64::max);
+        let change = (next[0] - beta[0]).abs().max((next[1] - beta[1]).abs());
         beta = next;
         cov = c;
         if change < 1e-9 {
@@ -159,53 +150,26 @@ fn poisson_fit(u: &[f64], y: &[f64]) -> Option<([f64; K], [[f64; K]; K])> {
     beta.iter().all(|b| b.is_finite()).then_some((beta, cov))
 }
 
-/// Weighted least squares: the solution and `(Xᵀ W X)⁻¹`.
-fn weighted_least_squares(
-    rows: &[([f64; K], f64)],
-    z: &[f64],
-) -> Option<([f64; K], [[f64; K]; K])> {
-    let mut a = [[0.0; K]; K];
-    let mut b = [0.0; K];
-    for ((xi, w), zi) in rows.iter().zip(z) {
-        for r in 0..K {
-            b[r] += w * xi[r] * zi;
-            for c in 0..K {
-                a[r][c] += w * xi[r] * xi[c];
-            }
-        }
+/// Weighted least squares of `z` on `[1, u]` with weights `w`, from `(u, w)` rows: the solution and `(Xᵀ W X)⁻¹`.
+fn weighted_least_squares(rows: &[(f64, f64)], z: &[f64]) -> Option<([f64; 2], [[f64; 2]; 2])> {
+    let (mut s0, mut s1, mut s2, mut b0, mut b1) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for ((u, w), zi) in rows.iter().zip(z) {
+        s0 += w;
+        s1 += w * u;
+        s2 += w * u * u;
+        b0 += w * zi;
+        b1 += w * u * zi;
     }
-    let inv = invert(a)?;
-    let beta = std::array::from_fn(|r| (0..K).map(|c| inv[r][c] * b[c]).sum());
+    let det = s0 * s2 - s1 * s1;
+    if !det.is_finite() || det.abs() < 1e-12 {
+        return None;
+    }
+    let inv = [[s2 / det, -s1 / det], [-s1 / det, s0 / det]];
+    let beta = [
+        inv[0][0] * b0 + inv[0][1] * b1,
+        inv[1][0] * b0 + inv[1][1] * b1,
+    ];
     Some((beta, inv))
-}
-
-/// Gauss–Jordan inverse with partial pivoting; `None` when singular.
-fn invert(mut m: [[f64; K]; K]) -> Option<[[f64; K]; K]> {
-    let mut inv: [[f64; K]; K] =
-        std::array::from_fn(|r| std::array::from_fn(|c| f64::from(u8::from(r == c))));
-    for col in 0..K {
-        let pivot = (col..K).max_by(|a, b| m[*a][col].abs().total_cmp(&m[*b][col].abs()))?;
-        if !m[pivot][col].is_finite() || m[pivot][col].abs() < 1e-12 {
-            return None;
-        }
-        m.swap(col, pivot);
-        inv.swap(col, pivot);
-        let p = m[col][col];
-        for c in 0..K {
-            m[col][c] /= p;
-            inv[col][c] /= p;
-        }
-        for r in 0..K {
-            if r != col {
-                let f = m[r][col];
-                for c in 0..K {
-                    m[r][c] -= f * m[col][c];
-                    inv[r][c] -= f * inv[col][c];
-                }
-            }
-        }
-    }
-    Some(inv)
 }
 
 /// Adds one minute at `share` of the limit, spread evenly over its resolution step `[share − step/2, share + step/2)`:
@@ -264,22 +228,21 @@ pub fn test_ceiling(days: &[Vec<f32>], alpha: f64) -> Option<Ceiling> {
             .zip(y)
             .map(|(ui, yi)| (yi - mu(*ui)).powi(2) / mu(*ui).max(1e-9))
             .sum();
-        let dispersion = (pearson / (FIT - K) as f64).max(1.0);
+        let dispersion = (pearson / (FIT - 2) as f64).max(1.0);
         // Compared on the log scale, where the log-linear fit's extrapolation is normal: the expected count of a band
         // and the variance of its logarithm (the fit's uncertainty), against the observed count's (overdispersed
         // counting noise, φ / n).
         let band = |lo: usize, hi: usize| {
-            let (mut m, mut g) = (0.0, [0.0; K]);
+            let (mut m, mut g) = (0.0, [0.0; 2]);
             for b in lo..hi {
                 let ui = pos(b);
                 let mi = mu(ui);
                 m += mi;
-                for (k, gk) in g.iter_mut().enumerate() {
-                    *gk += mi * ui.powi(k as i32);
-                }
+                g[0] += mi;
+                g[1] += mi * ui;
             }
-            let fit_var: f64 = (0..K)
-                .map(|r| (0..K).map(|c| g[r] * xtwx_inv[r][c] * g[c]).sum::<f64>())
+            let fit_var: f64 = (0..2)
+                .map(|r| (0..2).map(|c| g[r] * xtwx_inv[r][c] * g[c]).sum::<f64>())
                 .sum::<f64>()
                 * dispersion;
             (m, fit_var.max(0.0) / (m * m).max(1e-300))
@@ -585,11 +548,12 @@ mod tests {
             .map(|x| (truth[0] + truth[1] * x).exp().round())
             .collect();
         let (beta, cov) = poisson_fit(&u, &y).unwrap();
-        for k in 0..K {
+        for k in 0..2 {
             assert!((beta[k] - truth[k]).abs() < 0.02, "{beta:?}");
             assert!(cov[k][k] > 0.0);
         }
-        assert!(invert([[1.0, 2.0], [2.0, 4.0]]).is_none());
+        // A single position cannot fix a slope.
+        assert!(weighted_least_squares(&[(0.5, 1.0), (0.5, 2.0)], &[1.0, 2.0]).is_none());
     }
 
     #[test]
