@@ -305,6 +305,17 @@ pub(crate) mod testutil {
         false_alarms_per_day: f64,
         rows: impl IntoIterator<Item = OutletRow>,
     ) -> Vec<Finding> {
+        run_detector_with_model(make, topo, false_alarms_per_day, None, rows)
+    }
+
+    /// [`run_detector_at`] with an active model.
+    pub fn run_detector_with_model(
+        make: DetectorFactory,
+        topo: &OutletTopology,
+        false_alarms_per_day: f64,
+        model: Option<&crate::models::ModelArtifact>,
+        rows: impl IntoIterator<Item = OutletRow>,
+    ) -> Vec<Finding> {
         let config = DetectConfig {
             language: Language::En,
             false_alarms_per_day,
@@ -313,7 +324,7 @@ pub(crate) mod testutil {
         let ctx = OutletContext {
             topology: topo,
             config: &config,
-            model: None,
+            model,
         };
         let mut d = make(&config);
         let mut tracker = super::process::ProcessTracker::default();
