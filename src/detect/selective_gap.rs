@@ -16,8 +16,8 @@
 //! - **Model prediction.** With an active model (the outlet's own or its industry prior), each running minute's
 //!   predicted emission (the highest predicted share of a limit among the accepted pollutant regressions, from
 //!   production and time of day, which keep arriving while the CEMS is silent) is ranked among the outlet's
-//!   predictions of the last week (mid-ranks in bins of 2 % of the limit, so predictions that barely differ tie). A
-//!   gap is *predicted high* when the mean rank of its minutes is 0.8 or more: on average in the top fifth of what
+//!   predictions of about the last day (mid-ranks in bins of 2 % of the limit, so predictions that barely differ
+//!   tie). A gap is *predicted high* when the mean rank of its minutes is 0.8 or more: on average in the top fifth of what
 //!   the model expects here. A gap that does not care falls there with probability `q`: 0.2 for a minute, and for a
 //!   longer gap the share of the outlet's clock hours whose mean rank is that high, if larger (a plant whose load
 //!   swings in long waves). With `k` predicted-high gaps among the `m` ranked ones, the same binomial tail (and at
@@ -61,8 +61,8 @@ const KEY: &str = "outlet";
 const PREDICTION_BIN: f64 = 0.02;
 /// Bins of predicted level (0 to 3 × the limit; beyond falls in the last).
 const PREDICTION_BINS: usize = 150;
-/// Predicted minutes the ranks rest on: two days (a daily cycle twice; the learned normal production the predictions
-/// read drifts, and ranks must follow it), forgotten exponentially beyond.
+/// Predicted minutes the ranks rest on: a day (one daily cycle; the learned normal production the predictions read
+/// drifts over an outlet's first week, and ranks must follow it), older ones fading exponentially.
 const PREDICTION_MEMORY_MIN: f64 = 1440.0;
 /// Predicted minutes needed before gaps are ranked (a day).
 const PREDICTION_MATURE_MIN: f64 = 1440.0;
