@@ -1,19 +1,34 @@
-//! `LOW_VARIANCE`: readings implausibly smooth for this analyzer: fabricated curves.
+//! `LOW_VARIANCE`: readings implausibly smooth for this analyzer, and no longer following the process: fabricated
+//! curves.
 //!
 //! The minute-to-minute changes of a real CEMS channel carry the analyzer's noise and the process's, however steady
-//! the load; invented data is smoother. Each hour, the variance of first differences over the last six hours is
-//! compared with the channel's own learned variance: `(n − 1) s² / σ²` follows χ²(n − 1) for honest data, and a
-//! lower-tail p-value below `P_VALUE` (set for thousands of tests a week without a false alarm) raises the hour, if
-//! the hour is also smoother than the outlet's own honest hours allow at the configured false-alarm rate (the
-//! empirical null of `−ln(ratio)`, see [`super::null`], consulted once three days of hours are known).
+//! the load; invented data is smoother. Each hour, the variance of first differences (of log readings) over the last
+//! six hours is compared with what the channel's own history says for the same operating states: the variance is
+//! learned per production band (below 60 %, 60–90 %, from 90 % of normal, production unknown), and the window's
+//! expected variance is the mean over its minutes of their band's (the channel-wide one while a band is young).
+//! `(n − 1) s² / σ²` follows χ²(n − 1) for honest data, summed over the outlet's judged channels. An hour is raised by
+//! either of two tests, each at half the configured false-alarm rate:
+//!
+//! - **Variance collapse.** A lower-tail p-value below `P_VALUE` (thousands of tests a week without a false alarm),
+//!   the ratio below `MAX_RATIO`, and the hour smoother than the outlet's own honest hours allow (the empirical null
+//!   of `−ln(ratio)`, see [`super::null`], consulted once three days of hours are known).
+//! - **Co-movement collapse.** Where production varied over the window (by 5 % or more) and the channels usually
+//!   follow it (learned correlation at least 0.5 over at least a day of such hours), the drop of Fisher's z from the
+//!   usual correlation to the window's beyond what the outlet's own honest hours show (its empirical null) and by at
+//!   least 0.5, together with a variance that is lower too (ratio below `MAX_RATIO_COMOVEMENT`, p below
+//!   `P_VALUE_COMOVEMENT`): an invented curve with most of the noise put back still stops following the load.
+//!
 //! Consecutive raised hours form one episode.
 //!
-//! Look-alikes: very stable base-load operation (analyzer noise remains: differences do not collapse), channels at
-//! their resolution or detection limit (not judged: they never moved), flat lines (zero variance is `FLATLINE`'s).
+//! Look-alikes: very stable base-load operation (analyzer noise remains: differences do not collapse, and with no
+//! load swing there is no co-movement to lose), a plant steadier at part load (its band's own variance), analyzers
+//! honestly quieter at night (the empirical null), a pollutant that honestly stops following the load for a while
+//! (its noise is intact: the co-movement test needs the variance down too), channels at their resolution or detection
+//! limit (not judged: they never moved), flat lines (zero variance is `FLATLINE`'s).
 
 use super::cems::{self, Resolution};
 use super::null::HourlyNull;
-use super::stats::{correlation, sd};
+use super::stats::{correlation, fisher_z, sd};
 use super::{
     monitored_codes, push_bounded, DetectConfig, Detector, Finding, Language, Minute, OutletContext,
 };
@@ -23,7 +38,7 @@ use statrs::distribution::{ChiSquared, ContinuousCDF};
 use std::collections::{BTreeMap, VecDeque};
 
 /// Detector name and version.
-pub const NAME: &str = "low_variance/3";
+pub const NAME: &str = "low_variance/4";
 /// Minutes in the tested window.
 const WINDOW: usize = 360;
 /// Lower-tail p-value that raises an hour.
@@ -34,14 +49,85 @@ const MAX_RATIO: f64 = 0.7;
 const ALPHA: f64 = 1.0 / 2880.0;
 /// Minutes learned before judging.
 const MATURE: u64 = 1440;
+/// Minutes a production band needs before its own variance is used (half a day).
+const STATE_MATURE: u64 = 720;
+/// Production bands (fractions of normal): below the first edge, between, from the last; then "unknown".
+const STATE_EDGES: [f64; 2] = [0.6, 0.9];
+/// Operating states: the bands and "production fraction unknown".
+const STATES: usize = STATE_EDGES.len() + 2;
+/// Co-movement test: the variance must be below this share of the usual one …
+const MAX_RATIO_COMOVEMENT: f64 = 0.85;
+/// … with a lower-tail p-value below this …
+const P_VALUE_COMOVEMENT: f64 = 1e-3;
+/// … the usual correlation with production at least this …
+const MIN_USUAL_CORRELATION: f64 = 0.5;
+/// … learned over at least this many hours …
+const MIN_CORRELATION_HOURS: u32 = 24;
+/// … and Fisher's z down by at least this.
+const MIN_Z_DROP: f64 = 0.5;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Channel {
     resolution: Resolution,
     window: VecDeque<f64>,
-    /// Learned variance of first differences.
+    /// Operating state of each minute of the window.
+    states: VecDeque<u8>,
+    /// Learned variance of first differences, over all states and per state.
     var: f64,
     n: u64,
+    var_by_state: [f64; STATES],
+    n_by_state: [u64; STATES],
+}
+
+impl Channel {
+    /// The variance this channel's differences have in a state, as learned.
+    fn state_var(&self, state: u8) -> f64 {
+        let s = usize::from(state).min(STATES - 1);
+        if self.n_by_state[s] >= STATE_MATURE {
+            self.var_by_state[s]
+        } else {
+            self.var
+        }
+    }
+
+    /// What the variance of the window's differences should be, given the states its minutes were in, and whether
+    /// every one of those states has its own variance yet.
+    fn expected_var(&self) -> (f64, bool) {
+        let n = self.states.len().saturating_sub(1).max(1) as f64;
+        let sum = self
+            .states
+            .iter()
+            .skip(1)
+            .map(|s| self.state_var(*s))
+            .sum::<f64>();
+        let mature = self
+            .states
+            .iter()
+            .all(|s| self.n_by_state[usize::from(*s).min(STATES - 1)] >= STATE_MATURE);
+        (sum / n, mature)
+    }
+
+    /// Learns a squared difference into the channel-wide and the state's variance (clipped, so one jump cannot
+    /// inflate it).
+    fn learn(&mut self, d2: f64, state: u8) {
+        let learn = |var: &mut f64, n: &mut u64| {
+            let a = (1.0 / (*n as f64 + 1.0)).max(ALPHA);
+            let clip = if *n > 60 { 25.0 * *var } else { f64::INFINITY };
+            *var += a * (d2.min(clip) - *var);
+            *n += 1;
+        };
+        learn(&mut self.var, &mut self.n);
+        let s = usize::from(state).min(STATES - 1);
+        learn(&mut self.var_by_state[s], &mut self.n_by_state[s]);
+    }
+}
+
+/// Operating state of a minute: its production band, or "unknown".
+fn operating_state(production_fraction: Option<f64>) -> u8 {
+    match production_fraction.filter(|f| f.is_finite()) {
+        Some(f) => STATE_EDGES.iter().filter(|e| f >= **e).count() as u8,
+        None => (STATES - 1) as u8,
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,9 +141,12 @@ struct Episode {
     channels: usize,
     /// Variance ratio below which the outlet's own honest history puts the budgeted false-alarm rate, if learned.
     null_ratio: Option<f64>,
-    /// Correlation of the channels with production in the raised windows where production varied (invented curves
-    /// stop following the load; the outlet's usual one is in the state, unchanged while an episode is open).
+    /// Lowest correlation of the channels with production among the raised windows where production varied
+    /// (invented curves stop following the load; the outlet's usual one is in the state, unchanged while an episode
+    /// is open).
     production_correlation: Option<f64>,
+    /// Hours raised by the co-movement test.
+    comovement_hours: u32,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -70,6 +159,10 @@ struct State {
     production: VecDeque<f64>,
     /// Learned correlation of the channels with production, over unraised hours when production varied.
     production_correlation_usual: Option<f64>,
+    /// Hours it was learned from.
+    production_correlation_hours: u32,
+    /// Drop of Fisher's z from the usual correlation to the window's, over the outlet's judged hours.
+    correlation_drop_null: HourlyNull,
 }
 
 /// The detector.
@@ -124,14 +217,30 @@ impl LowVariance {
         if let Some(r) = self.state.production_correlation_usual {
             evidence.insert("production_correlation_usual".into(), r);
         }
-        let summary = match self.language {
-            Language::Zh => format!(
-                "{}{}：{} 个监测因子的分钟变化方差仅为自身历史的 {:.0}%（p={:.1e}），数据异常平滑，疑似编造。",
+        evidence.insert(
+            "hours_raised_by_comovement_only".into(),
+            f64::from(ep.comovement_hours),
+        );
+        let comovement = ep
+            .production_correlation
+            .zip(self.state.production_correlation_usual)
+            .filter(|_| ep.comovement_hours > 0);
+        let summary = match (self.language, comovement) {
+            (Language::Zh, None) => format!(
+                "{}{}：{} 个监测因子的分钟变化方差仅为自身历史同工况的 {:.0}%（p={:.1e}），数据异常平滑，疑似编造。",
                 t.enterprise.name, t.outlet.name, ep.channels, 100.0 * ep.min_ratio, ep.min_p
             ),
-            Language::En => format!(
-                "{} {}: minute-to-minute variance of {} channels at {:.0}% of their own history (p={:.1e}): implausibly smooth data.",
+            (Language::Zh, Some((r, usual))) => format!(
+                "{}{}：{} 个监测因子的分钟变化方差降至自身历史同工况的 {:.0}%（p={:.1e}），且不再随生产负荷变化（相关系数 {:.2}，平时 {:.2}），疑似编造。",
+                t.enterprise.name, t.outlet.name, ep.channels, 100.0 * ep.min_ratio, ep.min_p, r, usual
+            ),
+            (Language::En, None) => format!(
+                "{} {}: minute-to-minute variance of {} channels at {:.0}% of their own history in the same operating state (p={:.1e}): implausibly smooth data.",
                 t.enterprise.name, t.outlet.name, ep.channels, 100.0 * ep.min_ratio, ep.min_p
+            ),
+            (Language::En, Some((r, usual))) => format!(
+                "{} {}: minute-to-minute variance of {} channels down to {:.0}% of their own history in the same operating state (p={:.1e}), and no longer following production (correlation {:.2}, usually {:.2}): invented data.",
+                t.enterprise.name, t.outlet.name, ep.channels, 100.0 * ep.min_ratio, ep.min_p, r, usual
             ),
         };
         Finding {
@@ -201,6 +310,7 @@ impl Detector for LowVariance {
             f64::NAN
         };
         push_bounded(&mut self.state.production, production, WINDOW);
+        let state = operating_state(p.production_fraction());
         for code in monitored_codes(ctx.topology) {
             let ch = self.state.channels.entry(code.clone()).or_default();
             // Analyzer noise is largely proportional to the reading, so differences are taken in log space: a night
@@ -214,23 +324,16 @@ impl Detector for LowVariance {
             match reading.filter(|v| *v >= 10.0 * step_now).map(f64::ln) {
                 Some(v) => {
                     if let Some(prev) = ch.window.back().copied() {
-                        let d2 = (v - prev).powi(2);
-                        // Learn from minutes that look ordinary (clipped, so one jump cannot inflate it).
-                        let a = (1.0 / (ch.n as f64 + 1.0)).max(ALPHA);
-                        let clip = if ch.n > 60 {
-                            25.0 * ch.var
-                        } else {
-                            f64::INFINITY
-                        };
-                        ch.var += a * (d2.min(clip) - ch.var);
-                        ch.n += 1;
+                        ch.learn((v - prev).powi(2), state);
                     }
-                    ch.window.push_back(v);
-                    if ch.window.len() > WINDOW {
-                        ch.window.pop_front();
-                    }
+                    push_bounded(&mut ch.window, v, WINDOW);
+                    push_bounded(&mut ch.states, state, WINDOW);
                 }
-                None => ch.window.clear(), // windows are contiguous minutes
+                None => {
+                    // Windows are contiguous minutes.
+                    ch.window.clear();
+                    ch.states.clear();
+                }
             }
         }
         if !hour_end {
@@ -239,13 +342,15 @@ impl Detector for LowVariance {
         // One test per outlet over every judged channel: a fabricating DAU smooths them all, and summing the
         // channels' chi-squares gives a careful cheat (noise cut by a quarter) no place to hide.
         let (mut t_sum, mut df_sum, mut judged_channels) = (0.0, 0.0, 0usize);
+        let mut states_mature = true;
         for ch in self.state.channels.values() {
             let step = ch.resolution.step();
             let level = ch.window.back().map_or(0.0, |x| x.exp());
+            let (expected, mature) = ch.expected_var();
             if ch.n < MATURE
                 || ch.window.len() < WINDOW
-                || ch.var.sqrt() * level < 2.0 * step
-                || ch.var <= 0.0
+                || expected.sqrt() * level < 2.0 * step
+                || expected <= 0.0
             {
                 continue;
             }
@@ -254,23 +359,50 @@ impl Detector for LowVariance {
                 continue;
             }
             let df = (WINDOW - 2) as f64;
-            t_sum += df * s2 / ch.var;
+            t_sum += df * s2 / expected;
             df_sum += df;
             judged_channels += 1;
+            states_mature &= mature;
         }
         let end = now + MS_PER_MINUTE;
         if judged_channels == 0 {
             return;
         }
-        let production_correlation = self.production_correlation();
         let ratio = t_sum / df_sum;
         let p = ChiSquared::new(df_sum).map(|c| c.cdf(t_sum)).unwrap_or(1.0);
+        // Two tests share the budget.
+        let budget = self.false_alarms_per_day / 2.0;
         // The χ² test assumes independent differences; the outlet's own honest hours say how smooth it can
         // legitimately get (an analyzer quieter every night, a plant steadier on Sundays): both must agree.
         let smoothness = -ratio.max(1e-12).ln();
-        let null = self.state.null.threshold(self.false_alarms_per_day);
-        self.state.null.observe(smoothness);
-        if p < P_VALUE && ratio < MAX_RATIO && null.is_none_or(|t| smoothness > t) {
+        let null = self.state.null.threshold(budget);
+        // Hours judged against a young state's stand-in (the channel-wide variance) say nothing of that state's
+        // habits; they would stay in the null for weeks.
+        if states_mature {
+            self.state.null.observe(smoothness);
+        }
+        let variance_collapse =
+            p < P_VALUE && ratio < MAX_RATIO && null.is_none_or(|t| smoothness > t);
+        // Co-movement: how far the window's correlation with production fell from the usual one.
+        let production_correlation = self.production_correlation();
+        let usual = self
+            .state
+            .production_correlation_usual
+            .filter(|_| self.state.production_correlation_hours >= MIN_CORRELATION_HOURS)
+            .filter(|u| *u >= MIN_USUAL_CORRELATION);
+        let z_drop = usual
+            .zip(production_correlation)
+            .map(|(u, r)| fisher_z(u) - fisher_z(r));
+        let drop_null = self.state.correlation_drop_null.threshold(budget);
+        if let Some(d) = z_drop {
+            self.state.correlation_drop_null.observe(d);
+        }
+        let comovement_collapse = z_drop
+            .zip(drop_null)
+            .is_some_and(|(d, t)| d > t && d >= MIN_Z_DROP)
+            && ratio < MAX_RATIO_COMOVEMENT
+            && p < P_VALUE_COMOVEMENT;
+        if variance_collapse || comovement_collapse {
             let window_start = end - WINDOW as i64 * MS_PER_MINUTE;
             let ep = self.state.episodes.entry(String::new()).or_insert(Episode {
                 start_ms: window_start,
@@ -282,12 +414,14 @@ impl Detector for LowVariance {
                 channels: judged_channels,
                 null_ratio: null.map(|t| (-t).exp()),
                 production_correlation: None,
+                comovement_hours: 0,
             });
-            if production_correlation.is_some() {
-                ep.production_correlation = production_correlation;
+            if let Some(r) = production_correlation {
+                ep.production_correlation = Some(ep.production_correlation.map_or(r, |x| x.min(r)));
             }
             ep.end_ms = end;
             ep.hours += 1;
+            ep.comovement_hours += u32::from(comovement_collapse && !variance_collapse);
             ep.min_ratio = ep.min_ratio.min(ratio);
             ep.min_p = ep.min_p.min(p);
             let ep = ep.clone();
@@ -299,6 +433,7 @@ impl Detector for LowVariance {
             if let Some(r) = production_correlation {
                 let usual = self.state.production_correlation_usual.get_or_insert(r);
                 *usual += 0.05 * (r - *usual);
+                self.state.production_correlation_hours += 1;
             }
         }
     }
@@ -315,7 +450,7 @@ impl Detector for LowVariance {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::testutil::{row, run_detector, topology_with_limits, with_cems, T0};
+    use crate::detect::testutil::{noise, row, run_detector, topology_with_limits, with_cems, T0};
     use rand::{Rng, SeedableRng};
 
     fn topo() -> crate::registry::OutletTopology {
@@ -441,5 +576,148 @@ mod tests {
             last.evidence["production_correlation_window"] < 0.5,
             "{last:#?}"
         );
+    }
+
+    /// Ten days of a plant at half load 00:00–08:00, where combustion is honestly steadier (40 % of the full-load
+    /// noise), and at full load the rest of the day; `fabricate` replaces day 8, 10:00–20:00, at full load, by a
+    /// curve exactly as smooth as an honest part-load night.
+    fn part_load_nights(fabricate: bool) -> Vec<Finding> {
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(13);
+        let rows: Vec<_> = (0..10 * 1440)
+            .map(|i| {
+                let m = i % 1440;
+                let part_load = m < 480;
+                let faked = fabricate && (8 * 1440 + 600..8 * 1440 + 1200).contains(&i);
+                let amplitude = if part_load || faked { 0.4 } else { 1.0 };
+                let kw = if part_load { 500.0 } else { 1000.0 } + 5.0 * noise(i, 3);
+                let v = 30.0 + amplitude * 2.0 * (rng.gen::<f64>() - 0.5);
+                with_cems(
+                    row(i, &[("p1", Some(kw)), ("t1", Some(150.0))]),
+                    &[("a21026", (v * 100.0).round() / 100.0)],
+                )
+            })
+            .collect();
+        run_detector(LowVariance::boxed, &topo(), rows)
+    }
+
+    #[test]
+    fn a_plant_steadier_at_part_load_is_judged_against_its_part_load_history() {
+        let after_warm_up: Vec<_> = part_load_nights(false)
+            .into_iter()
+            .filter(|f| f.start_ms >= T0 + 4 * 1440 * MS_PER_MINUTE)
+            .collect();
+        assert!(after_warm_up.is_empty(), "{after_warm_up:#?}");
+    }
+
+    #[test]
+    fn full_load_data_as_smooth_as_an_honest_part_load_night_is_found() {
+        // Against one variance for all hours, the nights would teach the null that this smoothness is normal here.
+        let out = part_load_nights(true);
+        let day8: Vec<_> = out
+            .iter()
+            .filter(|f| f.start_ms >= T0 + 8 * 1440 * MS_PER_MINUTE)
+            .collect();
+        let closed = day8
+            .iter()
+            .rfind(|f| !f.ongoing)
+            .unwrap_or_else(|| panic!("{out:#?}"));
+        assert!(
+            closed.evidence["variance_ratio_to_history"] < 0.3,
+            "{closed:#?}"
+        );
+        assert!(out
+            .iter()
+            .all(|f| f.start_ms >= T0 + 8 * 1440 * MS_PER_MINUTE
+                || f.start_ms < T0 + 4 * 1440 * MS_PER_MINUTE));
+    }
+
+    /// What day 8, 10:00–20:00, holds in [`following_load`].
+    #[derive(Clone, Copy)]
+    enum Day8 {
+        Honest,
+        /// A smooth invented curve that ignores the load, with this share of the real noise put back.
+        Invented(f64),
+        /// Honest readings that stop following the load (another driver, e.g. the fuel's sulphur), noise intact.
+        Decoupled,
+    }
+
+    /// Ten days of SO2 that follows a load swinging ±20 % over four hours, from an analyzer honestly three times
+    /// quieter 00:00–06:00.
+    fn following_load(day8: Day8) -> Vec<Finding> {
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(17);
+        let load = |i: i64| 800.0 * (1.0 + 0.2 * (std::f64::consts::TAU * i as f64 / 240.0).sin());
+        let rows: Vec<_> = (0..10 * 1440)
+            .map(|i| {
+                let quiet = (i % 1440) < 360;
+                let noise_amplitude = if quiet { 0.27 } else { 0.8 };
+                let e = noise_amplitude * (rng.gen::<f64>() - 0.5);
+                let day8_window = (8 * 1440 + 600..8 * 1440 + 1200).contains(&i);
+                let v = match day8 {
+                    Day8::Invented(k) if day8_window => {
+                        22.0 + 0.3 * ((i as f64) / 97.0).sin() + k * e
+                    }
+                    Day8::Decoupled if day8_window => 22.0 + 4.0 * ((i as f64) / 300.0).sin() + e,
+                    _ => 22.0 * load(i) / 800.0 + e,
+                };
+                with_cems(
+                    row(i, &[("p1", Some(load(i))), ("t1", Some(150.0))]),
+                    &[("a21026", (v * 100.0).round() / 100.0)],
+                )
+            })
+            .collect();
+        run_detector(LowVariance::boxed, &topo(), rows)
+    }
+
+    fn on_day8(out: &[Finding]) -> Vec<&Finding> {
+        out.iter()
+            .filter(|f| f.start_ms >= T0 + 8 * 1440 * MS_PER_MINUTE)
+            .collect()
+    }
+
+    #[test]
+    fn an_invented_curve_with_most_noise_put_back_is_found_because_it_stops_following_the_load() {
+        // 60 % of the noise: smoother than the day, but not smoother than the outlet's honest nights, so the
+        // variance alone cannot tell; the collapsed co-movement can.
+        let out = following_load(Day8::Invented(0.6));
+        let day8 = on_day8(&out);
+        let last = day8
+            .iter()
+            .rfind(|f| !f.ongoing)
+            .unwrap_or_else(|| panic!("{out:#?}"));
+        assert!(
+            last.evidence["hours_raised_by_comovement_only"] >= 1.0,
+            "{last:#?}"
+        );
+        assert!(
+            last.evidence["production_correlation_window"] < 0.5,
+            "{last:#?}"
+        );
+        assert!(
+            last.evidence["production_correlation_usual"] > 0.8,
+            "{last:#?}"
+        );
+        assert!(
+            last.summary.contains("no longer following production"),
+            "{}",
+            last.summary
+        );
+        assert!(
+            out.iter()
+                .all(|f| f.start_ms >= T0 + 8 * 1440 * MS_PER_MINUTE
+                    || f.start_ms < T0 + 4 * 1440 * MS_PER_MINUTE),
+            "{out:#?}"
+        );
+    }
+
+    #[test]
+    fn readings_that_honestly_stop_following_the_load_with_their_noise_intact_are_not() {
+        for day8 in [Day8::Honest, Day8::Decoupled] {
+            let out = following_load(day8);
+            let late: Vec<_> = out
+                .iter()
+                .filter(|f| f.start_ms >= T0 + 4 * 1440 * MS_PER_MINUTE)
+                .collect();
+            assert!(late.is_empty(), "{late:#?}");
+        }
     }
 }
