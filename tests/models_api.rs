@@ -566,3 +566,94 @@ async fn the_schedule_fits_first_models_then_refits_only_the_outlet_that_drifted
     let e2 = list(&mut models, "outlet:e2-s1").await;
     assert_eq!(e2.len(), 2, "refitted without new data: {e2:#?}");
 }
+
+/// Minutes `range` of a plant whose load peaks every afternoon (610–990 kW) and whose SO2 follows it; from minute
+/// `cheat_from`, the stack's record is withheld whenever production passes 950 kW.
+fn peaking_plant(range: std::ops::Range<i64>, cheat_from: i64) -> Vec<pb::RecordBatch> {
+    let r1 = |x: f64| (x * 10.0).round() / 10.0;
+    let minutes: Vec<i64> = range.collect();
+    minutes
+        .chunks(60)
+        .enumerate()
+        .map(|(n, chunk)| pb::RecordBatch {
+            seq: n as u64 + 1,
+            records: chunk
+                .iter()
+                .flat_map(|&i| {
+                    let t = T0 + i * MINUTE;
+                    let angle = std::f64::consts::TAU * ((i % DAY) as f64 / DAY as f64 - 0.33);
+                    let load = 800.0 + 180.0 * angle.sin() + 5.0 * noise(i, 1);
+                    let mut out = vec![
+                        record("e1-p1", t, vec![measurement("power_kw", r1(load))]),
+                        record(
+                            "e1-t1",
+                            t,
+                            vec![measurement("power_kw", r1(150.0 + 2.0 * noise(i, 2)))],
+                        ),
+                    ];
+                    if i < cheat_from || load <= 950.0 {
+                        let so2 = 35.0 * (-0.2 + 0.9 * load / 800.0) + 1.0 * noise(i, 3);
+                        out.push(record(
+                            "e1-s1",
+                            t,
+                            vec![
+                                measurement("a21026", r1(so2)),
+                                measurement("a19001", r1(6.5 + 0.2 * noise(i, 4))),
+                                measurement("a00000", r1(410.0 * load / 800.0 + 5.0 * noise(i, 5))),
+                            ],
+                        ));
+                    }
+                    out
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_activated_outlet_model_lets_selective_gaps_at_the_load_peaks_be_found() {
+    let mut s = start().await;
+    register_plant(&mut s, "e1").await;
+    let mut models = ModelServiceClient::new(s.channel.clone());
+    // Five honest days, an outlet model fitted on them and activated: SO2 follows production.
+    push_all(&mut s, peaking_plant(0..5 * DAY, i64::MAX)).await;
+    sync(&mut s, false).await;
+    let job = train(
+        &mut models,
+        pb::TrainRequest {
+            outlet_ids: vec![OUTLET.into()],
+            activate: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(job.state, pb::JobState::Done as i32, "{job:?}");
+    let model_id = job.model_ids[0].clone();
+    let info = list(&mut models, &format!("outlet:{OUTLET}")).await;
+    assert!(info[0]
+        .targets
+        .iter()
+        .any(|t| t.target == "a21026_limit_fraction" && t.accepted));
+
+    // Eight more days; from day 6 the record goes missing at every afternoon peak.
+    push_all(&mut s, peaking_plant(5 * DAY..13 * DAY, 6 * DAY)).await;
+    sync(&mut s, true).await;
+    let found = list_all(
+        &mut s,
+        pb::ListAnomaliesRequest {
+            kinds: vec![pb::AnomalyKind::SelectiveGap as i32],
+            ..Default::default()
+        },
+    )
+    .await;
+    let gap = found
+        .iter()
+        .find(|a| a.summary.contains(&model_id))
+        .unwrap_or_else(|| panic!("{found:#?}"));
+    assert!(
+        gap.evidence["p_value_model"] < gap.evidence["alpha"],
+        "{gap:?}"
+    );
+    assert!(gap.evidence["gaps_predicted_high"] >= 3.0, "{gap:?}");
+    assert!(gap.start_ms >= T0 + 6 * DAY * MINUTE, "{gap:?}");
+}
