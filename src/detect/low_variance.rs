@@ -44,7 +44,7 @@ const WINDOW: usize = 360;
 /// Lower-tail p-value that raises an hour.
 const P_VALUE: f64 = 1e-7;
 /// Effect size as well as significance: the window's variance must be below this share of the usual one.
-const MAX_RATIO: f64 = 0.7;
+const MAX_RATIO: f64 = 0.8;
 /// Weight of a minute's squared difference in the learned variance once warmed up (~2 days).
 const ALPHA: f64 = 1.0 / 2880.0;
 /// Minutes learned before judging.

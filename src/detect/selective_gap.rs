@@ -17,10 +17,10 @@
 //!   predicted emission (the highest predicted share of a limit among the accepted pollutant regressions, from
 //!   production and time of day, which keep arriving while the CEMS is silent) is ranked among the outlet's
 //!   predictions of about the last day (mid-ranks in bins of 2 % of the limit, so predictions that barely differ
-//!   tie). A gap is *predicted high* when the mean rank of its minutes is 0.8 or more: on average in the top fifth of what
-//!   the model expects here. A gap that does not care falls there with probability `q`: 0.2 for a minute, and for a
-//!   longer gap the share of the outlet's clock hours whose mean rank is that high, if larger (a plant whose load
-//!   swings in long waves). With `k` predicted-high gaps among the `m` ranked ones, the same binomial tail (and at
+//!   tie). A gap is *predicted high* when the mean rank of its minutes is 0.8 or more: on average in the top fifth
+//!   of what the model expects here. A gap that does not care falls there with probability `q`: 0.2 for a minute,
+//!   and for a longer gap the share of the outlet's clock hours whose mean rank is that high, if larger (a plant
+//!   whose load swings in long waves). With `k` predicted-high gaps among the `m` ranked ones, the same binomial tail (and at
 //!   least three such gaps) is the test, with an effect size: their mean predicted level at least 10 % of the limit
 //!   above the outlet's median prediction. It sees a cheat who cuts the data at the production peaks, before any
 //!   climb can show.
@@ -425,10 +425,12 @@ impl SelectiveGap {
                 "mean_predicted_pct_of_limit_in_gaps".into(),
                 100.0 * j.mean_predicted_level,
             );
-            evidence.insert(
-                "median_predicted_pct_of_limit".into(),
-                100.0 * j.median_predicted_level,
-            );
+            if j.median_predicted_level.is_finite() {
+                evidence.insert(
+                    "median_predicted_pct_of_limit".into(),
+                    100.0 * j.median_predicted_level,
+                );
+            }
         }
         let p = match (ep.by_observed_climb, ep.by_model) {
             (true, true) => j.p_observed.min(j.p_model),
@@ -914,8 +916,8 @@ mod tests {
 
     #[test]
     fn data_missing_at_the_load_peaks_the_model_predicts_high_is_found_before_any_climb_shows() {
-        // After five honest days, the record goes missing whenever production passes 950 kW: emissions are then about 87 % of
-        // the limit, but they got there slowly, with the load, so no gap follows an unusual climb.
+        // After five honest days, the record goes missing whenever production passes 950 kW: emissions are then
+        // about 87 % of the limit, but they got there slowly, with the load, so no gap follows an unusual climb.
         let model = so2_model(0.9);
         let cheat = |i: i64, load: f64| i >= 5 * 1440 && load > 950.0;
         let out = peaking(13, Some(&model), 0.002, cheat);
