@@ -91,7 +91,8 @@ impl Channel {
     }
 
     /// What the variance of the window's differences should be, given the states its minutes were in, and whether
-    /// every one of those states has its own variance yet.
+    /// nearly all of them (nine in ten) were in states that have their own variance yet (a few minutes in a rare
+    /// band must not keep an outlet's hours out of its null for days).
     fn expected_var(&self) -> (f64, bool) {
         let n = self.states.len().saturating_sub(1).max(1) as f64;
         let sum = self
@@ -100,11 +101,12 @@ impl Channel {
             .skip(1)
             .map(|s| self.state_var(*s))
             .sum::<f64>();
-        let mature = self
+        let young = self
             .states
             .iter()
-            .all(|s| self.n_by_state[usize::from(*s).min(STATES - 1)] >= STATE_MATURE);
-        (sum / n, mature)
+            .filter(|s| self.n_by_state[usize::from(**s).min(STATES - 1)] < STATE_MATURE)
+            .count();
+        (sum / n, young * 10 <= self.states.len())
     }
 
     /// Learns a squared difference into the channel-wide and the state's variance (clipped, so one jump cannot
