@@ -67,6 +67,19 @@ async fn train(models: &mut ModelServiceClient<Channel>, req: pb::TrainRequest) 
     panic!("training did not finish: {job:?}");
 }
 
+/// Trains a model of the outlet on all its data, activated at once.
+async fn train_and_activate(models: &mut ModelServiceClient<Channel>) -> pb::TrainingJob {
+    train(
+        models,
+        pb::TrainRequest {
+            outlet_ids: vec![OUTLET.into()],
+            activate: true,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
 async fn list(models: &mut ModelServiceClient<Channel>, scope: &str) -> Vec<pb::ModelInfo> {
     models
         .list_models(pb::ListModelsRequest {
@@ -351,15 +364,7 @@ async fn reviewed_labels_reach_the_exported_dataset_and_the_evaluation() {
     let mut models = ModelServiceClient::new(s.channel.clone());
     push_all(&mut s, plant_with_low_so2(0..2 * DAY, 0..0, 1.0)).await;
     sync(&mut s, false).await;
-    let job = train(
-        &mut models,
-        pb::TrainRequest {
-            outlet_ids: vec![OUTLET.into()],
-            activate: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let job = train_and_activate(&mut models).await;
     let id = job.model_ids[0].clone();
     let cheat = 2 * DAY + 300..2 * DAY + 600;
     push_all(
@@ -618,15 +623,7 @@ async fn an_activated_outlet_model_lets_selective_gaps_at_the_load_peaks_be_foun
     // Five honest days, an outlet model fitted on them and activated: SO2 follows production.
     push_all(&mut s, peaking_plant(0..5 * DAY, i64::MAX)).await;
     sync(&mut s, false).await;
-    let job = train(
-        &mut models,
-        pb::TrainRequest {
-            outlet_ids: vec![OUTLET.into()],
-            activate: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let job = train_and_activate(&mut models).await;
     assert_eq!(job.state, pb::JobState::Done as i32, "{job:?}");
     let model_id = job.model_ids[0].clone();
     let info = list(&mut models, &format!("outlet:{OUTLET}")).await;

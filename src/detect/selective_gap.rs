@@ -809,6 +809,45 @@ mod tests {
         assert!(out.is_empty(), "{out:#?}");
     }
 
+    /// One honest outlet's outages: 2–8 a day, of 10–120 minutes, at random moments. The missing minutes and the
+    /// number of outages.
+    fn random_outages(rng: &mut impl Rng, days: i64) -> (Vec<bool>, usize) {
+        let per_day = 2.0 + 6.0 * rng.gen::<f64>();
+        let (mut missing, mut outages, mut left) = (Vec::new(), 0, 0u32);
+        for _ in 0..days * 1440 {
+            if left == 0 && rng.gen::<f64>() < per_day / 1440.0 {
+                left = rng.gen_range(10..120);
+                outages += 1;
+            }
+            missing.push(left > 0);
+            left = left.saturating_sub(1);
+        }
+        (missing, outages)
+    }
+
+    /// A minute of the test plant: production (kW) and SO2 (share of its limit), or no CEMS at all.
+    fn plant_minute(
+        i: i64,
+        production_kw: f64,
+        so2_share: f64,
+        missing: bool,
+    ) -> crate::align::OutletRow {
+        let r = row(i, &[("p1", Some(production_kw)), ("t1", Some(150.0))]);
+        if missing {
+            return r;
+        }
+        with_cems(r, &[("a21026", 35.0 * so2_share), ("a19001", 6.0)])
+    }
+
+    fn assert_within_budget(episodes: usize, budget: f64, outlet_days: i64) {
+        let allowed = budget * outlet_days as f64;
+        eprintln!("{episodes} false episodes in {outlet_days} outlet-days, {allowed} allowed");
+        assert!(
+            (episodes as f64) <= allowed,
+            "{episodes} false episodes, {allowed} allowed"
+        );
+    }
+
     #[test]
     fn the_false_alarm_setting_holds_on_honest_outlets_whose_data_often_goes_missing() {
         // 40 honest outlets × 30 days at a generous budget of 0.05 per outlet-day (60 allowed): levels that wander
@@ -817,42 +856,23 @@ mod tests {
         let mut t = topology();
         t.outlet.limits_mg_m3.insert("a21026".into(), 35.0);
         let (days, outlets, budget) = (30, 40, 0.05);
-        let mut episodes = 0;
-        let mut judged_gaps = 0;
+        let (mut episodes, mut judged_gaps) = (0, 0);
         for _ in 0..outlets {
-            let per_day = 2.0 + 6.0 * rng.gen::<f64>();
+            let (missing, outages) = random_outages(&mut rng, days);
+            judged_gaps += outages;
             let mut level: f64 = 0.6;
-            let mut missing_left = 0;
             let rows: Vec<_> = (0..days * 1440)
                 .map(|i| {
                     level += 0.02 * (0.6 - level) + 0.01 * (rng.gen::<f64>() - 0.5) * 2.0;
-                    if missing_left == 0 && rng.gen::<f64>() < per_day / 1440.0 {
-                        missing_left = rng.gen_range(10..120);
-                        judged_gaps += 1;
-                    }
-                    let r = row(i, &[("p1", Some(800.0)), ("t1", Some(150.0))]);
-                    if missing_left > 0 {
-                        missing_left -= 1;
-                        return r;
-                    }
-                    with_cems(
-                        r,
-                        &[
-                            ("a21026", 35.0 * (level + 0.02 * noise(i, 9))),
-                            ("a19001", 6.0),
-                        ],
-                    )
+                    let share = level + 0.02 * noise(i, 9);
+                    plant_minute(i, 800.0, share, missing[i as usize])
                 })
                 .collect();
             let out = run_detector_at(SelectiveGap::boxed, &t, budget, rows);
             episodes += out.iter().filter(|f| !f.ongoing).count();
         }
         assert!(judged_gaps > 40 * 30 * 2, "{judged_gaps}");
-        let allowed = budget * (days * outlets) as f64;
-        assert!(
-            (episodes as f64) <= allowed,
-            "{episodes} false episodes, {allowed} allowed"
-        );
+        assert_within_budget(episodes, budget, days * outlets);
     }
 
     /// A model of SO2 (share of its limit) linear in the production fraction.
@@ -904,12 +924,8 @@ mod tests {
         t.outlet.limits_mg_m3.insert("a21026".into(), 35.0);
         let rows = (0..days * 1440).map(|i| {
             let load = daily_load(i);
-            let r = row(i, &[("p1", Some(load)), ("t1", Some(150.0))]);
-            if missing(i, load) {
-                return r;
-            }
             let share = -0.2 + 0.9 * load / 800.0 + 0.03 * noise(i, 7);
-            with_cems(r, &[("a21026", 35.0 * share), ("a19001", 6.0)])
+            plant_minute(i, load, share, missing(i, load))
         });
         run_detector_with_model(SelectiveGap::boxed, &t, budget, model, rows)
     }
@@ -976,35 +992,18 @@ mod tests {
         let (days, outlets, budget) = (30, 30, 0.05);
         let mut episodes = 0;
         for _ in 0..outlets {
-            let per_day = 2.0 + 6.0 * rng.gen::<f64>();
+            let (missing, _) = random_outages(&mut rng, days);
             let mut load: f64 = 800.0;
-            let mut missing_left = 0;
             let rows: Vec<_> = (0..days * 1440)
                 .map(|i| {
                     load += 0.01 * (800.0 - load) + 8.0 * (rng.gen::<f64>() - 0.5);
-                    if missing_left == 0 && rng.gen::<f64>() < per_day / 1440.0 {
-                        missing_left = rng.gen_range(10..120);
-                    }
-                    let r = row(i, &[("p1", Some(load)), ("t1", Some(150.0))]);
-                    if missing_left > 0 {
-                        missing_left -= 1;
-                        return r;
-                    }
                     let share = -0.2 + 0.9 * load / 800.0 + 0.03 * noise(i, 7);
-                    with_cems(r, &[("a21026", 35.0 * share), ("a19001", 6.0)])
+                    plant_minute(i, load, share, missing[i as usize])
                 })
                 .collect();
             let out = run_detector_with_model(SelectiveGap::boxed, &t, budget, Some(&model), rows);
             episodes += out.iter().filter(|f| !f.ongoing).count();
         }
-        let allowed = budget * (days * outlets) as f64;
-        eprintln!(
-            "{episodes} false episodes in {} outlet-days, {allowed} allowed",
-            days * outlets
-        );
-        assert!(
-            (episodes as f64) <= allowed,
-            "{episodes} false episodes, {allowed} allowed"
-        );
+        assert_within_budget(episodes, budget, days * outlets);
     }
 }
