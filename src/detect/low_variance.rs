@@ -18,7 +18,8 @@
 //!   least 0.5, together with a variance that is lower too (ratio below `MAX_RATIO_COMOVEMENT`, p below
 //!   `P_VALUE_COMOVEMENT`): an invented curve with most of the noise put back still stops following the load.
 //!
-//! Consecutive raised hours form one episode.
+//! Consecutive raised hours form one episode. Learning pauses while the window is far noisier than usual (1.5×, for
+//! up to a day), so a stretch of dilution or a faulty analyzer does not make the honest hours after it look smooth.
 //!
 //! Look-alikes: very stable base-load operation (analyzer noise remains: differences do not collapse, and with no
 //! load swing there is no co-movement to lose), a plant steadier at part load (its band's own variance), analyzers
@@ -65,6 +66,10 @@ const MIN_USUAL_CORRELATION: f64 = 0.5;
 const MIN_CORRELATION_HOURS: u32 = 24;
 /// … and Fisher's z down by at least this.
 const MIN_Z_DROP: f64 = 0.5;
+/// A window this much noisier than usual (a manipulation of another kind, an analyzer fault) pauses learning …
+const NOISY_RATIO: f64 = 1.5;
+/// … for at most this many hours in a row (a noisier analyzer for good is learned after a day).
+const MAX_NOISY_HOURS: u32 = 24;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Channel {
@@ -165,6 +170,9 @@ struct State {
     production_correlation_hours: u32,
     /// Drop of Fisher's z from the usual correlation to the window's, over the outlet's judged hours.
     correlation_drop_null: HourlyNull,
+    /// Consecutive judged hours whose window was far noisier than usual: while they last, nothing is learned, so an
+    /// hour of dilution or a faulty analyzer does not make the honest hours after it look smooth.
+    noisy_hours: u32,
 }
 
 /// The detector.
@@ -313,6 +321,7 @@ impl Detector for LowVariance {
         };
         push_bounded(&mut self.state.production, production, WINDOW);
         let state = operating_state(p.production_fraction());
+        let learning = self.state.noisy_hours == 0 || self.state.noisy_hours > MAX_NOISY_HOURS;
         for code in monitored_codes(ctx.topology) {
             let ch = self.state.channels.entry(code.clone()).or_default();
             // Analyzer noise is largely proportional to the reading, so differences are taken in log space: a night
@@ -325,7 +334,7 @@ impl Detector for LowVariance {
             }
             match reading.filter(|v| *v >= 10.0 * step_now).map(f64::ln) {
                 Some(v) => {
-                    if let Some(prev) = ch.window.back().copied() {
+                    if let Some(prev) = ch.window.back().copied().filter(|_| learning) {
                         ch.learn((v - prev).powi(2), state);
                     }
                     push_bounded(&mut ch.window, v, WINDOW);
@@ -372,6 +381,11 @@ impl Detector for LowVariance {
         }
         let ratio = t_sum / df_sum;
         let p = ChiSquared::new(df_sum).map(|c| c.cdf(t_sum)).unwrap_or(1.0);
+        self.state.noisy_hours = if ratio > NOISY_RATIO {
+            self.state.noisy_hours.saturating_add(1)
+        } else {
+            0
+        };
         // Two tests share the budget.
         let budget = self.false_alarms_per_day / 2.0;
         // The χ² test assumes independent differences; the outlet's own honest hours say how smooth it can
@@ -721,5 +735,25 @@ mod tests {
                 .collect();
             assert!(late.is_empty(), "{late:#?}");
         }
+    }
+
+    #[test]
+    fn a_stretch_of_noisy_data_does_not_make_the_honest_hours_after_it_look_smooth() {
+        // Four days of SO2; on day 2, 06:00–14:00, the readings are 2.5 times noisier (a diluting cheat, a faulty
+        // analyzer: other kinds' business). Learning from them would make the honest afternoon look fabricated.
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(21);
+        let rows: Vec<_> = (0..4 * 1440)
+            .map(|i| {
+                let noisy = (2 * 1440 + 360..2 * 1440 + 840).contains(&i);
+                let amplitude = if noisy { 2.5 } else { 1.0 };
+                let v = 30.0 + amplitude * 2.0 * (rng.gen::<f64>() - 0.5);
+                with_cems(
+                    row(i, &[("p1", Some(800.0)), ("t1", Some(150.0))]),
+                    &[("a21026", (v * 100.0).round() / 100.0)],
+                )
+            })
+            .collect();
+        let out = run_detector(LowVariance::boxed, &topo(), rows);
+        assert!(out.is_empty(), "{out:#?}");
     }
 }
