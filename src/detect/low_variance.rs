@@ -48,8 +48,9 @@ const P_VALUE: f64 = 1e-7;
 const MAX_RATIO: f64 = 0.8;
 /// Weight of a minute's squared difference in the learned variance once warmed up (~2 days).
 const ALPHA: f64 = 1.0 / 2880.0;
-/// Minutes learned before judging.
-const MATURE: u64 = 1440;
+/// Running minutes learned before judging (half a day: a day-shift line's first shift, so a fabrication on its second
+/// day is judged).
+const MATURE: u64 = 720;
 /// Minutes a production band needs before its own variance is used (half a day).
 const STATE_MATURE: u64 = 720;
 /// Production bands (fractions of normal): below the first edge, between, from the last; then "unknown".
@@ -270,7 +271,7 @@ impl LowVariance {
 }
 
 impl LowVariance {
-    /// Mean correlation of the judged channels' windows with production, when production varied by 5 % or more
+    /// Mean correlation of the channels' windows with production, when production varied by 5 % or more
     /// over the window (under steady load there is no co-movement to lose).
     fn production_correlation(&self) -> Option<f64> {
         let production = &self.state.production;
