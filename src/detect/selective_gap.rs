@@ -38,7 +38,7 @@ use super::cems::{self, CemsValue};
 use super::{DetectConfig, Detector, Finding, Language, Minute, OutletContext};
 use crate::domain::codes::display_name;
 use crate::domain::{units, AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
-use crate::models::features::{feature_row, pollutant_target};
+use crate::models::features::{input_row, pollutant_target};
 use crate::models::ModelScope;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{Binomial, DiscreteCDF};
@@ -233,12 +233,7 @@ impl Predictions {
 fn predicted_level(ctx: &OutletContext<'_>, minute: &Minute<'_>) -> Option<f64> {
     let model = ctx.model?;
     let t = ctx.topology;
-    let row = feature_row(
-        t,
-        minute.row,
-        minute.process,
-        ctx.config.exceedance.o2_ceiling_pct,
-    )?;
+    let row = input_row(minute.row.minute_ms, minute.process)?;
     if !model.fitted.covers(row.production_fraction) {
         return None;
     }

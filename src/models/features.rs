@@ -60,6 +60,22 @@ impl FeatureRow {
     }
 }
 
+/// A minute's inputs alone (no observed values), or `None` when production is not known to run at a describable
+/// level: what a prediction needs while the stack's own readings are missing.
+pub fn input_row(minute_ms: i64, process: &ProcessState) -> Option<FeatureRow> {
+    if !process.running() {
+        return None;
+    }
+    let production_fraction = process.production_fraction()?;
+    (MIN_PRODUCTION_FRACTION..=2.0)
+        .contains(&production_fraction)
+        .then(|| FeatureRow {
+            minute_ms,
+            production_fraction,
+            values: BTreeMap::new(),
+        })
+}
+
 /// The feature row of a minute, or `None` when production is not known to run at a describable level.
 pub fn feature_row(
     t: &OutletTopology,
@@ -67,14 +83,8 @@ pub fn feature_row(
     process: &ProcessState,
     o2_ceiling_pct: f64,
 ) -> Option<FeatureRow> {
-    if !process.running() {
-        return None;
-    }
-    let production_fraction = process.production_fraction()?;
-    if !(MIN_PRODUCTION_FRACTION..=2.0).contains(&production_fraction) {
-        return None;
-    }
-    let mut values = BTreeMap::new();
+    let mut features = input_row(row.minute_ms, process)?;
+    let values = &mut features.values;
     if let (Some(f), Some(n)) = (process.flow_m3_s, process.flow_normal_m3_s) {
         if n > 0.0 {
             values.insert(FLOW_TARGET.to_string(), f / n);
@@ -103,11 +113,7 @@ pub fn feature_row(
     if let Some(o2) = raw(row, codes::O2).filter(|v| v.is_finite()) {
         values.insert(O2_VARIABLE.to_string(), o2);
     }
-    Some(FeatureRow {
-        minute_ms: row.minute_ms,
-        production_fraction,
-        values,
-    })
+    Some(features)
 }
 
 /// The regression targets an outlet has: flow, treatment power when it has treatment meters, each limited pollutant.
