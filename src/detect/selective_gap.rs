@@ -152,8 +152,8 @@ impl Channel {
 struct Predictions {
     /// The model they came from: another version predicts on another scale, so its ranks start afresh.
     model: Option<(ModelScope, u32)>,
+    /// Predicted minutes per bin of level (their sum is the minutes the ranks rest on).
     bins: Vec<f64>,
-    weight: f64,
     /// This clock hour's ranks.
     hour_rank_sum: f64,
     hour_ranked: u32,
@@ -167,23 +167,27 @@ impl Predictions {
         ((level / PREDICTION_BIN).floor().max(0.0) as usize).min(PREDICTION_BINS - 1)
     }
 
+    /// Predicted minutes the ranks rest on.
+    fn weight(&self) -> f64 {
+        self.bins.iter().sum()
+    }
+
     /// Mid-rank (0..1) of a predicted level among the recent ones, once a day of them is known.
     fn rank(&self, level: f64) -> Option<f64> {
-        if self.weight < PREDICTION_MATURE_MIN {
+        let weight = self.weight();
+        if weight < PREDICTION_MATURE_MIN {
             return None;
         }
         let b = Self::bin(level);
         let below: f64 = self.bins[..b].iter().sum();
-        Some((below + 0.5 * self.bins[b]) / self.weight)
+        Some((below + 0.5 * self.bins[b]) / weight)
     }
 
     fn observe(&mut self, level: f64) {
         if self.bins.len() != PREDICTION_BINS {
             self.bins = vec![0.0; PREDICTION_BINS];
-            self.weight = 0.0;
         }
         self.bins[Self::bin(level)] += 1.0;
-        self.weight += 1.0;
     }
 
     /// A minute's rank, for the share of high-ranked hours.
@@ -197,8 +201,8 @@ impl Predictions {
         self.high_hour_share.max(1.0 - HIGH_RANK)
     }
 
-    /// At the end of a clock hour: its mean rank joins the share of high hours, and beyond a week of minutes, older
-    /// ones fade.
+    /// At the end of a clock hour: its mean rank joins the share of high hours, and beyond a day of predicted
+    /// minutes, older ones fade.
     fn end_hour(&mut self) {
         if self.hour_ranked >= MIN_RANKED_PER_HOUR {
             let high = self.hour_rank_sum / f64::from(self.hour_ranked) >= HIGH_RANK;
@@ -208,19 +212,20 @@ impl Predictions {
         }
         self.hour_rank_sum = 0.0;
         self.hour_ranked = 0;
-        if self.weight > PREDICTION_MEMORY_MIN {
-            let k = PREDICTION_MEMORY_MIN / self.weight;
+        let weight = self.weight();
+        if weight > PREDICTION_MEMORY_MIN {
+            let k = PREDICTION_MEMORY_MIN / weight;
             self.bins.iter_mut().for_each(|b| *b *= k);
-            self.weight = PREDICTION_MEMORY_MIN;
         }
     }
 
     /// The median predicted level (centre of its bin).
     fn median(&self) -> f64 {
+        let half = 0.5 * self.weight();
         let mut below = 0.0;
         for (i, b) in self.bins.iter().enumerate() {
             below += b;
-            if below >= 0.5 * self.weight {
+            if below >= half {
                 return (i as f64 + 0.5) * PREDICTION_BIN;
             }
         }
@@ -540,10 +545,14 @@ impl Detector for SelectiveGap {
         let now = minute.row.minute_ms;
         let predicted = predicted_level(ctx, minute);
         let st = &mut self.state;
-        let model = ctx.model.map(|m| (m.scope.clone(), m.version));
-        if st.predictions.model != model {
+        let same_model = match (&st.predictions.model, ctx.model) {
+            (Some((scope, version)), Some(m)) => *scope == m.scope && *version == m.version,
+            (None, None) => true,
+            _ => false,
+        };
+        if !same_model {
             st.predictions = Predictions {
-                model,
+                model: ctx.model.map(|m| (m.scope.clone(), m.version)),
                 ..Predictions::default()
             };
         }
