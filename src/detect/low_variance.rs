@@ -75,9 +75,8 @@ const MAX_NOISY_HOURS: u32 = 24;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Channel {
     resolution: Resolution,
-    window: VecDeque<f64>,
-    /// Operating state of each minute of the window.
-    states: VecDeque<u8>,
+    /// The window's minutes: log reading and operating state.
+    window: VecDeque<(f64, u8)>,
     /// Learned variance of first differences, over all states and per state.
     var: f64,
     n: u64,
@@ -100,19 +99,19 @@ impl Channel {
     /// nearly all of them (nine in ten) were in states that have their own variance yet (a few minutes in a rare
     /// band must not keep an outlet's hours out of its null for days).
     fn expected_var(&self) -> (f64, bool) {
-        let n = self.states.len().saturating_sub(1).max(1) as f64;
+        let n = self.window.len().saturating_sub(1).max(1) as f64;
         let sum = self
-            .states
+            .window
             .iter()
             .skip(1)
-            .map(|s| self.state_var(*s))
+            .map(|(_, s)| self.state_var(*s))
             .sum::<f64>();
         let young = self
-            .states
+            .window
             .iter()
-            .filter(|s| self.n_by_state[usize::from(**s).min(STATES - 1)] < STATE_MATURE)
+            .filter(|(_, s)| self.n_by_state[usize::from(*s).min(STATES - 1)] < STATE_MATURE)
             .count();
-        (sum / n, young * 10 <= self.states.len())
+        (sum / n, young * 10 <= self.window.len())
     }
 
     /// Learns a squared difference into the channel-wide and the state's variance (clipped, so one jump cannot
@@ -184,8 +183,12 @@ pub struct LowVariance {
     state: State,
 }
 
-fn diff_variance(w: &VecDeque<f64>) -> f64 {
-    let d: Vec<f64> = w.iter().zip(w.iter().skip(1)).map(|(a, b)| b - a).collect();
+fn diff_variance(w: &VecDeque<(f64, u8)>) -> f64 {
+    let d: Vec<f64> = w
+        .iter()
+        .zip(w.iter().skip(1))
+        .map(|((a, _), (b, _))| b - a)
+        .collect();
     let n = d.len() as f64;
     if n < 2.0 {
         return f64::NAN;
@@ -297,7 +300,7 @@ impl LowVariance {
                 .window
                 .iter()
                 .skip(ch.window.len() - k)
-                .copied()
+                .map(|(v, _)| *v)
                 .collect();
             sum += correlation(&c, &p);
             n += 1;
@@ -335,17 +338,12 @@ impl Detector for LowVariance {
             }
             match reading.filter(|v| *v >= 10.0 * step_now).map(f64::ln) {
                 Some(v) => {
-                    if let Some(prev) = ch.window.back().copied().filter(|_| learning) {
+                    if let Some((prev, _)) = ch.window.back().copied().filter(|_| learning) {
                         ch.learn((v - prev).powi(2), state);
                     }
-                    push_bounded(&mut ch.window, v, WINDOW);
-                    push_bounded(&mut ch.states, state, WINDOW);
+                    push_bounded(&mut ch.window, (v, state), WINDOW);
                 }
-                None => {
-                    // Windows are contiguous minutes.
-                    ch.window.clear();
-                    ch.states.clear();
-                }
+                None => ch.window.clear(), // windows are contiguous minutes
             }
         }
         if !hour_end {
@@ -357,7 +355,7 @@ impl Detector for LowVariance {
         let mut states_mature = true;
         for ch in self.state.channels.values() {
             let step = ch.resolution.step();
-            let level = ch.window.back().map_or(0.0, |x| x.exp());
+            let level = ch.window.back().map_or(0.0, |(x, _)| x.exp());
             let (expected, mature) = ch.expected_var();
             if ch.n < MATURE
                 || ch.window.len() < WINDOW
