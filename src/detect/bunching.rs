@@ -477,11 +477,6 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_xoshiro::Xoshiro256PlusPlus;
 
-    fn gaussian(rng: &mut Xoshiro256PlusPlus) -> f64 {
-        let (u, v): (f64, f64) = (rng.gen::<f64>().max(1e-300), rng.gen());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-
     /// Shares of the limit, minute by minute: a daily load cycle and autocorrelated process noise (correlation time
     /// `tau_min`), as real stacks have; `lognormal` skews it.
     fn honest(
@@ -496,7 +491,7 @@ mod tests {
         let mut ar = 0.0;
         (0..minutes)
             .map(|i| {
-                ar = rho * ar + (1.0 - rho * rho).sqrt() * gaussian(rng);
+                ar = rho * ar + (1.0 - rho * rho).sqrt() * crate::sim::plant::gaussian(rng);
                 let cycle = 0.3 * (std::f64::consts::TAU * i as f64 / 1440.0).sin();
                 let z = ar + cycle;
                 if lognormal {
