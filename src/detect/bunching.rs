@@ -23,7 +23,7 @@
 //! just under the limit (a bell bends the straight extrapolation over their pile).
 
 use super::cems::{self, Resolution};
-use super::{DetectConfig, Detector, Finding, Language, Minute, OutletContext};
+use super::{push_bounded, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
 use crate::domain::codes::display_name;
 use crate::domain::{units, AnomalyKind, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
@@ -412,10 +412,7 @@ impl Detector for Bunching {
             self.judge(ctx, now, out);
             self.state.day_start_ms = Some(day);
             for ch in self.state.channels.values_mut() {
-                ch.days.push_back(Day::default());
-                if ch.days.len() > DAYS {
-                    ch.days.pop_front();
-                }
+                push_bounded(&mut ch.days, Day::default(), DAYS);
             }
         }
         for (code, limit) in &t.outlet.limits_mg_m3 {

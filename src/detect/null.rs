@@ -25,10 +25,7 @@ impl EmpiricalNull {
         if !statistic.is_finite() {
             return;
         }
-        self.history.push_back(statistic);
-        while self.history.len() > capacity {
-            self.history.pop_front();
-        }
+        super::push_bounded(&mut self.history, statistic, capacity);
     }
 
     /// Tests recorded.

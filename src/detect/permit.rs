@@ -7,7 +7,7 @@
 //! observed`; an episode opens once the projection exceeds the permit after at least `MIN_OBSERVED_MIN` of data, and
 //! is updated daily. The year is the calendar year in Beijing time.
 
-use super::{DetectConfig, Detector, Finding, Language, Minute, OutletContext};
+use super::{push_bounded, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
 use crate::domain::codes::FLOW;
 use crate::domain::{AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
@@ -162,10 +162,7 @@ impl Detector for Permit {
                 (Some(mg_m3), Some(m3_s)) => {
                     let rate = mg_m3.max(0.0) * m3_s.max(0.0) * 60.0 * T_PER_MG;
                     c.cumulative_t += rate;
-                    c.recent_rates_t_per_min.push_back(rate);
-                    if c.recent_rates_t_per_min.len() > 60 {
-                        c.recent_rates_t_per_min.pop_front();
-                    }
+                    push_bounded(&mut c.recent_rates_t_per_min, rate, 60);
                 }
                 _ if running => {
                     c.cumulative_t += c.recent_rates_t_per_min.iter().copied().fold(0.0, f64::max);

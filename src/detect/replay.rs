@@ -443,10 +443,7 @@ impl Detector for Replay {
                 } else {
                     f64::NAN
                 };
-                ch.means.push_back(mean);
-                if ch.means.len() > HISTORY {
-                    ch.means.pop_front();
-                }
+                push_bounded(&mut ch.means, mean, HISTORY);
                 ch.sum = 0.0;
                 ch.n = 0;
             }

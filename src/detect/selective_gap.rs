@@ -35,7 +35,7 @@
 //! the hour of peak load looks like the cheat; the evidence gives the predicted levels an officer needs to ask why.
 
 use super::cems::{self, CemsValue};
-use super::{DetectConfig, Detector, Finding, Language, Minute, OutletContext};
+use super::{push_bounded, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
 use crate::domain::codes::display_name;
 use crate::domain::{units, AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
 use crate::models::features::{input_row, pollutant_target};
@@ -114,10 +114,7 @@ impl Channel {
 
     /// Learns a reading (a share of the limit) and says whether the channel is high and climbing.
     fn observe(&mut self, share: f64) -> bool {
-        self.recent.push_back(share);
-        if self.recent.len() > RECENT_MIN {
-            self.recent.pop_front();
-        }
+        push_bounded(&mut self.recent, share, RECENT_MIN);
         self.last = share;
         self.valid_minutes += 1;
         if self.recent.len() < SMOOTH_MIN {
