@@ -3,20 +3,28 @@
 
 use crate::enforce::BookError;
 use crate::ingest::IngestError;
-use crate::models::catalog::CatalogError;
 use crate::registry::RegistryError;
 use crate::store::StoreError;
+use crate::training::catalog::CatalogError;
 use tonic::{Code, Status};
 
-fn internal(context: &str, err: &dyn std::fmt::Display) -> Status {
+/// An internal failure: logged with its cause, sent as a bare `INTERNAL` that names only where it happened.
+pub(crate) fn internal(context: &str, err: &dyn std::fmt::Display) -> Status {
     tracing::error!(error = %err, context, "Internal error.");
     Status::internal(format!("internal error in {context}; see server log"))
+}
+
+/// A blocking task behind an RPC panicked or was cancelled: logged with its cause, sent as a bare `INTERNAL`.
+pub(crate) fn task_failed(e: tokio::task::JoinError) -> Status {
+    internal("a worker task", &e)
 }
 
 impl From<StoreError> for Status {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Engine(_) | StoreError::Corrupt { .. } => internal("store", &e),
+            StoreError::Engine(_) | StoreError::Corrupt { .. } | StoreError::Encode { .. } => {
+                internal("store", &e)
+            }
         }
     }
 }

@@ -8,7 +8,6 @@
 
 #![deny(missing_docs)]
 
-pub mod align;
 pub mod api;
 pub mod detect;
 pub mod domain;
@@ -23,6 +22,8 @@ pub mod pb;
 pub mod pipeline;
 pub mod registry;
 pub mod server;
+pub mod signal;
 pub mod sim;
 pub mod store;
 pub mod tools;
+pub mod training;

@@ -235,8 +235,8 @@ struct DemoArgs {
     #[arg(long)]
     keep_serving: bool,
     /// Language of anomaly summaries.
-    #[arg(long, value_enum, default_value = "zh")]
-    language: cems_sentinel::detect::Language,
+    #[arg(long, default_value = "zh")]
+    language: cems_sentinel::domain::Language,
 }
 
 #[derive(clap::Args)]
@@ -396,8 +396,8 @@ struct ServeArgs {
     #[arg(long, env = "SENTINEL_CACHE_MB", default_value_t = 256)]
     cache_mb: u64,
     /// Language of anomaly summaries.
-    #[arg(long, env = "SENTINEL_LANGUAGE", value_enum, default_value = "zh")]
-    language: cems_sentinel::detect::Language,
+    #[arg(long, env = "SENTINEL_LANGUAGE", default_value = "zh")]
+    language: cems_sentinel::domain::Language,
     /// Also accept HJ 212 over TCP on this address (data acquisition units connect here).
     #[arg(long, env = "SENTINEL_HJ212_LISTEN")]
     hj212_listen: Option<SocketAddr>,
@@ -581,7 +581,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.ingest.max_batch_records = args.max_batch_records;
     config.allowed_lateness = Duration::from_secs(args.allowed_lateness_secs);
     config.cache_bytes = args.cache_mb << 20;
-    config.detect.language = args.language;
+    config.language = args.language;
     anyhow::ensure!(
         args.false_alarms_per_day > 0.0 && args.false_alarms_per_day < 1.0,
         "--false-alarms-per-day must be in (0, 1), got {}",

@@ -3,10 +3,11 @@
 
 use crate::api::{EnforcementApi, IngestApi, ModelApi, RegistryApi};
 use crate::detect::DetectConfig;
+use crate::domain::Language;
 use crate::enforce::AnomalyBook;
 use crate::ingest::hj212_gateway::{self, GatewayConfig, GatewayStats};
 use crate::ingest::{system_now_ms, IngestConfig, Ingestor};
-use crate::models::{ActiveModels, ModelCatalog};
+use crate::models::ActiveModels;
 use crate::pb::enforcement_service_server::EnforcementServiceServer;
 use crate::pb::ingest_service_server::IngestServiceServer;
 use crate::pb::model_service_server::ModelServiceServer;
@@ -15,6 +16,8 @@ use crate::pipeline::task::{self, TaskConfig};
 use crate::pipeline::EngineConfig;
 use crate::registry::Registry;
 use crate::store::Store;
+pub use crate::training::RetrainSchedule;
+use crate::training::{self, ModelCatalog};
 use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +42,8 @@ pub struct ServeConfig {
     pub ingest: IngestConfig,
     /// Detector settings.
     pub detect: DetectConfig,
+    /// Language of anomaly summaries for requests that do not ask for one (`accept-language`).
+    pub language: Language,
     /// How far behind an outlet's watermark data still goes into detection.
     pub allowed_lateness: Duration,
     /// Time between detection checkpoints while data flows.
@@ -49,19 +54,6 @@ pub struct ServeConfig {
     pub retrain: Option<RetrainSchedule>,
 }
 
-/// Scheduled retraining (e.g. nightly).
-#[derive(Debug, Clone, Copy)]
-pub struct RetrainSchedule {
-    /// Time between runs.
-    pub every: Duration,
-    /// Days of history each run fits on.
-    pub window_days: u32,
-    /// Activate the new versions (otherwise they wait for a data scientist's evaluation).
-    pub activate: bool,
-    /// Refit an outlet that has a model only when its last day has drifted from it.
-    pub only_on_drift: bool,
-}
-
 impl ServeConfig {
     /// Defaults for a data directory.
     pub fn new(data_dir: PathBuf) -> Self {
@@ -70,6 +62,7 @@ impl ServeConfig {
             cache_bytes: 256 << 20,
             ingest: IngestConfig::default(),
             detect: DetectConfig::default(),
+            language: Language::default(),
             allowed_lateness: Duration::from_secs(2 * 3600),
             checkpoint_interval: Duration::from_secs(2),
             hj212: GatewayConfig::default(),
@@ -128,6 +121,7 @@ pub async fn start_with(
         book.clone(),
         active_models.clone(),
         config.detect.clone(),
+        system_now_ms,
     )?);
     let (detect_tx, detect_rx) = mpsc::channel(64);
     let task_config = TaskConfig {
@@ -201,31 +195,14 @@ pub async fn start_with(
     let registry_api = RegistryServiceServer::new(RegistryApi {
         registry: registry.clone(),
     });
-    let retrain = config.retrain.map(|schedule| {
-        let catalog = catalog.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(schedule.every);
-            tick.tick().await; // the first tick is immediate: wait one period before the first run
-            loop {
-                tick.tick().await;
-                let catalog = catalog.clone();
-                let ids = tokio::task::spawn_blocking(move || {
-                    catalog.retrain_all(
-                        schedule.window_days,
-                        schedule.activate,
-                        schedule.only_on_drift,
-                    )
-                })
-                .await
-                .unwrap_or_default();
-                tracing::info!(models = ?ids, activated = schedule.activate, "Scheduled retraining done.");
-            }
-        })
-    });
+    let retrain = config
+        .retrain
+        .map(|schedule| tokio::spawn(training::schedule::run(catalog.clone(), schedule)));
     let model_api = ModelServiceServer::new(ModelApi { catalog });
     let enforcement_api = EnforcementServiceServer::new(EnforcementApi {
         book,
         registry: registry.clone(),
+        language: config.language,
     });
 
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
@@ -287,7 +264,9 @@ impl RunningServer {
         // The gateway holds the ingest front door too: stop it before waiting for the writer to drain.
         if let Some((tx, handle)) = self.gateway.take() {
             let _ = tx.send(true);
-            let _ = handle.await;
+            if let Err(e) = handle.await {
+                tracing::error!(error = %e, "HJ 212 gateway task failed.");
+            }
         }
         if let Some(r) = self.retrain.take() {
             r.abort();
@@ -296,13 +275,22 @@ impl RunningServer {
         // drain their queues and end.
         let threads = std::mem::take(&mut self.threads);
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            for t in threads {
-                let _ = t.join();
-            }
-            store.flush()
+        let panicked = tokio::task::spawn_blocking(move || {
+            let panicked = threads
+                .into_iter()
+                .map(std::thread::JoinHandle::join)
+                .filter(Result::is_err)
+                .count();
+            store.flush().map(|()| panicked)
         })
         .await??;
+        if panicked > 0 {
+            tracing::error!(
+                threads = panicked,
+                "A writer or detection thread panicked; see above."
+            );
+            anyhow::bail!("{panicked} service thread(s) panicked");
+        }
         tracing::info!("Stopped cleanly.");
         served?
     }

@@ -3,6 +3,9 @@
 
 mod common;
 
+// The dependency order of src/: no module imports a higher layer.
+mod architecture;
+
 // Ingest over gRPC: acks, validation, duplicates, ordering, read-back.
 mod grpc_ingest;
 // Detection to enforcement list: anomalies, filters, pagination, review, watch.

@@ -5,9 +5,9 @@
 //! hours and "a day" of the calibration is 1,440 rows. The false-alarm figure is therefore per 1,440 rows, the unit
 //! the thresholds were calibrated in.
 
-use cems_sentinel::align::{OutletRow, Reading};
 use cems_sentinel::detect::model_residual;
 use cems_sentinel::detect::DetectConfig;
+use cems_sentinel::domain::OutletTopology;
 use cems_sentinel::domain::{Enterprise, Meter, MeterRole, Outlet, ValueFlag, MS_PER_MINUTE};
 use cems_sentinel::models::artifact::ModelScope;
 use cems_sentinel::models::calibrate::Calibration;
@@ -15,7 +15,7 @@ use cems_sentinel::models::dataset;
 use cems_sentinel::models::features::targets_of;
 use cems_sentinel::models::states;
 use cems_sentinel::models::train::{self, TrainSpec};
-use cems_sentinel::registry::OutletTopology;
+use cems_sentinel::signal::align::{OutletRow, Reading};
 use std::collections::BTreeMap;
 
 const T0: i64 = 1_293_840_000_000; // 2011-01-01
@@ -83,7 +83,8 @@ fn turbine_rows(file: &str) -> Vec<OutletRow> {
 
 fn fit(rows: &[OutletRow], false_alarms_per_day: f64) -> cems_sentinel::models::ModelArtifact {
     let t = turbine();
-    let series = dataset::series(&t, rows, &DetectConfig::default());
+    let config = DetectConfig::default();
+    let series = dataset::series(&t, rows, config.equipment, config.exceedance.o2_ceiling_pct);
     let spec = TrainSpec {
         scope: ModelScope::Outlet("gt".into()),
         version: 1,

@@ -1,12 +1,13 @@
 //! Conversions between the wire contract (`pb`) and the domain. Kept in one file so that every mapping of an enum
 //! number is written once.
 
+use crate::domain::AnomalyFilter;
 use crate::domain::{
     Anomaly, AnomalyKind, Enterprise, Meter, MeterRole, Outlet, OutletKind, Point,
     RestrictionOrder, ReviewStatus, ValueFlag,
 };
-use crate::enforce::AnomalyFilter;
-use crate::ingest::{IncomingMeasurement, IncomingRecord, Rejection};
+use crate::domain::{IncomingMeasurement, IncomingRecord};
+use crate::ingest::Rejection;
 use crate::pb;
 use tonic::Status;
 
@@ -214,8 +215,8 @@ pub fn points_to_records(points: Vec<Point>) -> Vec<pb::Record> {
     out
 }
 
-/// Domain anomaly to wire form (also used by the CLI and demo printers).
-pub fn anomaly_to_pb(a: Anomaly) -> pb::Anomaly {
+/// Domain anomaly to wire form, with its summary rendered for the reader ([`super::Summaries`]).
+pub fn anomaly_to_pb(a: Anomaly, summary: String) -> pb::Anomaly {
     pb::Anomaly {
         id: a.id,
         enterprise_id: a.enterprise_id,
@@ -226,8 +227,9 @@ pub fn anomaly_to_pb(a: Anomaly) -> pb::Anomaly {
         end_ms: a.end_ms,
         score: a.score,
         detector: a.detector,
-        summary: a.summary,
-        evidence: a.evidence.into_iter().collect(),
+        summary,
+        evidence: a.evidence.numbers().into_iter().collect(),
+        evidence_text: a.evidence.texts().into_iter().collect(),
         status: a.status.number(),
         detected_at_ms: a.detected_at_ms,
         note: a.note,
@@ -271,7 +273,7 @@ pub fn filter_from_pb(r: &pb::ListAnomaliesRequest) -> Result<AnomalyFilter, Sta
     })
 }
 
-pub fn incident_to_pb(i: crate::enforce::cases::Incident) -> pb::Incident {
+pub fn incident_to_pb(i: crate::enforce::cases::Incident, summary: String) -> pb::Incident {
     pb::Incident {
         id: i.id,
         enterprise_id: i.enterprise_id,
@@ -281,7 +283,7 @@ pub fn incident_to_pb(i: crate::enforce::cases::Incident) -> pb::Incident {
         score: i.score,
         kinds: i.kinds.into_iter().map(AnomalyKind::number).collect(),
         anomaly_ids: i.anomaly_ids,
-        summary: i.summary,
+        summary,
     }
 }
 

@@ -4,13 +4,16 @@ use super::convert::{
     anomaly_to_pb, filter_from_pb, hotspot_to_pb, incident_to_pb, review_entry_to_pb,
     review_status_from_pb,
 };
-use crate::domain::ReviewStatus;
+use super::summary::{request_language, Summaries};
+use crate::domain::Anomaly;
+use crate::domain::{AnomalyFilter, Language, ReviewStatus};
 use crate::enforce::cases;
-use crate::enforce::AnomalyFilter;
 use crate::enforce::{AnomalyBook, ReviewRequest};
+use crate::error::task_failed;
 use crate::ingest::system_now_ms;
 use crate::pb::{self, enforcement_service_server::EnforcementService};
 use crate::registry::RegistryRef;
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
@@ -22,8 +25,19 @@ use tonic::{Request, Response, Status};
 pub struct EnforcementApi {
     /// The anomaly book.
     pub book: Arc<AnomalyBook>,
-    /// For region filters.
+    /// For region filters and the names in summaries.
     pub registry: RegistryRef,
+    /// Language of summaries when a request does not ask for one.
+    pub language: Language,
+}
+
+impl EnforcementApi {
+    fn summaries<T>(&self, req: &Request<T>) -> Summaries {
+        Summaries::new(
+            self.registry.clone(),
+            request_language(req.metadata(), self.language),
+        )
+    }
 }
 
 #[tonic::async_trait]
@@ -34,6 +48,7 @@ impl EnforcementService for EnforcementApi {
         &self,
         req: Request<pb::ListAnomaliesRequest>,
     ) -> Result<Response<pb::ListAnomaliesResponse>, Status> {
+        let summaries = self.summaries(&req);
         let q = req.into_inner();
         let filter = filter_from_pb(&q)?;
         let registry = self.registry.clone();
@@ -43,7 +58,14 @@ impl EnforcementService for EnforcementApi {
                 registry.region_of(e)
             })?;
         Ok(Response::new(pb::ListAnomaliesResponse {
-            anomalies: page.anomalies.into_iter().map(anomaly_to_pb).collect(),
+            anomalies: page
+                .anomalies
+                .into_iter()
+                .map(|a| {
+                    let summary = summaries.of(&a);
+                    anomaly_to_pb(a, summary)
+                })
+                .collect(),
             next_page_token: page.next_page_token,
         }))
     }
@@ -52,18 +74,21 @@ impl EnforcementService for EnforcementApi {
         &self,
         req: Request<pb::GetAnomalyRequest>,
     ) -> Result<Response<pb::Anomaly>, Status> {
+        let summaries = self.summaries(&req);
         let id = req.into_inner().id;
         let a = self
             .book
             .get(&id)
             .ok_or_else(|| Status::not_found(format!("anomaly {id:?} not found")))?;
-        Ok(Response::new(anomaly_to_pb(a)))
+        let summary = summaries.of(&a);
+        Ok(Response::new(anomaly_to_pb(a, summary)))
     }
 
     async fn watch_anomalies(
         &self,
         req: Request<pb::WatchAnomaliesRequest>,
     ) -> Result<Response<Self::WatchAnomaliesStream>, Status> {
+        let summaries = self.summaries(&req);
         let filter = filter_from_pb(&req.into_inner().filter.unwrap_or_default())?;
         let mut events = self.book.subscribe();
         let registry = self.registry.clone();
@@ -73,10 +98,15 @@ impl EnforcementService for EnforcementApi {
                 match events.recv().await {
                     Ok(a) => {
                         let region = registry.region_of(&a.enterprise_id);
-                        if filter.matches(&a, &region)
-                            && tx.send(Ok(anomaly_to_pb((*a).clone()))).await.is_err()
-                        {
-                            break;
+                        if filter.matches(&a, &region) {
+                            let summary = summaries.of(&a);
+                            if tx
+                                .send(Ok(anomaly_to_pb((*a).clone(), summary)))
+                                .await
+                                .is_err()
+                            {
+                                break;
+                            }
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -98,6 +128,7 @@ impl EnforcementService for EnforcementApi {
         &self,
         req: Request<pb::ListIncidentsRequest>,
     ) -> Result<Response<pb::ListIncidentsResponse>, Status> {
+        let summaries = self.summaries(&req);
         let q = req.into_inner();
         let filter = filter_from_pb(&q.filter.unwrap_or_default())?;
         let gap_min = if q.max_gap_minutes == 0 {
@@ -112,17 +143,26 @@ impl EnforcementService for EnforcementApi {
         let (book, registry) = (self.book.clone(), self.registry.clone());
         let incidents = tokio::task::spawn_blocking(move || {
             let members = book.matching(&filter, |e| registry.region_of(e));
+            let by_id: HashMap<&str, &Anomaly> =
+                members.iter().map(|a| (a.id.as_str(), a)).collect();
             cases::incidents(&members, i64::from(gap_min) * 60_000)
-        })
-        .await
-        .map_err(|e| Status::internal(format!("task failed: {e}")))?;
-        Ok(Response::new(pb::ListIncidentsResponse {
-            incidents: incidents
                 .into_iter()
                 .take(limit)
-                .map(incident_to_pb)
-                .collect(),
-        }))
+                .map(|i| {
+                    let summary = i
+                        .anomaly_ids
+                        .iter()
+                        .filter_map(|id| by_id.get(id.as_str()))
+                        .map(|a| summaries.of(a))
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    incident_to_pb(i, summary)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(task_failed)?;
+        Ok(Response::new(pb::ListIncidentsResponse { incidents }))
     }
 
     async fn list_hotspots(
@@ -179,7 +219,7 @@ impl EnforcementService for EnforcementApi {
                 .collect::<Vec<_>>()
         })
         .await
-        .map_err(|e| Status::internal(format!("task failed: {e}")))?;
+        .map_err(task_failed)?;
         Ok(Response::new(pb::ListHotspotsResponse { hotspots }))
     }
 
@@ -202,6 +242,7 @@ impl EnforcementService for EnforcementApi {
         &self,
         req: Request<pb::ReviewAnomalyRequest>,
     ) -> Result<Response<pb::Anomaly>, Status> {
+        let summaries = self.summaries(&req);
         let q = req.into_inner();
         let request = ReviewRequest {
             id: q.id,
@@ -213,7 +254,8 @@ impl EnforcementService for EnforcementApi {
         let book = self.book.clone();
         let a = tokio::task::spawn_blocking(move || book.review(request))
             .await
-            .map_err(|e| Status::internal(format!("task failed: {e}")))??;
-        Ok(Response::new(anomaly_to_pb(a)))
+            .map_err(task_failed)??;
+        let summary = summaries.of(&a);
+        Ok(Response::new(anomaly_to_pb(a, summary)))
     }
 }

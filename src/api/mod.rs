@@ -5,6 +5,7 @@ mod enforcement;
 mod ingest;
 mod models;
 mod registry;
+mod summary;
 
 pub use convert::{
     anomaly_to_pb, enterprise_to_pb, meter_to_pb, outlet_to_pb, points_to_records,
@@ -14,3 +15,4 @@ pub use enforcement::EnforcementApi;
 pub use ingest::IngestApi;
 pub use models::ModelApi;
 pub use registry::RegistryApi;
+pub use summary::{request_language, Summaries, LANGUAGE_KEY};

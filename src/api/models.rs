@@ -1,10 +1,11 @@
 //! `ModelService`.
 
-use crate::models::catalog::{
+use crate::models::ModelScope;
+use crate::pb::{self, model_service_server::ModelService};
+use crate::training::catalog::{
     CatalogError, DatasetRow, Evaluation, JobState, JobStatus, ModelInfo, TrainRequest,
 };
-use crate::models::{ModelCatalog, ModelScope};
-use crate::pb::{self, model_service_server::ModelService};
+use crate::training::ModelCatalog;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -29,7 +30,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, Status> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Status::internal(format!("worker failed: {e}")))?
+        .map_err(crate::error::task_failed)?
         .map_err(Status::from)
 }
 
@@ -53,7 +54,7 @@ impl ModelService for ModelApi {
         let job = self
             .catalog
             .job(id)
-            .ok_or_else(|| Status::internal("job vanished"))?;
+            .ok_or_else(|| crate::error::internal("model catalog", &"a started job vanished"))?;
         Ok(Response::new(job_to_pb(job)))
     }
 
@@ -100,7 +101,9 @@ impl ModelService for ModelApi {
         let m = self.catalog.get(&id)?;
         Ok(Response::new(pb::ModelFile {
             id: m.id(),
-            json: m.to_json(),
+            json: m
+                .to_json()
+                .map_err(|e| crate::error::internal("model catalog", &e))?,
         }))
     }
 
@@ -118,7 +121,9 @@ impl ModelService for ModelApi {
             .list(Some(&model.scope))
             .into_iter()
             .find(|i| i.artifact.version == model.version)
-            .ok_or_else(|| Status::internal("activated model vanished"))?;
+            .ok_or_else(|| {
+                crate::error::internal("model catalog", &"an activated model vanished")
+            })?;
         Ok(Response::new(info_to_pb(info)))
     }
 

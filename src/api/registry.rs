@@ -17,7 +17,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, Status> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Status::internal(format!("task failed: {e}")))?
+        .map_err(crate::error::task_failed)?
 }
 
 #[tonic::async_trait]

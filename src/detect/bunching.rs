@@ -22,10 +22,12 @@
 //! no deficit), plants far under their limit (too few minutes near the limit to judge), tightly controlled plants
 //! just under the limit (a bell bends the straight extrapolation over their pile).
 
-use super::cems::{self, Resolution};
-use super::{push_bounded, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
+use super::kit::period::PeriodClock;
+use super::kit::{push_bounded, Names};
+use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
 use crate::domain::codes::display_name;
-use crate::domain::{units, AnomalyKind, MS_PER_MINUTE};
+use crate::domain::{units, AnomalyKind, Evidence, Language, MS_PER_MINUTE};
+use crate::signal::cems::{self, Resolution};
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
 use std::collections::{BTreeMap, VecDeque};
@@ -34,8 +36,9 @@ use std::collections::{BTreeMap, VecDeque};
 pub const NAME: &str = "limit_bunching/2";
 /// Days in the judged window (a rolling month).
 const DAYS: usize = 28;
-/// Minutes a day.
+/// Minutes a day, and its length in ms.
 const DAY_MIN: i64 = 1440;
+const DAY_MS: i64 = DAY_MIN * MS_PER_MINUTE;
 /// Lowest share of the limit binned, and the bin width.
 const LOW: f64 = 0.50;
 const BIN: f64 = 0.01;
@@ -86,7 +89,8 @@ struct Channel {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct State {
-    day_start_ms: Option<i64>,
+    /// The day in progress (UTC).
+    day: PeriodClock,
     channels: BTreeMap<String, Channel>,
 }
 
@@ -115,6 +119,94 @@ pub struct Ceiling {
     pub p_value: f64,
     /// Days of counts judged.
     pub window_days: usize,
+}
+
+/// The figures of a ceiling.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Figures {
+    /// The pollutant.
+    pub(crate) code: String,
+    pub(crate) limit_mg_m3: f64,
+    pub(crate) pile_from_pct_of_limit: f64,
+    pub(crate) pile_to_pct_of_limit: f64,
+    pub(crate) minutes_in_pile: f64,
+    /// Minutes the outlet's own density below the pile gives it.
+    pub(crate) minutes_expected_in_pile: f64,
+    /// Minutes in the tail `[pile_to, pile_to + 4 %)` above the pile.
+    pub(crate) minutes_in_tail_above: f64,
+    pub(crate) minutes_expected_in_tail_above: f64,
+    /// One-sided z of the pile's excess.
+    pub(crate) z_pile_excess: f64,
+    /// One-sided z of the tail's deficit.
+    pub(crate) z_tail_deficit: f64,
+    /// Variance inflation used (≥ 1).
+    pub(crate) dispersion: f64,
+    pub(crate) p_value: f64,
+    pub(crate) window_days: u32,
+}
+
+impl super::kit::Figures for Figures {
+    fn summary(&self, n: &Names<'_>, language: Language) -> String {
+        let (zh, en) = display_name(&self.code);
+        let (lo, hi) = (self.pile_from_pct_of_limit, self.pile_to_pct_of_limit);
+        let tail_hi = hi + 100.0 * TAIL as f64 * BIN;
+        let days = self.window_days;
+        match language {
+            Language::Zh => format!(
+                "{}{}：{}（{}）近 {} 天折算值有 {:.0} 分钟堆积在限值的 {:.0}–{:.0}%（按本排口自身分布应约 {:.0} 分钟），其上 {:.0}–{:.0}% 仅 {:.0} 分钟（应约 {:.0} 分钟），p={:.1e}，疑似在限值下方被截顶。",
+                n.enterprise, n.outlet, zh, self.code, days, self.minutes_in_pile, lo, hi, self.minutes_expected_in_pile, hi, tail_hi, self.minutes_in_tail_above, self.minutes_expected_in_tail_above, self.p_value
+            ),
+            Language::En => format!(
+                "{} {}: {} ({}) converted values pile up at {:.0}–{:.0}% of the limit over {} days ({:.0} min where the outlet's own distribution gives {:.0}), with {:.0} min at {:.0}–{:.0}% where {:.0} were expected (p={:.1e}): clamped under the limit.",
+                n.enterprise, n.outlet, en, self.code, lo, hi, days, self.minutes_in_pile, self.minutes_expected_in_pile, self.minutes_in_tail_above, hi, tail_hi, self.minutes_expected_in_tail_above, self.p_value
+            ),
+        }
+    }
+}
+
+/// The finding of a ceiling found on `code` over `span`, raised at `raised`. Bunching keeps its own episodes: an
+/// episode starts at the first near-limit minute of the judged month (back-dated, not at the day it is judged), ends
+/// after the last one, and is judged once a day over a rolling window.
+fn finding(
+    ctx: &OutletContext<'_>,
+    code: &str,
+    c: &Ceiling,
+    span: (i64, i64),
+    raised: i64,
+    ongoing: bool,
+) -> Finding {
+    let t = ctx.topology;
+    let figures = Figures {
+        code: code.to_string(),
+        limit_mg_m3: t.outlet.limits_mg_m3.get(code).copied().unwrap_or(f64::NAN),
+        pile_from_pct_of_limit: 100.0 * c.pile_from,
+        pile_to_pct_of_limit: 100.0 * c.edge,
+        minutes_in_pile: c.pile,
+        minutes_expected_in_pile: c.pile_expected,
+        minutes_in_tail_above: c.tail,
+        minutes_expected_in_tail_above: c.tail_expected,
+        z_pile_excess: c.z_pile,
+        z_tail_deficit: c.z_tail,
+        dispersion: c.dispersion,
+        p_value: c.p_value,
+        window_days: u32::try_from(c.window_days).unwrap_or(u32::MAX),
+    };
+    let score = (1.0 - 0.5 * (c.p_value.max(1e-300).log10() / -6.0).recip().min(1.0))
+        .clamp(0.5, 1.0)
+        * if c.tail == 0.0 { 1.0 } else { 0.9 };
+    Finding {
+        kind: AnomalyKind::LimitBunching,
+        key: code.to_string(),
+        start_ms: span.0,
+        end_ms: span.1,
+        detected_at_ms: raised,
+        score,
+        source_ids: vec![t.outlet.id.clone()],
+        evidence: Evidence::of(&figures),
+        ongoing,
+        detector: NAME,
+    }
 }
 
 /// Poisson log-linear fit `ln μ = β₀ + β₁ u` of counts `y` at positions `u`: coefficients and their unscaled
@@ -281,7 +373,6 @@ pub fn test_ceiling(days: &[Vec<f32>], alpha: f64) -> Option<Ceiling> {
 
 /// The detector.
 pub struct Bunching {
-    language: Language,
     false_alarms_per_day: f64,
     state: State,
 }
@@ -290,66 +381,9 @@ impl Bunching {
     /// Factory for [`super::DETECTORS`].
     pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
-            language: config.language,
             false_alarms_per_day: config.false_alarms_per_day,
             state: State::default(),
         })
-    }
-
-    fn finding(
-        &self,
-        ctx: &OutletContext<'_>,
-        code: &str,
-        c: &Ceiling,
-        span: (i64, i64),
-        raised: i64,
-        ongoing: bool,
-    ) -> Finding {
-        let t = ctx.topology;
-        let days = c.window_days;
-        let limit = t.outlet.limits_mg_m3.get(code).copied().unwrap_or(f64::NAN);
-        let mut evidence = BTreeMap::new();
-        evidence.insert("limit_mg_m3".into(), limit);
-        evidence.insert("pile_from_pct_of_limit".into(), 100.0 * c.pile_from);
-        evidence.insert("pile_to_pct_of_limit".into(), 100.0 * c.edge);
-        evidence.insert("minutes_in_pile".into(), c.pile);
-        evidence.insert("minutes_expected_in_pile".into(), c.pile_expected);
-        evidence.insert("minutes_in_tail_above".into(), c.tail);
-        evidence.insert("minutes_expected_in_tail_above".into(), c.tail_expected);
-        evidence.insert("z_pile_excess".into(), c.z_pile);
-        evidence.insert("z_tail_deficit".into(), c.z_tail);
-        evidence.insert("dispersion".into(), c.dispersion);
-        evidence.insert("p_value".into(), c.p_value);
-        evidence.insert("window_days".into(), days as f64);
-        let score = (1.0 - 0.5 * (c.p_value.max(1e-300).log10() / -6.0).recip().min(1.0))
-            .clamp(0.5, 1.0)
-            * if c.tail == 0.0 { 1.0 } else { 0.9 };
-        let (zh, en) = display_name(code);
-        let (lo, hi) = (100.0 * c.pile_from, 100.0 * c.edge);
-        let tail_hi = hi + 100.0 * TAIL as f64 * BIN;
-        let summary = match self.language {
-            Language::Zh => format!(
-                "{}{}：{}（{}）近 {} 天折算值有 {:.0} 分钟堆积在限值的 {:.0}–{:.0}%（按本排口自身分布应约 {:.0} 分钟），其上 {:.0}–{:.0}% 仅 {:.0} 分钟（应约 {:.0} 分钟），p={:.1e}，疑似在限值下方被截顶。",
-                t.enterprise.name, t.outlet.name, zh, code, days, c.pile, lo, hi, c.pile_expected, hi, tail_hi, c.tail, c.tail_expected, c.p_value
-            ),
-            Language::En => format!(
-                "{} {}: {} ({}) converted values pile up at {:.0}–{:.0}% of the limit over {} days ({:.0} min where the outlet's own distribution gives {:.0}), with {:.0} min at {:.0}–{:.0}% where {:.0} were expected (p={:.1e}): clamped under the limit.",
-                t.enterprise.name, t.outlet.name, en, code, lo, hi, days, c.pile, c.pile_expected, c.tail, hi, tail_hi, c.tail_expected, c.p_value
-            ),
-        };
-        Finding {
-            kind: AnomalyKind::LimitBunching,
-            key: code.to_string(),
-            start_ms: span.0,
-            end_ms: span.1,
-            detected_at_ms: raised,
-            score,
-            source_ids: vec![t.outlet.id.clone()],
-            summary,
-            evidence,
-            ongoing,
-            detector: NAME,
-        }
     }
 
     /// Judges each channel over the window at a day's end.
@@ -370,8 +404,7 @@ impl Bunching {
                 (Some(c), _, Some(first)) => {
                     let start = open.map_or(first, |(s, _)| s);
                     let raised = open.map_or(now, |(_, r)| r);
-                    let f =
-                        self.finding(ctx, &code, &c, (start, last + MS_PER_MINUTE), raised, true);
+                    let f = finding(ctx, &code, &c, (start, last + MS_PER_MINUTE), raised, true);
                     if let Some(ch) = self.state.channels.get_mut(&code) {
                         ch.open = Some((start, raised));
                         ch.last = Some(c);
@@ -385,7 +418,7 @@ impl Bunching {
                     });
                     // The closing update keeps the figures of the last raised judgement.
                     last_ceiling.map(|c| {
-                        self.finding(ctx, &code, &c, (start, last + MS_PER_MINUTE), raised, false)
+                        finding(ctx, &code, &c, (start, last + MS_PER_MINUTE), raised, false)
                     })
                 }
                 _ => None,
@@ -406,11 +439,8 @@ impl Detector for Bunching {
             return;
         }
         let now = minute.row.minute_ms;
-        let day = now.div_euclid(DAY_MIN * MS_PER_MINUTE);
-        let start = *self.state.day_start_ms.get_or_insert(day);
-        if day != start {
+        if self.state.day.advance(now, DAY_MS).is_some() {
             self.judge(ctx, now, out);
-            self.state.day_start_ms = Some(day);
             for ch in self.state.channels.values_mut() {
                 push_bounded(&mut ch.days, Day::default(), DAYS);
             }
@@ -444,10 +474,7 @@ impl Detector for Bunching {
     }
 
     fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>) {
-        let now = self
-            .state
-            .day_start_ms
-            .map_or(0, |d| (d + 1) * DAY_MIN * MS_PER_MINUTE);
+        let now = self.state.day.current_ms().map_or(0, |d| d + DAY_MS);
         self.judge(ctx, now, out);
         let codes: Vec<String> = self.state.channels.keys().cloned().collect();
         for code in codes {

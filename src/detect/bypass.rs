@@ -11,22 +11,17 @@
 //! Stack switching (production feeding several stacks) makes one stack's flow meaningless on its own; the flow-deficit
 //! signal is off for an outlet whose production meters also feed another outlet.
 
-use super::runs::{Due, Runs, Timing};
-use super::{duration_score, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
+use super::kit::{duration_score, Due, Names, Runs, Timing};
+use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
 use crate::domain::codes::{DAMPER_OPEN_PCT, FLOW, TEMPERATURE};
-use crate::domain::AnomalyKind;
+use crate::domain::{AnomalyKind, Language};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// Detector name and version.
 pub const NAME: &str = "bypass/1";
 
 /// Timing: 15 minutes of evidence before raising; gaps under 10 min bridged.
-const TIMING: Timing = Timing {
-    grace_min: 15,
-    close_after_min: 10,
-    update_every_min: 60,
-};
+const TIMING: Timing = Timing::minutes(15, 10, 60);
 /// A stack flow below this share of the predicted flow is a deficit.
 const DEFICIT_RATIO: f64 = 0.7;
 /// Minutes that fit the model must be within this relative error of it to be learned from.
@@ -109,17 +104,60 @@ struct State {
     runs: Runs<Stats>,
 }
 
+/// The figures of an episode.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Figures {
+    pub(crate) duration_min: f64,
+    pub(crate) minutes_flow_deficit: u32,
+    pub(crate) minutes_bypass_monitor_active: u32,
+    pub(crate) stack_flow_mean_m3_s: f64,
+    pub(crate) predicted_flow_mean_m3_s: f64,
+    /// Share of the predicted flow missing from the stack.
+    pub(crate) flow_deficit_fraction: f64,
+    pub(crate) production_kw_mean: f64,
+    /// Over the minutes the bypass monitor was active.
+    pub(crate) bypass_flow_mean_m3_s: Option<f64>,
+    pub(crate) bypass_temperature_mean_c: Option<f64>,
+}
+
+impl super::kit::Figures for Figures {
+    fn summary(&self, n: &Names<'_>, language: Language) -> String {
+        let duct_seen = self.minutes_bypass_monitor_active > 0;
+        match language {
+            Language::Zh => format!(
+                "{}{}：生产设施运行（平均 {:.0} kW）期间，排口烟气流量 {:.1} m³/s，仅为按生产负荷应有的 {:.0}%{}，持续 {:.0} 分钟，疑似旁路排放。",
+                n.enterprise,
+                n.outlet,
+                self.production_kw_mean,
+                self.stack_flow_mean_m3_s,
+                100.0 * (1.0 - self.flow_deficit_fraction),
+                if duct_seen { "，旁路烟道监测到烟气流动" } else { "" },
+                self.duration_min
+            ),
+            Language::En => format!(
+                "{} {}: stack flow {:.1} m³/s, {:.0}% of what production ({:.0} kW) implies{}, for {:.0} min: suspected bypass.",
+                n.enterprise,
+                n.outlet,
+                self.stack_flow_mean_m3_s,
+                100.0 * (1.0 - self.flow_deficit_fraction),
+                self.production_kw_mean,
+                if duct_seen { "; the bypass duct monitor shows flow" } else { "" },
+                self.duration_min
+            ),
+        }
+    }
+}
+
 /// The detector.
 pub struct Bypass {
-    language: Language,
     state: State,
 }
 
 impl Bypass {
     /// Factory for [`super::DETECTORS`].
-    pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
+    pub fn boxed(_config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
-            language: config.language,
             state: State::default(),
         })
     }
@@ -127,7 +165,7 @@ impl Bypass {
     fn finding(&self, ctx: &OutletContext<'_>, due: &Due<Stats>) -> Finding {
         let t = ctx.topology;
         let (run, s) = (&due.run, &due.run.stats);
-        let n = f64::from(run.minutes.max(1));
+        let n = f64::from(run.held.max(1));
         let minutes = run.duration_min();
         let flow = s.flow_sum / n;
         let predicted = s.predicted_sum / n;
@@ -143,50 +181,18 @@ impl Bypass {
             (deficit / 0.6).clamp(0.5, 1.0)
         };
         let score = duration_score(minutes - f64::from(TIMING.grace_min), 60.0) * strength;
-        let mut evidence = BTreeMap::new();
-        evidence.insert("duration_min".into(), minutes);
-        evidence.insert("minutes_flow_deficit".into(), f64::from(s.deficit_minutes));
-        evidence.insert(
-            "minutes_bypass_monitor_active".into(),
-            f64::from(s.bypass_minutes),
-        );
-        evidence.insert("stack_flow_mean_m3_s".into(), flow);
-        evidence.insert("predicted_flow_mean_m3_s".into(), predicted);
-        evidence.insert("flow_deficit_fraction".into(), deficit);
-        evidence.insert("production_kw_mean".into(), s.production_kw_sum / n);
-        if s.bypass_minutes > 0 {
-            evidence.insert(
-                "bypass_flow_mean_m3_s".into(),
-                s.bypass_flow_sum / f64::from(s.bypass_minutes),
-            );
-        }
-        if s.bypass_temperature_n > 0 {
-            evidence.insert(
-                "bypass_temperature_mean_c".into(),
-                s.bypass_temperature_sum / f64::from(s.bypass_temperature_n),
-            );
-        }
-        let summary = match self.language {
-            Language::Zh => format!(
-                "{}{}：生产设施运行（平均 {:.0} kW）期间，排口烟气流量 {:.1} m³/s，仅为按生产负荷应有的 {:.0}%{}，持续 {:.0} 分钟，疑似旁路排放。",
-                t.enterprise.name,
-                t.outlet.name,
-                s.production_kw_sum / n,
-                flow,
-                100.0 * (1.0 - deficit),
-                if s.bypass_minutes > 0 { "，旁路烟道监测到烟气流动" } else { "" },
-                minutes
-            ),
-            Language::En => format!(
-                "{} {}: stack flow {:.1} m³/s, {:.0}% of what production ({:.0} kW) implies{}, for {:.0} min: suspected bypass.",
-                t.enterprise.name,
-                t.outlet.name,
-                flow,
-                100.0 * (1.0 - deficit),
-                s.production_kw_sum / n,
-                if s.bypass_minutes > 0 { "; the bypass duct monitor shows flow" } else { "" },
-                minutes
-            ),
+        let figures = Figures {
+            duration_min: minutes,
+            minutes_flow_deficit: s.deficit_minutes,
+            minutes_bypass_monitor_active: s.bypass_minutes,
+            stack_flow_mean_m3_s: flow,
+            predicted_flow_mean_m3_s: predicted,
+            flow_deficit_fraction: deficit,
+            production_kw_mean: s.production_kw_sum / n,
+            bypass_flow_mean_m3_s: (s.bypass_minutes > 0)
+                .then(|| s.bypass_flow_sum / f64::from(s.bypass_minutes)),
+            bypass_temperature_mean_c: (s.bypass_temperature_n > 0)
+                .then(|| s.bypass_temperature_sum / f64::from(s.bypass_temperature_n)),
         };
         let mut source_ids = vec![t.outlet.id.clone()];
         source_ids.extend(t.production.iter().map(|m| m.id.clone()));
@@ -196,8 +202,7 @@ impl Bypass {
             NAME,
             score,
             source_ids,
-            summary,
-            evidence,
+            &figures,
         )
     }
 }
@@ -303,9 +308,9 @@ impl Detector for Bypass {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::align::{OutletRow, Reading};
     use crate::detect::testutil::{row, run_detector, topology, with_cems, T0};
     use crate::domain::{Outlet, OutletKind, ValueFlag, MS_PER_MINUTE};
+    use crate::signal::align::{OutletRow, Reading};
 
     /// Production follows a daily swing; stack flow follows production unless `stack_share` < 1.
     fn minute(i: i64, load: f64, stack_share: f64, bypass_flow: Option<f64>) -> OutletRow {

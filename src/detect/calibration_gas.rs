@@ -3,20 +3,17 @@
 //! and temperature keep moving, outside any calibration-flagged window.
 //!
 //! Once 50 runs of the condition are known, a run must also outlast what the outlet's own runs make likely at the
-//! configured false-alarm rate ([`super::null::RunLengths`]).
+//! configured false-alarm rate ([`super::kit::null::RunLengths`]).
 //!
 //! Look-alikes: real calibrations (flagged C, so not valid data and not judged), blow-back (minutes, shorter than the
 //! 30-minute grace), a stopped plant (O2 at ambient, but production off and flow collapsed).
 
-use super::cems::{self, Resolution};
-use super::null::RunLengths;
-use super::runs::{Due, Runs, Timing};
-use super::{
-    duration_score, monitored_codes, DetectConfig, Detector, Finding, Language, Minute,
-    OutletContext,
-};
+use super::kit::null::RunLengths;
+use super::kit::{duration_score, Due, Names, Runs, Timing};
+use super::{monitored_codes, DetectConfig, Detector, Finding, Minute, OutletContext};
 use crate::domain::codes::{O2, PM};
-use crate::domain::AnomalyKind;
+use crate::domain::{AnomalyKind, Language};
+use crate::signal::cems::{self, Resolution};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -24,11 +21,7 @@ use std::collections::BTreeMap;
 pub const NAME: &str = "calibration_gas/2";
 
 /// Half an hour of the signature before raising (blow-back and zero checks take minutes).
-const TIMING: Timing = Timing {
-    grace_min: 30,
-    close_after_min: 5,
-    update_every_min: 120,
-};
+const TIMING: Timing = Timing::minutes(30, 5, 120);
 /// O2 (%) at or below which the sample is nitrogen / zero gas.
 const ZERO_GAS_O2: f64 = 0.5;
 /// O2 (%) at or above which the sample is air.
@@ -52,9 +45,50 @@ struct State {
     lengths: RunLengths,
 }
 
+/// The figures of an episode.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Figures {
+    pub(crate) duration_min: f64,
+    pub(crate) o2_mean_pct: f64,
+    pub(crate) flow_fraction_of_normal_mean: f64,
+    /// The constant reading of each gas channel, as `{code}_constant` (one figure per channel).
+    #[serde(flatten)]
+    pub(crate) constants: BTreeMap<String, f64>,
+}
+
+/// Suffix of a gas channel's constant reading in the evidence.
+const CONSTANT: &str = "_constant";
+
+impl super::kit::Figures for Figures {
+    fn summary(&self, n: &Names<'_>, language: Language) -> String {
+        let gas = if self.o2_mean_pct <= ZERO_GAS_O2 {
+            ("氮气/零气", "nitrogen / zero gas")
+        } else {
+            ("空气", "air")
+        };
+        // In channel-code order, as the detector saw them.
+        let constants: BTreeMap<&str, f64> = self
+            .constants
+            .iter()
+            .filter_map(|(name, v)| name.strip_suffix(CONSTANT).map(|code| (code, *v)))
+            .collect();
+        let values: Vec<String> = constants.iter().map(|(c, v)| format!("{c}={v}")).collect();
+        match language {
+            Language::Zh => format!(
+                "{}{}：氧含量 {:.2}%（{}特征），污染物读数恒定（{}），烟气流量为正常的 {:.0}%，持续 {:.0} 分钟，且无校准标记，疑似通入标气/零气冒充样气。",
+                n.enterprise, n.outlet, self.o2_mean_pct, gas.0, values.join(", "), 100.0 * self.flow_fraction_of_normal_mean, self.duration_min
+            ),
+            Language::En => format!(
+                "{} {}: O2 {:.2}% ({}) with constant pollutant readings ({}) while the stack carried {:.0}% of normal flow, for {:.0} min without a calibration flag: standard/zero gas fed as sample.",
+                n.enterprise, n.outlet, self.o2_mean_pct, gas.1, values.join(", "), 100.0 * self.flow_fraction_of_normal_mean, self.duration_min
+            ),
+        }
+    }
+}
+
 /// The detector.
 pub struct CalibrationGas {
-    language: Language,
     /// False alarms per outlet-day the run-length bar is set for.
     false_alarms_per_day: f64,
     state: State,
@@ -64,55 +98,32 @@ impl CalibrationGas {
     /// Factory for [`super::DETECTORS`].
     pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
-            language: config.language,
             false_alarms_per_day: config.false_alarms_per_day,
             state: State::default(),
         })
     }
 
-    fn finding(&self, ctx: &OutletContext<'_>, due: &Due<Stats>) -> Finding {
+    fn finding(ctx: &OutletContext<'_>, due: &Due<Stats>) -> Finding {
         let t = ctx.topology;
         let (run, s) = (&due.run, &due.run.stats);
-        let n = f64::from(run.minutes.max(1));
+        let n = f64::from(run.held.max(1));
         let minutes = run.duration_min();
-        let o2 = s.o2_sum / n;
-        let mut evidence = BTreeMap::new();
-        evidence.insert("duration_min".into(), minutes);
-        evidence.insert("o2_mean_pct".into(), o2);
-        evidence.insert(
-            "flow_fraction_of_normal_mean".into(),
-            s.flow_fraction_sum / n,
-        );
-        for (code, v) in &s.gas_values {
-            evidence.insert(format!("{code}_constant"), *v);
-        }
-        let gas = if o2 <= ZERO_GAS_O2 {
-            ("氮气/零气", "nitrogen / zero gas")
-        } else {
-            ("空气", "air")
-        };
-        let values: Vec<String> = s
-            .gas_values
-            .iter()
-            .map(|(c, v)| format!("{c}={v}"))
-            .collect();
-        let summary = match self.language {
-            Language::Zh => format!(
-                "{}{}：氧含量 {:.2}%（{}特征），污染物读数恒定（{}），烟气流量为正常的 {:.0}%，持续 {:.0} 分钟，且无校准标记，疑似通入标气/零气冒充样气。",
-                t.enterprise.name, t.outlet.name, o2, gas.0, values.join(", "), 100.0 * s.flow_fraction_sum / n, minutes
-            ),
-            Language::En => format!(
-                "{} {}: O2 {:.2}% ({}) with constant pollutant readings ({}) while the stack carried {:.0}% of normal flow, for {:.0} min without a calibration flag: standard/zero gas fed as sample.",
-                t.enterprise.name, t.outlet.name, o2, gas.1, values.join(", "), 100.0 * s.flow_fraction_sum / n, minutes
-            ),
+        let figures = Figures {
+            duration_min: minutes,
+            o2_mean_pct: s.o2_sum / n,
+            flow_fraction_of_normal_mean: s.flow_fraction_sum / n,
+            constants: s
+                .gas_values
+                .iter()
+                .map(|(code, v)| (format!("{code}{CONSTANT}"), *v))
+                .collect(),
         };
         due.finding(
             AnomalyKind::CalibrationGas,
             NAME,
             duration_score(minutes - f64::from(TIMING.grace_min), 60.0),
             vec![t.outlet.id.clone()],
-            summary,
-            evidence,
+            &figures,
         )
     }
 }
@@ -177,13 +188,13 @@ impl Detector for CalibrationGas {
                 .good_recorded("", now, TIMING, &mut self.state.lengths)
         };
         if let Some(due) = due {
-            out.push(self.finding(ctx, &due));
+            out.push(Self::finding(ctx, &due));
         }
     }
 
     fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>) {
         for due in self.state.runs.finish() {
-            out.push(self.finding(ctx, &due));
+            out.push(Self::finding(ctx, &due));
         }
     }
 
@@ -193,11 +204,11 @@ impl Detector for CalibrationGas {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::align::OutletRow;
     use crate::detect::testutil::{row, run_detector, topology_with_limits, with_cems, T0};
     use crate::domain::{ValueFlag, MS_PER_MINUTE};
+    use crate::signal::align::OutletRow;
 
-    fn topo() -> crate::registry::OutletTopology {
+    fn topo() -> crate::domain::OutletTopology {
         topology_with_limits(&[("a21026", 35.0), ("a21002", 50.0)])
     }
 

@@ -8,31 +8,24 @@
 //! than 90 % of their learned level, for an hour.
 //!
 //! Once 50 runs of the condition are known, a run must also outlast what the outlet's own runs make likely at the
-//! configured false-alarm rate ([`super::null::RunLengths`]).
+//! configured false-alarm rate ([`super::kit::null::RunLengths`]).
 //!
 //! Look-alikes: start-up, shutdown and low load (production below 70 % of normal is not judged; O2 rises there by
 //! nature), real duct leaks (converted values unchanged), calibrations (flagged).
 
-use super::cems;
-use super::null::RunLengths;
-use super::runs::{Due, Runs, Timing};
-use super::{
-    duration_score, monitored_codes, DetectConfig, Detector, Finding, Language, Minute,
-    OutletContext,
-};
+use super::kit::null::RunLengths;
+use super::kit::{duration_score, Due, Names, Runs, Timing};
+use super::{monitored_codes, DetectConfig, Detector, Finding, Minute, OutletContext};
 use crate::domain::codes::O2;
-use crate::domain::{units, AnomalyKind};
+use crate::domain::{units, AnomalyKind, Language};
+use crate::signal::cems;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Detector name and version.
 pub const NAME: &str = "dilution/2";
 
-const TIMING: Timing = Timing {
-    grace_min: 60,
-    close_after_min: 10,
-    update_every_min: 120,
-};
+const TIMING: Timing = Timing::minutes(60, 10, 120);
 /// Weight of a new minute in the learned levels once warmed up (~1 day).
 const ALPHA: f64 = 1.0 / 1440.0;
 /// Minutes learned before judging.
@@ -87,9 +80,36 @@ struct State {
     lengths: RunLengths,
 }
 
+/// The figures of an episode.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Figures {
+    pub(crate) duration_min: f64,
+    pub(crate) o2_mean_pct: f64,
+    /// The outlet's learned O2 level at normal load.
+    pub(crate) o2_normal_pct: f64,
+    pub(crate) pollutants_fraction_of_normal: f64,
+    /// O2 raised (air let in) rather than lowered with the pollutants (nitrogen or zero gas).
+    pub(crate) air_dilution: bool,
+}
+
+impl super::kit::Figures for Figures {
+    fn summary(&self, n: &Names<'_>, language: Language) -> String {
+        match language {
+            Language::Zh => format!(
+                "{}{}：正常负荷下氧含量 {:.1}%（正常 {:.1}%），折算污染物同时降至正常的 {:.0}%，持续 {:.0} 分钟，疑似{}稀释。",
+                n.enterprise, n.outlet, self.o2_mean_pct, self.o2_normal_pct, 100.0 * self.pollutants_fraction_of_normal, self.duration_min, if self.air_dilution { "空气" } else { "氮气/零气" }
+            ),
+            Language::En => format!(
+                "{} {}: O2 {:.1}% (normal {:.1}%) at normal load while converted pollutants fell to {:.0}% of normal, for {:.0} min: suspected {} dilution.",
+                n.enterprise, n.outlet, self.o2_mean_pct, self.o2_normal_pct, 100.0 * self.pollutants_fraction_of_normal, self.duration_min, if self.air_dilution { "air" } else { "nitrogen/zero-gas" }
+            ),
+        }
+    }
+}
+
 /// The detector.
 pub struct Dilution {
-    language: Language,
     /// False alarms per outlet-day the run-length bar is set for.
     false_alarms_per_day: f64,
     state: State,
@@ -99,7 +119,6 @@ impl Dilution {
     /// Factory for [`super::DETECTORS`].
     pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
-            language: config.language,
             false_alarms_per_day: config.false_alarms_per_day,
             state: State::default(),
         })
@@ -108,35 +127,24 @@ impl Dilution {
     fn finding(&self, ctx: &OutletContext<'_>, due: &Due<Stats>) -> Finding {
         let t = ctx.topology;
         let (run, s) = (&due.run, &due.run.stats);
-        let n = f64::from(run.minutes.max(1));
+        let n = f64::from(run.held.max(1));
         let minutes = run.duration_min();
         let ratio = s.ratio_sum / n;
-        let air = s.air >= s.nitrogen;
-        let mut evidence = BTreeMap::new();
-        evidence.insert("duration_min".into(), minutes);
-        evidence.insert("o2_mean_pct".into(), s.o2_sum / n);
-        evidence.insert("o2_normal_pct".into(), s.o2_level);
-        evidence.insert("pollutants_fraction_of_normal".into(), ratio);
-        evidence.insert("air_dilution".into(), if air { 1.0 } else { 0.0 });
+        let figures = Figures {
+            duration_min: minutes,
+            o2_mean_pct: s.o2_sum / n,
+            o2_normal_pct: s.o2_level,
+            pollutants_fraction_of_normal: ratio,
+            air_dilution: s.air >= s.nitrogen,
+        };
         let score = duration_score(minutes - f64::from(TIMING.grace_min), 120.0)
             * (1.5 - ratio).clamp(0.6, 1.0);
-        let summary = match self.language {
-            Language::Zh => format!(
-                "{}{}：正常负荷下氧含量 {:.1}%（正常 {:.1}%），折算污染物同时降至正常的 {:.0}%，持续 {:.0} 分钟，疑似{}稀释。",
-                t.enterprise.name, t.outlet.name, s.o2_sum / n, s.o2_level, 100.0 * ratio, minutes, if air { "空气" } else { "氮气/零气" }
-            ),
-            Language::En => format!(
-                "{} {}: O2 {:.1}% (normal {:.1}%) at normal load while converted pollutants fell to {:.0}% of normal, for {:.0} min: suspected {} dilution.",
-                t.enterprise.name, t.outlet.name, s.o2_sum / n, s.o2_level, 100.0 * ratio, minutes, if air { "air" } else { "nitrogen/zero-gas" }
-            ),
-        };
         due.finding(
             AnomalyKind::Dilution,
             NAME,
             score,
             vec![t.outlet.id.clone()],
-            summary,
-            evidence,
+            &figures,
         )
     }
 }
@@ -246,7 +254,7 @@ mod tests {
     use super::*;
     use crate::detect::testutil::{row, run_detector, topology_with_limits, with_cems};
 
-    fn topo() -> crate::registry::OutletTopology {
+    fn topo() -> crate::domain::OutletTopology {
         topology_with_limits(&[("a21026", 35.0)])
     }
 

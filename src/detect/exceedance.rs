@@ -13,10 +13,12 @@
 //! Look-alikes: calibration windows (C flag, excluded), start-up with O2 near ambient (not evaluable), noisy
 //! in-situ NH3 analyzers (hourly averaging; single high minutes do not count).
 
-use super::cems::{self, CemsValue};
-use super::{DetectConfig, Detector, Finding, Language, Minute, OutletContext};
+use super::kit::period::PeriodClock;
+use super::kit::{saturating, Due, Names, Runs, Timing};
+use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
 use crate::domain::codes::{self, display_name};
-use crate::domain::{units, AnomalyKind, MS_PER_HOUR};
+use crate::domain::{units, AnomalyKind, Language, MS_PER_HOUR};
+use crate::signal::cems::{self, CemsValue};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -49,12 +51,9 @@ struct HourSums {
     invalid_flag: u32,
 }
 
+/// Sums over the exceeding hours of one episode.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Episode {
-    start_ms: i64,
-    end_ms: i64,
-    raised_at_ms: i64,
-    hours: u32,
     sum_of_means: f64,
     max_mean: f64,
     min_valid_minutes: u32,
@@ -64,15 +63,47 @@ struct Episode {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct State {
-    hour_start_ms: Option<i64>,
-    hour: BTreeMap<String, HourSums>,
-    episodes: BTreeMap<String, Episode>,
+    hour: PeriodClock,
+    sums: BTreeMap<String, HourSums>,
+    episodes: Runs<Episode>,
+}
+
+/// The figures of an episode.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Figures {
+    /// The pollutant.
+    pub(crate) code: String,
+    pub(crate) limit_mg_m3: f64,
+    pub(crate) max_hour_mean_mg_m3: f64,
+    pub(crate) mean_of_exceeding_hours_mg_m3: f64,
+    pub(crate) exceeding_hours: u32,
+    pub(crate) max_ratio_to_limit: f64,
+    pub(crate) min_valid_minutes_per_hour: u32,
+    pub(crate) reference_o2_pct: f64,
+    /// The NOx over the same hours, as evidence for ammonia slip.
+    pub(crate) nox_mean_mg_m3: Option<f64>,
+}
+
+impl super::kit::Figures for Figures {
+    fn summary(&self, n: &Names<'_>, language: Language) -> String {
+        let (zh, en) = display_name(&self.code);
+        match language {
+            Language::Zh => format!(
+                "{}{}：{}（{}）小时折算均值连续 {} 小时超标，最高 {:.1} mg/m³，限值 {:.1} mg/m³（{:.1} 倍）。",
+                n.enterprise, n.outlet, zh, self.code, self.exceeding_hours, self.max_hour_mean_mg_m3, self.limit_mg_m3, self.max_ratio_to_limit
+            ),
+            Language::En => format!(
+                "{} {}: hourly converted {} ({}) over the limit for {} h, peak {:.1} mg/m³ vs limit {:.1} ({:.1}×).",
+                n.enterprise, n.outlet, en, self.code, self.exceeding_hours, self.max_hour_mean_mg_m3, self.limit_mg_m3, self.max_ratio_to_limit
+            ),
+        }
+    }
 }
 
 /// The detector.
 pub struct Exceedance {
     config: Config,
-    language: Language,
     state: State,
 }
 
@@ -81,18 +112,13 @@ impl Exceedance {
     pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
             config: config.exceedance,
-            language: config.language,
             state: State::default(),
         })
     }
 
-    /// Judges the hour that just ended.
-    fn close_hour(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>) {
-        let Some(hour_start) = self.state.hour_start_ms else {
-            return;
-        };
-        let hour_end = hour_start + MS_PER_HOUR;
-        let sums = std::mem::take(&mut self.state.hour);
+    /// Judges the hour starting at `hour_start` that just ended.
+    fn close_hour(&mut self, ctx: &OutletContext<'_>, hour_start: i64, out: &mut Vec<Finding>) {
+        let sums = std::mem::take(&mut self.state.sums);
         let nox_mean = sums
             .get(codes::NOX)
             .filter(|s| s.valid >= self.config.min_valid_minutes)
@@ -103,96 +129,62 @@ impl Exceedance {
                 continue; // not judged: neither extends nor closes
             }
             let mean = s.sum / f64::from(s.valid);
-            if mean > *limit {
-                let ep = self.state.episodes.entry(code.clone()).or_insert(Episode {
-                    start_ms: hour_start,
-                    end_ms: hour_end,
-                    raised_at_ms: hour_end,
-                    hours: 0,
-                    sum_of_means: 0.0,
-                    max_mean: 0.0,
-                    min_valid_minutes: u32::MAX,
-                    nox_sum_of_means: 0.0,
-                    nox_hours: 0,
-                });
-                ep.end_ms = hour_end;
-                ep.hours += 1;
-                ep.sum_of_means += mean;
-                ep.max_mean = ep.max_mean.max(mean);
-                ep.min_valid_minutes = ep.min_valid_minutes.min(s.valid);
-                if let Some(n) = nox_mean {
-                    ep.nox_sum_of_means += n;
-                    ep.nox_hours += 1;
-                }
-                let ep = ep.clone();
-                out.push(self.finding(ctx, code, *limit, &ep, true));
-            } else if let Some(ep) = self.state.episodes.remove(code) {
-                out.push(self.finding(ctx, code, *limit, &ep, false));
+            let due = if mean > *limit {
+                self.state.episodes.bad(
+                    code,
+                    hour_start,
+                    Timing::HOURLY,
+                    || Episode {
+                        sum_of_means: 0.0,
+                        max_mean: 0.0,
+                        min_valid_minutes: u32::MAX,
+                        nox_sum_of_means: 0.0,
+                        nox_hours: 0,
+                    },
+                    |ep| {
+                        ep.sum_of_means += mean;
+                        ep.max_mean = ep.max_mean.max(mean);
+                        ep.min_valid_minutes = ep.min_valid_minutes.min(s.valid);
+                        if let Some(n) = nox_mean {
+                            ep.nox_sum_of_means += n;
+                            ep.nox_hours += 1;
+                        }
+                    },
+                )
+            } else {
+                self.state.episodes.good(code, hour_start, Timing::HOURLY)
+            };
+            if let Some(due) = due {
+                out.push(finding(ctx, *limit, &due));
             }
         }
     }
+}
 
-    fn finding(
-        &self,
-        ctx: &OutletContext<'_>,
-        code: &str,
-        limit: f64,
-        ep: &Episode,
-        ongoing: bool,
-    ) -> Finding {
-        let t = ctx.topology;
-        let kind = if code == codes::NH3 {
-            AnomalyKind::AmmoniaSlip
-        } else {
-            AnomalyKind::Exceedance
-        };
-        let hours = f64::from(ep.hours);
-        let mean = ep.sum_of_means / hours.max(1.0);
-        let ratio = ep.max_mean / limit;
-        let score =
-            (1.0 - 0.5 * (-((ratio - 1.0) / 0.3 + (hours - 1.0) / 4.0)).exp()).clamp(0.0, 1.0);
-        let mut evidence = BTreeMap::new();
-        evidence.insert("limit_mg_m3".into(), limit);
-        evidence.insert("max_hour_mean_mg_m3".into(), ep.max_mean);
-        evidence.insert("mean_of_exceeding_hours_mg_m3".into(), mean);
-        evidence.insert("exceeding_hours".into(), hours);
-        evidence.insert("max_ratio_to_limit".into(), ratio);
-        evidence.insert(
-            "min_valid_minutes_per_hour".into(),
-            f64::from(ep.min_valid_minutes),
-        );
-        evidence.insert("reference_o2_pct".into(), t.outlet.reference_o2_pct);
-        if ep.nox_hours > 0 && code == codes::NH3 {
-            evidence.insert(
-                "nox_mean_mg_m3".into(),
-                ep.nox_sum_of_means / f64::from(ep.nox_hours),
-            );
-        }
-        let (zh, en) = display_name(code);
-        let summary = match self.language {
-            Language::Zh => format!(
-                "{}{}：{}（{}）小时折算均值连续 {} 小时超标，最高 {:.1} mg/m³，限值 {:.1} mg/m³（{:.1} 倍）。",
-                t.enterprise.name, t.outlet.name, zh, code, ep.hours, ep.max_mean, limit, ratio
-            ),
-            Language::En => format!(
-                "{} {}: hourly converted {} ({}) over the limit for {} h, peak {:.1} mg/m³ vs limit {:.1} ({:.1}×).",
-                t.enterprise.name, t.outlet.name, en, code, ep.hours, ep.max_mean, limit, ratio
-            ),
-        };
-        Finding {
-            kind,
-            key: code.to_string(),
-            start_ms: ep.start_ms,
-            end_ms: ep.end_ms,
-            detected_at_ms: ep.raised_at_ms,
-            score,
-            source_ids: vec![t.outlet.id.clone()],
-            summary,
-            evidence,
-            ongoing,
-            detector: NAME,
-        }
-    }
+fn finding(ctx: &OutletContext<'_>, limit: f64, due: &Due<Episode>) -> Finding {
+    let t = ctx.topology;
+    let (code, ep) = (due.key.as_str(), &due.run.stats);
+    let kind = if code == codes::NH3 {
+        AnomalyKind::AmmoniaSlip
+    } else {
+        AnomalyKind::Exceedance
+    };
+    let hours = f64::from(due.run.held);
+    let ratio = ep.max_mean / limit;
+    let figures = Figures {
+        code: code.to_string(),
+        limit_mg_m3: limit,
+        max_hour_mean_mg_m3: ep.max_mean,
+        mean_of_exceeding_hours_mg_m3: ep.sum_of_means / hours.max(1.0),
+        exceeding_hours: due.run.held,
+        max_ratio_to_limit: ratio,
+        min_valid_minutes_per_hour: ep.min_valid_minutes,
+        reference_o2_pct: t.outlet.reference_o2_pct,
+        nox_mean_mg_m3: (ep.nox_hours > 0 && code == codes::NH3)
+            .then(|| ep.nox_sum_of_means / f64::from(ep.nox_hours)),
+    };
+    let score = saturating((ratio - 1.0) / 0.3 + (hours - 1.0) / 4.0);
+    due.finding(kind, NAME, score, vec![t.outlet.id.clone()], &figures)
 }
 
 impl Detector for Exceedance {
@@ -205,10 +197,8 @@ impl Detector for Exceedance {
         if limits.is_empty() {
             return;
         }
-        let hour = minute.row.minute_ms.div_euclid(MS_PER_HOUR) * MS_PER_HOUR;
-        if self.state.hour_start_ms != Some(hour) {
-            self.close_hour(ctx, out);
-            self.state.hour_start_ms = Some(hour);
+        if let Some(ended) = self.state.hour.advance(minute.row.minute_ms, MS_PER_HOUR) {
+            self.close_hour(ctx, ended, out);
         }
         // NOx is accumulated even without a limit, as evidence for ammonia slip.
         let codes_here: Vec<String> = limits
@@ -223,7 +213,7 @@ impl Detector for Exceedance {
                 ctx.topology.outlet.reference_o2_pct,
                 self.config.o2_ceiling_pct,
             );
-            let sums = self.state.hour.entry(code).or_default();
+            let sums = self.state.sums.entry(code).or_default();
             match v {
                 CemsValue::Valid(x) => {
                     sums.sum += x;
@@ -237,12 +227,13 @@ impl Detector for Exceedance {
     }
 
     fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>) {
-        self.close_hour(ctx, out);
-        self.state.hour_start_ms = None;
-        let limits = ctx.topology.outlet.limits_mg_m3.clone();
-        for (code, ep) in std::mem::take(&mut self.state.episodes) {
-            let limit = limits.get(&code).copied().unwrap_or(f64::NAN);
-            out.push(self.finding(ctx, &code, limit, &ep, false));
+        if let Some(open) = self.state.hour.finish() {
+            self.close_hour(ctx, open, out);
+        }
+        let limits = &ctx.topology.outlet.limits_mg_m3;
+        for due in self.state.episodes.finish() {
+            let limit = limits.get(&due.key).copied().unwrap_or(f64::NAN);
+            out.push(finding(ctx, limit, &due));
         }
     }
 
@@ -255,7 +246,7 @@ mod tests {
     use crate::detect::testutil::{row, run_detector, topology_with_limits, with_cems, T0};
     use crate::domain::ValueFlag;
 
-    fn topo() -> crate::registry::OutletTopology {
+    fn topo() -> crate::domain::OutletTopology {
         topology_with_limits(&[("a21026", 35.0), ("a21001", 2.5)])
     }
 

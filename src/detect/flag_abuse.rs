@@ -11,25 +11,17 @@
 //! Look-alikes: the daily calibration (about 10 min of C flags, some with span gas over the limit), a planned CEMS
 //! maintenance of an hour or two with unremarkable values, and a plant that really is stopped (production off).
 
-use super::runs::{Due, Runs, Timing};
-use super::{
-    duration_score, monitored_codes, DetectConfig, Detector, Finding, Language, Minute,
-    OutletContext,
-};
+use super::kit::{duration_score, Due, Names, Runs, Timing};
+use super::{monitored_codes, DetectConfig, Detector, Finding, Minute, OutletContext};
 use crate::domain::codes::O2;
-use crate::domain::{units, AnomalyKind, ValueFlag};
+use crate::domain::{units, AnomalyKind, Language, ValueFlag};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// Detector name and version.
 pub const NAME: &str = "flag_abuse/1";
 
 /// Timing: raised as soon as the evidence suffices (see module docs); gaps under 15 min bridged.
-const TIMING: Timing = Timing {
-    grace_min: 0,
-    close_after_min: 15,
-    update_every_min: 60,
-};
+const TIMING: Timing = Timing::minutes(0, 15, 60);
 /// Minutes of stop flags on a flowing stack that make a run suspicious.
 const STOP_MINUTES: u32 = 30;
 /// Minutes of over-limit values under maintenance/calibration flags that make a run suspicious.
@@ -49,17 +41,49 @@ struct Stats {
     production_kw_sum: f64,
 }
 
+/// The figures of an episode.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Figures {
+    pub(crate) duration_min: f64,
+    pub(crate) minutes_flag_stopped: u32,
+    pub(crate) minutes_flag_maintenance: u32,
+    pub(crate) minutes_flag_calibration: u32,
+    /// Minutes whose values under the flag were over a limit.
+    pub(crate) minutes_over_limit_under_flag: u32,
+    pub(crate) flow_fraction_of_normal_mean: f64,
+    pub(crate) production_kw_mean: f64,
+}
+
+impl super::kit::Figures for Figures {
+    fn summary(&self, n: &Names<'_>, language: Language) -> String {
+        let flow_pct = 100.0 * self.flow_fraction_of_normal_mean;
+        let (stopped, over) = (
+            self.minutes_flag_stopped,
+            self.minutes_over_limit_under_flag,
+        );
+        match language {
+            Language::Zh => format!(
+                "{}{}：生产运行、烟气流量为正常的 {:.0}% 时，在线监测标记停运/维护/校准 {:.0} 分钟（停运标记 {} 分钟，标记下超标 {} 分钟）。",
+                n.enterprise, n.outlet, flow_pct, self.duration_min, stopped, over
+            ),
+            Language::En => format!(
+                "{} {}: CEMS flagged stopped/maintenance/calibration for {:.0} min while production ran and the stack carried {:.0}% of normal flow ({} min stop flags, {} min over the limit under the flags).",
+                n.enterprise, n.outlet, self.duration_min, flow_pct, stopped, over
+            ),
+        }
+    }
+}
+
 /// The detector.
 pub struct FlagAbuse {
-    language: Language,
     runs: Runs<Stats>,
 }
 
 impl FlagAbuse {
     /// Factory for [`super::DETECTORS`].
-    pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
+    pub fn boxed(_config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
-            language: config.language,
             runs: Runs::default(),
         })
     }
@@ -67,44 +91,22 @@ impl FlagAbuse {
     fn finding(&self, ctx: &OutletContext<'_>, due: &Due<Stats>) -> Finding {
         let t = ctx.topology;
         let (run, s) = (&due.run, &due.run.stats);
-        let n = f64::from(run.minutes.max(1));
+        let n = f64::from(run.held.max(1));
         let minutes = run.duration_min();
         let damning = f64::from(s.stopped + s.over_limit_under_flag);
         let score = duration_score(damning.max(minutes / 4.0) - 30.0, 90.0);
-        let mut evidence = BTreeMap::new();
-        evidence.insert("duration_min".into(), minutes);
-        evidence.insert("minutes_flag_stopped".into(), f64::from(s.stopped));
-        evidence.insert("minutes_flag_maintenance".into(), f64::from(s.maintenance));
-        evidence.insert("minutes_flag_calibration".into(), f64::from(s.calibration));
-        evidence.insert(
-            "minutes_over_limit_under_flag".into(),
-            f64::from(s.over_limit_under_flag),
-        );
-        evidence.insert(
-            "flow_fraction_of_normal_mean".into(),
-            s.flow_fraction_sum / n,
-        );
-        evidence.insert("production_kw_mean".into(), s.production_kw_sum / n);
-        let summary = match self.language {
-            Language::Zh => format!(
-                "{}{}：生产运行、烟气流量为正常的 {:.0}% 时，在线监测标记停运/维护/校准 {:.0} 分钟（停运标记 {} 分钟，标记下超标 {} 分钟）。",
-                t.enterprise.name, t.outlet.name, 100.0 * s.flow_fraction_sum / n, minutes, s.stopped, s.over_limit_under_flag
-            ),
-            Language::En => format!(
-                "{} {}: CEMS flagged stopped/maintenance/calibration for {:.0} min while production ran and the stack carried {:.0}% of normal flow ({} min stop flags, {} min over the limit under the flags).",
-                t.enterprise.name, t.outlet.name, minutes, 100.0 * s.flow_fraction_sum / n, s.stopped, s.over_limit_under_flag
-            ),
+        let figures = Figures {
+            duration_min: minutes,
+            minutes_flag_stopped: s.stopped,
+            minutes_flag_maintenance: s.maintenance,
+            minutes_flag_calibration: s.calibration,
+            minutes_over_limit_under_flag: s.over_limit_under_flag,
+            flow_fraction_of_normal_mean: s.flow_fraction_sum / n,
+            production_kw_mean: s.production_kw_sum / n,
         };
         let mut source_ids = vec![t.outlet.id.clone()];
         source_ids.extend(t.production.iter().map(|m| m.id.clone()));
-        due.finding(
-            AnomalyKind::FlagAbuse,
-            NAME,
-            score,
-            source_ids,
-            summary,
-            evidence,
-        )
+        due.finding(AnomalyKind::FlagAbuse, NAME, score, source_ids, &figures)
     }
 }
 
@@ -177,7 +179,7 @@ impl Detector for FlagAbuse {
                     |run| {
                         run.stats.stopped >= STOP_MINUTES
                             || run.stats.over_limit_under_flag >= OVER_LIMIT_MINUTES
-                            || run.minutes >= LONG_RUN_MIN
+                            || run.held >= LONG_RUN_MIN
                     },
                 )
             }
@@ -203,11 +205,11 @@ impl Detector for FlagAbuse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::align::OutletRow;
     use crate::detect::testutil::{row, run_detector, topology_with_limits, with_cems, T0};
     use crate::domain::MS_PER_MINUTE;
+    use crate::signal::align::OutletRow;
 
-    fn topo() -> crate::registry::OutletTopology {
+    fn topo() -> crate::domain::OutletTopology {
         topology_with_limits(&[("a21026", 35.0)])
     }
 

@@ -2,22 +2,19 @@
 //! more while the process visibly varies (stack flow or production power moving).
 //!
 //! Once 50 flat runs of a channel are known, a run must also outlast what the outlet's own runs make likely at the
-//! configured false-alarm rate (run lengths' empirical null, [`super::null::RunLengths`]): an analyzer that honestly
+//! configured false-alarm rate (run lengths' empirical null, [`super::kit::null::RunLengths`]): an analyzer that honestly
 //! holds its value for a while (an unflagged back-purge) sets its own, longer bar.
 //!
 //! Look-alikes: readings at the detection limit (gas-fired units report SO2 at the resolution for days; values
 //! within `3 × resolution` or 5 % of the limit are not judged), a plant whose process is itself steady (no flow or
 //! power variation: no evidence), calibration and stop periods (flagged, not valid).
 
-use super::cems::{self, Resolution};
-use super::null::RunLengths;
-use super::runs::{Due, Runs, Timing};
-use super::{
-    duration_score, monitored_codes, DetectConfig, Detector, Finding, Language, Minute,
-    OutletContext,
-};
+use super::kit::null::RunLengths;
+use super::kit::{duration_score, Due, Names, Runs, Timing};
+use super::{monitored_codes, DetectConfig, Detector, Finding, Minute, OutletContext};
 use crate::domain::codes::display_name;
-use crate::domain::AnomalyKind;
+use crate::domain::{AnomalyKind, Language};
+use crate::signal::cems::{self, Resolution};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -25,11 +22,7 @@ use std::collections::BTreeMap;
 pub const NAME: &str = "flatline/2";
 
 /// An hour of identical readings before raising; a changed reading closes the run at once.
-const TIMING: Timing = Timing {
-    grace_min: 60,
-    close_after_min: 1,
-    update_every_min: 120,
-};
+const TIMING: Timing = Timing::minutes(60, 1, 120);
 /// Weight of a minute in the typical step once warmed up (~1 day).
 const TYPICAL_ALPHA: f64 = 1.0 / 1440.0;
 
@@ -96,9 +89,39 @@ struct State {
     lengths: RunLengths,
 }
 
+/// The figures of a run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Figures {
+    /// The stuck channel.
+    pub(crate) code: String,
+    pub(crate) duration_min: f64,
+    pub(crate) stuck_value: f64,
+    pub(crate) range_during_run: f64,
+    /// The channel's learned reading resolution.
+    pub(crate) resolution: f64,
+    pub(crate) flow_cv_during_run: f64,
+    pub(crate) production_cv_during_run: f64,
+}
+
+impl super::kit::Figures for Figures {
+    fn summary(&self, n: &Names<'_>, language: Language) -> String {
+        let (zh, en) = display_name(&self.code);
+        match language {
+            Language::Zh => format!(
+                "{}{}：{}（{}）读数在 {:.0} 分钟内恒定为 {}（变化不超过 {}），而烟气流量与生产负荷仍在变化。",
+                n.enterprise, n.outlet, zh, self.code, self.duration_min, self.stuck_value, self.range_during_run
+            ),
+            Language::En => format!(
+                "{} {}: {} ({}) stuck at {} (range {}) for {:.0} min while flow and production kept varying.",
+                n.enterprise, n.outlet, en, self.code, self.stuck_value, self.range_during_run, self.duration_min
+            ),
+        }
+    }
+}
+
 /// The detector.
 pub struct Flatline {
-    language: Language,
     /// False alarms per outlet-day the run-length bar is set for.
     false_alarms_per_day: f64,
     state: State,
@@ -108,7 +131,6 @@ impl Flatline {
     /// Factory for [`super::DETECTORS`].
     pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
-            language: config.language,
             false_alarms_per_day: config.false_alarms_per_day,
             state: State::default(),
         })
@@ -124,31 +146,21 @@ impl Flatline {
             .get(&due.key)
             .map_or(0.0, Resolution::step);
         let score = duration_score(minutes - f64::from(TIMING.grace_min), 120.0);
-        let mut evidence = BTreeMap::new();
-        evidence.insert("duration_min".into(), minutes);
-        evidence.insert("stuck_value".into(), s.value);
-        evidence.insert("range_during_run".into(), s.max - s.min);
-        evidence.insert("resolution".into(), resolution);
-        evidence.insert("flow_cv_during_run".into(), s.flow.cv());
-        evidence.insert("production_cv_during_run".into(), s.production.cv());
-        let (zh, en) = display_name(&due.key);
-        let summary = match self.language {
-            Language::Zh => format!(
-                "{}{}：{}（{}）读数在 {:.0} 分钟内恒定为 {}（变化不超过 {}），而烟气流量与生产负荷仍在变化。",
-                t.enterprise.name, t.outlet.name, zh, due.key, minutes, s.value, s.max - s.min
-            ),
-            Language::En => format!(
-                "{} {}: {} ({}) stuck at {} (range {}) for {:.0} min while flow and production kept varying.",
-                t.enterprise.name, t.outlet.name, en, due.key, s.value, s.max - s.min, minutes
-            ),
+        let figures = Figures {
+            code: due.key.clone(),
+            duration_min: minutes,
+            stuck_value: s.value,
+            range_during_run: s.max - s.min,
+            resolution,
+            flow_cv_during_run: s.flow.cv(),
+            production_cv_during_run: s.production.cv(),
         };
         due.finding(
             AnomalyKind::Flatline,
             NAME,
             score,
             vec![t.outlet.id.clone()],
-            summary,
-            evidence,
+            &figures,
         )
     }
 }
@@ -263,11 +275,11 @@ impl Detector for Flatline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::align::OutletRow;
     use crate::detect::testutil::{row, run_detector, topology_with_limits, with_cems, T0};
     use crate::domain::MS_PER_MINUTE;
+    use crate::signal::align::OutletRow;
 
-    fn topo() -> crate::registry::OutletTopology {
+    fn topo() -> crate::domain::OutletTopology {
         topology_with_limits(&[("a21026", 35.0)])
     }
 

@@ -11,7 +11,7 @@
 //!
 //! - **Variance collapse.** A lower-tail p-value below `P_VALUE` (thousands of tests a week without a false alarm),
 //!   the ratio below `MAX_RATIO`, and the hour smoother than the outlet's own honest hours allow (the empirical null
-//!   of `−ln(ratio)`, see [`super::null`], consulted once three days of hours are known).
+//!   of `−ln(ratio)`, see [`super::kit::null`], consulted once three days of hours are known).
 //! - **Co-movement collapse.** Where production varied over the window (by 5 % or more) and the channels usually
 //!   follow it (learned correlation at least 0.5 over at least a day of such hours), the drop of Fisher's z from the
 //!   usual correlation to the window's beyond what the outlet's own honest hours show (its empirical null) and by at
@@ -27,13 +27,13 @@
 //! (its noise is intact: the co-movement test needs the variance down too), channels at their resolution or detection
 //! limit (not judged: they never moved), flat lines (zero variance is `FLATLINE`'s).
 
-use super::cems::{self, Resolution};
-use super::null::HourlyNull;
-use super::stats::{correlation, fisher_z, sd};
-use super::{
-    monitored_codes, push_bounded, DetectConfig, Detector, Finding, Language, Minute, OutletContext,
-};
-use crate::domain::{AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
+use super::kit::null::HourlyNull;
+use super::kit::period::period_start_ms;
+use super::kit::stats::{correlation, fisher_z, sd};
+use super::kit::{push_bounded, saturating, Names};
+use super::{monitored_codes, DetectConfig, Detector, Finding, Minute, OutletContext};
+use crate::domain::{AnomalyKind, Evidence, Language, MS_PER_HOUR, MS_PER_MINUTE};
+use crate::signal::cems::{self, Resolution};
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ChiSquared, ContinuousCDF};
 use std::collections::{BTreeMap, VecDeque};
@@ -175,9 +175,60 @@ struct State {
     noisy_hours: u32,
 }
 
+/// The figures of an episode.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Figures {
+    pub(crate) duration_min: f64,
+    pub(crate) hours_flagged: u32,
+    /// Lowest variance ratio of the raised hours.
+    pub(crate) variance_ratio_to_history: f64,
+    /// Lowest p-value of the raised hours.
+    pub(crate) p_value: f64,
+    pub(crate) window_min: f64,
+    pub(crate) channels_tested: u32,
+    /// The variance ratio the outlet's own honest hours put at the budgeted false-alarm rate, once learned.
+    pub(crate) own_history_ratio_threshold: Option<f64>,
+    /// Lowest correlation with production among the raised windows where production varied.
+    pub(crate) production_correlation_window: Option<f64>,
+    pub(crate) production_correlation_usual: Option<f64>,
+    pub(crate) hours_raised_by_comovement_only: u32,
+}
+
+impl super::kit::Figures for Figures {
+    fn summary(&self, n: &Names<'_>, language: Language) -> String {
+        let comovement = self
+            .production_correlation_window
+            .zip(self.production_correlation_usual)
+            .filter(|_| self.hours_raised_by_comovement_only > 0);
+        let (channels, ratio, p) = (
+            self.channels_tested,
+            self.variance_ratio_to_history,
+            self.p_value,
+        );
+        match (language, comovement) {
+            (Language::Zh, None) => format!(
+                "{}{}：{} 个监测因子的分钟变化方差仅为自身历史同工况的 {:.0}%（p={:.1e}），数据异常平滑，疑似编造。",
+                n.enterprise, n.outlet, channels, 100.0 * ratio, p
+            ),
+            (Language::Zh, Some((r, usual))) => format!(
+                "{}{}：{} 个监测因子的分钟变化方差降至自身历史同工况的 {:.0}%（p={:.1e}），且不再随生产负荷变化（相关系数 {:.2}，平时 {:.2}），疑似编造。",
+                n.enterprise, n.outlet, channels, 100.0 * ratio, p, r, usual
+            ),
+            (Language::En, None) => format!(
+                "{} {}: minute-to-minute variance of {} channels at {:.0}% of their own history in the same operating state (p={:.1e}): implausibly smooth data.",
+                n.enterprise, n.outlet, channels, 100.0 * ratio, p
+            ),
+            (Language::En, Some((r, usual))) => format!(
+                "{} {}: minute-to-minute variance of {} channels down to {:.0}% of their own history in the same operating state (p={:.1e}), and no longer following production (correlation {:.2}, usually {:.2}): invented data.",
+                n.enterprise, n.outlet, channels, 100.0 * ratio, p, r, usual
+            ),
+        }
+    }
+}
+
 /// The detector.
 pub struct LowVariance {
-    language: Language,
     /// False alarms per outlet-day the empirical null is read at.
     false_alarms_per_day: f64,
     state: State,
@@ -201,61 +252,28 @@ impl LowVariance {
     /// Factory for [`super::DETECTORS`].
     pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
-            language: config.language,
             false_alarms_per_day: config.false_alarms_per_day,
             state: State::default(),
         })
     }
 
+    /// The finding of an episode as it stands. The episode is not a [`super::kit::Runs`] run: it starts where the
+    /// first raised hour's six-hour window starts, not at that hour.
     fn finding(&self, ctx: &OutletContext<'_>, ep: &Episode, ongoing: bool) -> Finding {
         let t = ctx.topology;
         let hours = f64::from(ep.hours);
-        let score =
-            (1.0 - 0.5 * (-(hours - 1.0) / 3.0).exp()) * (1.0 - ep.min_ratio).clamp(0.5, 1.0);
-        let mut evidence = BTreeMap::new();
-        evidence.insert(
-            "duration_min".into(),
-            ((ep.end_ms - ep.start_ms) / MS_PER_MINUTE) as f64,
-        );
-        evidence.insert("hours_flagged".into(), hours);
-        evidence.insert("variance_ratio_to_history".into(), ep.min_ratio);
-        evidence.insert("p_value".into(), ep.min_p);
-        evidence.insert("window_min".into(), WINDOW as f64);
-        evidence.insert("channels_tested".into(), ep.channels as f64);
-        if let Some(r) = ep.null_ratio {
-            evidence.insert("own_history_ratio_threshold".into(), r);
-        }
-        if let Some(r) = ep.production_correlation {
-            evidence.insert("production_correlation_window".into(), r);
-        }
-        if let Some(r) = self.state.production_correlation_usual {
-            evidence.insert("production_correlation_usual".into(), r);
-        }
-        evidence.insert(
-            "hours_raised_by_comovement_only".into(),
-            f64::from(ep.comovement_hours),
-        );
-        let comovement = ep
-            .production_correlation
-            .zip(self.state.production_correlation_usual)
-            .filter(|_| ep.comovement_hours > 0);
-        let summary = match (self.language, comovement) {
-            (Language::Zh, None) => format!(
-                "{}{}：{} 个监测因子的分钟变化方差仅为自身历史同工况的 {:.0}%（p={:.1e}），数据异常平滑，疑似编造。",
-                t.enterprise.name, t.outlet.name, ep.channels, 100.0 * ep.min_ratio, ep.min_p
-            ),
-            (Language::Zh, Some((r, usual))) => format!(
-                "{}{}：{} 个监测因子的分钟变化方差降至自身历史同工况的 {:.0}%（p={:.1e}），且不再随生产负荷变化（相关系数 {:.2}，平时 {:.2}），疑似编造。",
-                t.enterprise.name, t.outlet.name, ep.channels, 100.0 * ep.min_ratio, ep.min_p, r, usual
-            ),
-            (Language::En, None) => format!(
-                "{} {}: minute-to-minute variance of {} channels at {:.0}% of their own history in the same operating state (p={:.1e}): implausibly smooth data.",
-                t.enterprise.name, t.outlet.name, ep.channels, 100.0 * ep.min_ratio, ep.min_p
-            ),
-            (Language::En, Some((r, usual))) => format!(
-                "{} {}: minute-to-minute variance of {} channels down to {:.0}% of their own history in the same operating state (p={:.1e}), and no longer following production (correlation {:.2}, usually {:.2}): invented data.",
-                t.enterprise.name, t.outlet.name, ep.channels, 100.0 * ep.min_ratio, ep.min_p, r, usual
-            ),
+        let score = saturating((hours - 1.0) / 3.0) * (1.0 - ep.min_ratio).clamp(0.5, 1.0);
+        let figures = Figures {
+            duration_min: ((ep.end_ms - ep.start_ms) / MS_PER_MINUTE) as f64,
+            hours_flagged: ep.hours,
+            variance_ratio_to_history: ep.min_ratio,
+            p_value: ep.min_p,
+            window_min: WINDOW as f64,
+            channels_tested: u32::try_from(ep.channels).unwrap_or(u32::MAX),
+            own_history_ratio_threshold: ep.null_ratio,
+            production_correlation_window: ep.production_correlation,
+            production_correlation_usual: self.state.production_correlation_usual,
+            hours_raised_by_comovement_only: ep.comovement_hours,
         };
         Finding {
             kind: AnomalyKind::LowVariance,
@@ -265,8 +283,7 @@ impl LowVariance {
             detected_at_ms: ep.raised_at_ms,
             score,
             source_ids: vec![t.outlet.id.clone()],
-            summary,
-            evidence,
+            evidence: Evidence::of(&figures),
             ongoing,
             detector: NAME,
         }
@@ -316,7 +333,9 @@ impl Detector for LowVariance {
 
     fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
         let now = minute.row.minute_ms;
-        let hour_end = (now + MS_PER_MINUTE) % MS_PER_HOUR == 0;
+        // Each hour is judged at its last minute, over the window ending with it.
+        let end = now + MS_PER_MINUTE;
+        let hour_end = period_start_ms(end, MS_PER_HOUR) == end;
         let p = minute.process;
         let production = if p.running() {
             p.production_kw
@@ -374,7 +393,6 @@ impl Detector for LowVariance {
             judged_channels += 1;
             states_mature &= mature;
         }
-        let end = now + MS_PER_MINUTE;
         if judged_channels == 0 {
             return;
         }
@@ -465,10 +483,12 @@ impl Detector for LowVariance {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::testutil::{noise, row, run_detector, topology_with_limits, with_cems, T0};
+    use crate::detect::testutil::{
+        noise, row, run_detector, summary_en, topology_with_limits, with_cems, T0,
+    };
     use rand::{Rng, SeedableRng};
 
-    fn topo() -> crate::registry::OutletTopology {
+    fn topo() -> crate::domain::OutletTopology {
         topology_with_limits(&[("a21026", 35.0)])
     }
 
@@ -712,9 +732,9 @@ mod tests {
             "{last:#?}"
         );
         assert!(
-            last.summary.contains("no longer following production"),
+            summary_en(last).contains("no longer following production"),
             "{}",
-            last.summary
+            summary_en(last)
         );
         assert!(
             out.iter()

@@ -8,12 +8,12 @@
 /// `save` and `restore` for a detector whose whole state is one serde field: written once, used by every detector.
 macro_rules! persist_state {
     ($field:ident) => {
-        fn save(&self) -> Vec<u8> {
-            $crate::detect::save_state(&self.$field)
+        fn save(&self) -> Result<Vec<u8>, String> {
+            $crate::detect::kit::persist::save_state(&self.$field)
         }
 
         fn restore(&mut self, blob: &[u8]) -> Result<(), String> {
-            self.$field = $crate::detect::restore_state(blob)?;
+            self.$field = $crate::detect::kit::persist::restore_state(blob)?;
             Ok(())
         }
     };
@@ -22,57 +22,40 @@ macro_rules! persist_state {
 pub mod bunching;
 pub mod bypass;
 pub mod calibration_gas;
-pub mod cems;
 pub mod dilution;
-pub mod equipment;
 pub mod exceedance;
 pub mod flag_abuse;
 pub mod flatline;
+pub mod kit;
 pub mod low_variance;
 pub mod model_residual;
-pub mod null;
 pub mod permit;
-pub mod process;
 pub mod replay;
 pub mod restriction;
-pub mod runs;
 pub mod selective_gap;
-pub mod stats;
 pub mod substitution;
 pub mod tampering;
 pub mod treatment_low_power;
 pub mod treatment_not_running;
 pub mod unmonitored;
 
-use crate::align::OutletRow;
-use crate::domain::AnomalyKind;
-use crate::registry::OutletTopology;
-use equipment::Thresholds;
-use process::ProcessState;
+use crate::domain::OutletTopology;
+use crate::domain::{AnomalyKind, Evidence, Language};
+use crate::signal::align::OutletRow;
+use crate::signal::equipment::Thresholds;
+use crate::signal::process::ProcessState;
+use kit::figures::{render, Names, RenderFn};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-
-/// Language of the one-sentence summaries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-pub enum Language {
-    /// 中文 (default: the officers' language).
-    #[default]
-    Zh,
-    /// English.
-    En,
-}
 
 /// Settings shared by all detectors.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DetectConfig {
-    /// Summary language.
-    pub language: Language,
     /// What "off", "reduced" and "running" mean for equipment, as fractions of learned running power.
     pub equipment: Thresholds,
     /// Exceedance settings (HJ 75 hourly validity, O2 ceiling).
     pub exceedance: exceedance::Config,
     /// Treatment-not-running episode timing.
-    pub treatment_not_running: runs::Timing,
+    pub treatment_not_running: kit::Timing,
     /// False alarms per outlet-day each statistical falsification test family (low variance, replay, flat-line,
     /// calibration gas, dilution) may raise on honest data: its threshold against the outlet's own empirical null is
     /// set for this, divided over the tests (or runs) of a day.
@@ -82,7 +65,6 @@ pub struct DetectConfig {
 impl Default for DetectConfig {
     fn default() -> Self {
         Self {
-            language: Language::Zh,
             equipment: Thresholds::default(),
             exceedance: exceedance::Config::default(),
             treatment_not_running: treatment_not_running::TIMING,
@@ -127,10 +109,8 @@ pub struct Finding {
     pub score: f64,
     /// Sources the finding rests on.
     pub source_ids: Vec<String>,
-    /// One sentence for an officer.
-    pub summary: String,
-    /// The figures behind it.
-    pub evidence: BTreeMap<String, f64>,
+    /// The figures behind it (the summary is rendered from them when read: [`summary`]).
+    pub evidence: Evidence,
     /// Still open.
     pub ongoing: bool,
     /// Detector name and version.
@@ -149,7 +129,10 @@ pub trait Detector: Send {
     fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>);
 
     /// Serialized state, for checkpoints.
-    fn save(&self) -> Vec<u8>;
+    ///
+    /// # Errors
+    /// When the state cannot be encoded.
+    fn save(&self) -> Result<Vec<u8>, String>;
 
     /// Restores [`Detector::save`]'s output.
     ///
@@ -161,27 +144,73 @@ pub trait Detector: Send {
 /// Builds one detector for an outlet.
 pub type DetectorFactory = fn(&DetectConfig) -> Box<dyn Detector>;
 
+/// A detector family as the registry lists it.
+pub struct DetectorSpec {
+    /// Stable name with version ([`Detector::name`]).
+    pub name: &'static str,
+    /// Builds it for one outlet.
+    pub build: DetectorFactory,
+    /// Renders the summary of one of its anomalies from the stored evidence.
+    pub summary: RenderFn,
+}
+
+macro_rules! spec {
+    ($module:ident :: $detector:ident, fn $summary:ident) => {
+        DetectorSpec {
+            name: $module::NAME,
+            build: $module::$detector::boxed,
+            summary: $module::$summary,
+        }
+    };
+    ($module:ident :: $detector:ident, $figures:ident) => {
+        DetectorSpec {
+            name: $module::NAME,
+            build: $module::$detector::boxed,
+            summary: render::<$module::$figures>,
+        }
+    };
+}
+
 /// Every detector family, run on every stack outlet in this order (order only fixes the order of findings).
-pub const DETECTORS: &[DetectorFactory] = &[
-    treatment_not_running::TreatmentNotRunning::boxed,
-    exceedance::Exceedance::boxed,
-    unmonitored::Unmonitored::boxed,
-    flag_abuse::FlagAbuse::boxed,
-    bypass::Bypass::boxed,
-    restriction::Restriction::boxed,
-    treatment_low_power::TreatmentLowPower::boxed,
-    permit::Permit::boxed,
-    flatline::Flatline::boxed,
-    calibration_gas::CalibrationGas::boxed,
-    dilution::Dilution::boxed,
-    tampering::Tampering::boxed,
-    substitution::Substitution::boxed,
-    low_variance::LowVariance::boxed,
-    replay::Replay::boxed,
-    bunching::Bunching::boxed,
-    selective_gap::SelectiveGap::boxed,
-    model_residual::ModelResidual::boxed,
+pub const DETECTORS: &[DetectorSpec] = &[
+    spec!(treatment_not_running::TreatmentNotRunning, Figures),
+    spec!(exceedance::Exceedance, Figures),
+    spec!(unmonitored::Unmonitored, Figures),
+    spec!(flag_abuse::FlagAbuse, Figures),
+    spec!(bypass::Bypass, Figures),
+    spec!(restriction::Restriction, Figures),
+    spec!(treatment_low_power::TreatmentLowPower, Figures),
+    spec!(permit::Permit, Figures),
+    spec!(flatline::Flatline, Figures),
+    spec!(calibration_gas::CalibrationGas, Figures),
+    spec!(dilution::Dilution, Figures),
+    spec!(tampering::Tampering, fn summary),
+    spec!(substitution::Substitution, Figures),
+    spec!(low_variance::LowVariance, Figures),
+    spec!(replay::Replay, fn summary),
+    spec!(bunching::Bunching, Figures),
+    spec!(selective_gap::SelectiveGap, fn summary),
+    spec!(model_residual::ModelResidual, fn summary),
 ];
+
+/// The summary of an anomaly raised by `detector` (name with version), rendered from its evidence in `language`.
+/// An anomaly whose detector or figures are unknown (a retired version) reads as its kind and names.
+pub fn summary(
+    detector: &str,
+    kind: AnomalyKind,
+    evidence: &Evidence,
+    names: &Names<'_>,
+    language: Language,
+) -> String {
+    DETECTORS
+        .iter()
+        .find(|d| d.name == detector)
+        .and_then(|d| (d.summary)(evidence, names, language))
+        .unwrap_or_else(|| match language {
+            Language::Zh => format!("{}{}：{}。", names.enterprise, names.outlet, kind.as_str()),
+            Language::En => format!("{} {}: {}.", names.enterprise, names.outlet, kind.as_str()),
+        })
+}
 
 /// The CEMS channels that say whether an outlet is monitored: its limited pollutants, or its flow when no limit is
 /// registered.
@@ -193,40 +222,12 @@ pub fn monitored_codes(t: &OutletTopology) -> Vec<String> {
     }
 }
 
-/// Appends to a window of the last `capacity` values, dropping the oldest.
-pub(crate) fn push_bounded<T>(
-    window: &mut std::collections::VecDeque<T>,
-    value: T,
-    capacity: usize,
-) {
-    window.push_back(value);
-    while window.len() > capacity {
-        window.pop_front();
-    }
-}
-
-/// Helper for [`Detector::save`]: postcard of the state.
-pub(crate) fn save_state<T: Serialize>(state: &T) -> Vec<u8> {
-    postcard::to_stdvec(state).unwrap_or_default()
-}
-
-/// Helper for [`Detector::restore`].
-pub(crate) fn restore_state<T: for<'de> Deserialize<'de>>(blob: &[u8]) -> Result<T, String> {
-    postcard::from_bytes(blob).map_err(|e| e.to_string())
-}
-
-/// Saturating score from how long an episode has lasted beyond what is tolerated: 0.5 at the threshold, rising
-/// toward 1 with a time constant of `tau_min`. Kept in one place so scores of different kinds rank alike.
-pub fn duration_score(excess_min: f64, tau_min: f64) -> f64 {
-    (1.0 - 0.5 * (-excess_min.max(0.0) / tau_min).exp()).clamp(0.0, 1.0)
-}
-
 #[cfg(test)]
 pub(crate) mod testutil {
     //! Builders for detector tests: a topology with one stack, production and treatment meters.
     use super::*;
-    use crate::align::Reading;
     use crate::domain::{Enterprise, Meter, MeterRole, Outlet, ValueFlag, MS_PER_MINUTE};
+    use crate::signal::align::Reading;
 
     pub const T0: i64 = 1_735_689_600_000; // 2025-01-01T00:00:00Z
 
@@ -317,7 +318,6 @@ pub(crate) mod testutil {
         rows: impl IntoIterator<Item = OutletRow>,
     ) -> Vec<Finding> {
         let config = DetectConfig {
-            language: Language::En,
             false_alarms_per_day,
             ..DetectConfig::default()
         };
@@ -327,7 +327,7 @@ pub(crate) mod testutil {
             model,
         };
         let mut d = make(&config);
-        let mut tracker = super::process::ProcessTracker::default();
+        let mut tracker = crate::signal::process::ProcessTracker::default();
         let mut out = Vec::new();
         for row in rows {
             let process = tracker.observe(topo, &row, config.equipment);
@@ -380,5 +380,66 @@ pub(crate) mod testutil {
             }
         }
         r
+    }
+
+    /// A finding's summary as an English-reading client would get it, with the test topology's names.
+    pub fn summary_en(f: &Finding) -> String {
+        let names = Names {
+            enterprise: "Test Power",
+            outlet: "1# stack",
+        };
+        super::summary(f.detector, f.kind, &f.evidence, &names, Language::En)
+    }
+
+    /// The same in Chinese.
+    pub fn summary_zh(f: &Finding) -> String {
+        let names = Names {
+            enterprise: "Test Power",
+            outlet: "1# stack",
+        };
+        super::summary(f.detector, f.kind, &f.evidence, &names, Language::Zh)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/DETECTORS.md has one section per registry entry, in its order, under the name the detector reports.
+    #[test]
+    fn the_detector_docs_follow_the_registry() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/DETECTORS.md");
+        let doc = std::fs::read_to_string(path).expect("docs/DETECTORS.md");
+        let documented: Vec<&str> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("## `"))
+            .filter_map(|l| l.split('`').next())
+            .collect();
+        let registered: Vec<&str> = DETECTORS.iter().map(|d| d.name).collect();
+        assert_eq!(documented, registered);
+        for d in DETECTORS {
+            let built = (d.build)(&DetectConfig::default());
+            assert_eq!(
+                built.name(),
+                d.name,
+                "the registry names what the detector reports"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_detectors_anomaly_still_reads_as_its_kind() {
+        let names = Names {
+            enterprise: "E",
+            outlet: "S",
+        };
+        let s = summary(
+            "retired/9",
+            AnomalyKind::Exceedance,
+            &Evidence::default(),
+            &names,
+            Language::En,
+        );
+        assert_eq!(s, "E S: exceedance.");
     }
 }

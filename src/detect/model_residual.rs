@@ -11,29 +11,21 @@
 //! (outside its production range: not judged), treatment off (`TREATMENT_NOT_RUNNING`'s, not judged here), calibration and maintenance (flagged
 //! minutes carry no values), a new model version (windows restart).
 
-use super::runs::{Runs, Timing};
-use super::{duration_score, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
-use crate::detect::equipment::EquipmentState;
-use crate::domain::{codes, AnomalyKind, MS_PER_MINUTE};
+use super::kit::{duration_score, Due, Names, Runs, Timing};
+use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
+use crate::domain::{codes, AnomalyKind, Evidence, Language, MS_PER_MINUTE};
 use crate::models::artifact::JOINT_TEST;
-use crate::models::calibrate::WindowMean;
+use crate::models::calibrate::{WindowMean, MIN_EFFECT};
 use crate::models::features::{feature_row, FLOW_TARGET, TREATMENT_TARGET};
 use crate::models::{ModelArtifact, ModelScope};
+use crate::signal::equipment::EquipmentState;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Detector name and version.
 pub const NAME: &str = "model_residual/1";
 
-/// Least mean departure (target units: a fraction of normal flow or power, or of the limit) worth an officer's time,
-/// however significant.
-pub const MIN_EFFECT: f64 = 0.10;
-
-const TIMING: Timing = Timing {
-    grace_min: 30,
-    close_after_min: 60,
-    update_every_min: 60,
-};
+const TIMING: Timing = Timing::minutes(30, 60, 60);
 
 /// Minutes of recent evidence: the window must be over its threshold *and* at least half of the minutes this recent
 /// must point the same way, so an episode ends with the departure rather than when its minutes leave the window.
@@ -73,97 +65,127 @@ struct State {
     runs: Runs<Stats>,
 }
 
+/// The figures of an episode of one test: a target's regression, or the joint test ([`JOINT_TEST`]), whose figures
+/// differ (Q for the joint test, observed and predicted for a target).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Figures {
+    /// The test: a target, or [`JOINT_TEST`].
+    pub(crate) test: String,
+    /// The model judged by (`scope@version`).
+    pub(crate) model_id: String,
+    /// Length of the detector's run (the finding's start and end are the onset and the last anomalous minute).
+    pub(crate) duration_min: f64,
+    /// The joint test's window mean of the reconstruction error Q.
+    pub(crate) q_window_mean: Option<f64>,
+    /// A target's window means.
+    pub(crate) observed_window_mean: Option<f64>,
+    pub(crate) predicted_window_mean: Option<f64>,
+    pub(crate) window_z: f64,
+    pub(crate) threshold_z: f64,
+    pub(crate) peak_z_over_threshold: f64,
+    pub(crate) production_fraction: f64,
+    pub(crate) model_version: u32,
+    pub(crate) false_alarms_per_day_setting: f64,
+    /// The target's fit, for a target the model has a regression of.
+    pub(crate) r2_holdout: Option<f64>,
+    pub(crate) residual_sd: Option<f64>,
+}
+
+impl super::kit::Figures for Figures {
+    fn summary(&self, _names: &Names<'_>, language: Language) -> String {
+        let what = describe(&self.test, language);
+        let minutes = self.duration_min;
+        let id = &self.model_id;
+        let (z, threshold) = (self.window_z, self.threshold_z);
+        match (language, self.test == JOINT_TEST) {
+            (Language::Zh, false) => format!(
+                "{what}与模型预测持续偏离：窗口均值实测 {:.2}、预测 {:.2}，标准化残差 {:.1}（阈值 {:.1}），持续 {minutes:.0} 分钟（模型 {id}）",
+                self.observed_window_mean.unwrap_or(f64::NAN),
+                self.predicted_window_mean.unwrap_or(f64::NAN),
+                z,
+                threshold
+            ),
+            (Language::En, false) => format!(
+                "{what} departs from the model: window mean observed {:.2} vs predicted {:.2}, standardized residual \
+                 {:.1} (threshold {:.1}) for {minutes:.0} min (model {id})",
+                self.observed_window_mean.unwrap_or(f64::NAN),
+                self.predicted_window_mean.unwrap_or(f64::NAN),
+                z,
+                threshold
+            ),
+            (Language::Zh, true) => format!(
+                "{what}偏离正常工况：重构误差 Q 窗口均值 {:.2}，标准化 {:.1}（阈值 {:.1}），持续 {minutes:.0} 分钟（模型 {id}）",
+                self.q_window_mean.unwrap_or(f64::NAN),
+                z,
+                threshold
+            ),
+            (Language::En, true) => format!(
+                "{what} leaves its normal plane: reconstruction error Q window mean {:.2}, standardized {:.1} \
+                 (threshold {:.1}) for {minutes:.0} min (model {id})",
+                self.q_window_mean.unwrap_or(f64::NAN),
+                z,
+                threshold
+            ),
+        }
+    }
+}
+
+/// The summary of one of its anomalies, for the registry: the variant (a target or the joint test) is the figures'
+/// `test`.
+pub fn summary(evidence: &Evidence, names: &Names<'_>, language: Language) -> Option<String> {
+    super::kit::figures::render::<Figures>(evidence, names, language)
+}
+
 /// The detector.
 pub struct ModelResidual {
-    language: Language,
     state: State,
 }
 
 impl ModelResidual {
     /// Factory for [`super::DETECTORS`].
-    pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
+    pub fn boxed(_config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
-            language: config.language,
             state: State::default(),
         })
     }
+}
 
-    fn emit(
-        &self,
-        ctx: &OutletContext<'_>,
-        model: &ModelArtifact,
-        due: super::runs::Due<Stats>,
-        out: &mut Vec<Finding>,
-    ) {
-        let s = &due.run.stats;
-        let what = describe(&due.key, self.language);
-        let minutes = due.run.duration_min();
-        let id = model.id();
-        let summary = match (self.language, due.key == JOINT_TEST) {
-            (Language::Zh, false) => format!(
-                "{what}与模型预测持续偏离：窗口均值实测 {:.2}、预测 {:.2}，标准化残差 {:.1}（阈值 {:.1}），持续 {minutes:.0} 分钟（模型 {id}）",
-                s.observed, s.predicted, s.window_z, s.threshold
-            ),
-            (Language::En, false) => format!(
-                "{what} departs from the model: window mean observed {:.2} vs predicted {:.2}, standardized residual \
-                 {:.1} (threshold {:.1}) for {minutes:.0} min (model {id})",
-                s.observed, s.predicted, s.window_z, s.threshold
-            ),
-            (Language::Zh, true) => format!(
-                "{what}偏离正常工况：重构误差 Q 窗口均值 {:.2}，标准化 {:.1}（阈值 {:.1}），持续 {minutes:.0} 分钟（模型 {id}）",
-                s.observed, s.window_z, s.threshold
-            ),
-            (Language::En, true) => format!(
-                "{what} leaves its normal plane: reconstruction error Q window mean {:.2}, standardized {:.1} \
-                 (threshold {:.1}) for {minutes:.0} min (model {id})",
-                s.observed, s.window_z, s.threshold
-            ),
-        };
-        let mut evidence = if due.key == JOINT_TEST {
-            BTreeMap::from([("q_window_mean".to_string(), s.observed)])
-        } else {
-            BTreeMap::from([
-                ("observed_window_mean".to_string(), s.observed),
-                ("predicted_window_mean".to_string(), s.predicted),
-            ])
-        };
-        evidence.extend([
-            ("window_z".to_string(), s.window_z),
-            ("threshold_z".to_string(), s.threshold),
-            ("peak_z_over_threshold".to_string(), s.peak_ratio),
-            ("production_fraction".to_string(), s.production_fraction),
-            ("model_version".to_string(), f64::from(model.version)),
-            (
-                "false_alarms_per_day_setting".to_string(),
-                model.calibration.false_alarms_per_day,
-            ),
-        ]);
-        if let Some(t) = model.target(&due.key) {
-            evidence.insert("r2_holdout".into(), t.metrics.r2_holdout);
-            evidence.insert("residual_sd".into(), t.residual_sd);
-        }
-        let mut sources = vec![ctx.topology.outlet.id.clone()];
-        sources.extend(ctx.topology.production.iter().map(|m| m.id.clone()));
-        if due.key == TREATMENT_TARGET {
-            sources.extend(ctx.topology.treatment.iter().map(|m| m.id.clone()));
-        }
-        // A broken learned relationship is weaker evidence than a named signature (a bypass, a stuck analyzer): it
-        // ranks below them at equal duration, and above nothing but short, marginal episodes.
-        let score = duration_score(due.run.duration_min() - f64::from(TIMING.grace_min), 240.0)
-            * (0.7 + 0.15 * (s.peak_ratio - 1.0).clamp(0.0, 1.0));
-        let mut finding = due.finding(
-            AnomalyKind::ModelResidual,
-            NAME,
-            score,
-            sources,
-            summary,
-            evidence,
-        );
-        finding.start_ms = s.onset_ms.min(finding.start_ms);
-        finding.end_ms = (s.last_anomalous_ms + MS_PER_MINUTE)
-            .clamp(finding.start_ms + MS_PER_MINUTE, finding.end_ms);
-        out.push(finding);
+/// The finding of a test's episode as it stands.
+fn finding(ctx: &OutletContext<'_>, model: &ModelArtifact, due: &Due<Stats>) -> Finding {
+    let s = &due.run.stats;
+    let joint = due.key == JOINT_TEST;
+    let target = model.target(&due.key);
+    let figures = Figures {
+        test: due.key.clone(),
+        model_id: model.id(),
+        duration_min: due.run.duration_min(),
+        q_window_mean: joint.then_some(s.observed),
+        observed_window_mean: (!joint).then_some(s.observed),
+        predicted_window_mean: (!joint).then_some(s.predicted),
+        window_z: s.window_z,
+        threshold_z: s.threshold,
+        peak_z_over_threshold: s.peak_ratio,
+        production_fraction: s.production_fraction,
+        model_version: model.version,
+        false_alarms_per_day_setting: model.calibration.false_alarms_per_day,
+        r2_holdout: target.map(|t| t.metrics.r2_holdout),
+        residual_sd: target.map(|t| t.residual_sd),
+    };
+    let mut sources = vec![ctx.topology.outlet.id.clone()];
+    sources.extend(ctx.topology.production.iter().map(|m| m.id.clone()));
+    if due.key == TREATMENT_TARGET {
+        sources.extend(ctx.topology.treatment.iter().map(|m| m.id.clone()));
     }
+    // A broken learned relationship is weaker evidence than a named signature (a bypass, a stuck analyzer): it
+    // ranks below them at equal duration, and above nothing but short, marginal episodes.
+    let score = duration_score(due.run.duration_min() - f64::from(TIMING.grace_min), 240.0)
+        * (0.7 + 0.15 * (s.peak_ratio - 1.0).clamp(0.0, 1.0));
+    let mut finding = due.finding(AnomalyKind::ModelResidual, NAME, score, sources, &figures);
+    finding.start_ms = s.onset_ms.min(finding.start_ms);
+    finding.end_ms = (s.last_anomalous_ms + MS_PER_MINUTE)
+        .clamp(finding.start_ms + MS_PER_MINUTE, finding.end_ms);
+    finding
 }
 
 /// A test's name for an officer.
@@ -320,7 +342,7 @@ impl Detector for ModelResidual {
                 None => self.state.runs.good(test, now, TIMING),
             };
             if let Some(due) = due {
-                self.emit(ctx, model, due, out);
+                out.push(finding(ctx, model, &due));
             }
         }
     }
@@ -330,7 +352,7 @@ impl Detector for ModelResidual {
             return;
         };
         for due in self.state.runs.finish() {
-            self.emit(ctx, model, due, out);
+            out.push(finding(ctx, model, &due));
         }
     }
 
@@ -340,8 +362,8 @@ impl Detector for ModelResidual {
 /// Runs the detector offline over aligned rows with a given model, as detection would, and returns the final state of
 /// each episode (for evaluating a model version before it is activated).
 pub fn run_offline(
-    t: &crate::registry::OutletTopology,
-    rows: &[crate::align::OutletRow],
+    t: &crate::domain::OutletTopology,
+    rows: &[crate::signal::align::OutletRow],
     model: &ModelArtifact,
     config: &DetectConfig,
 ) -> Vec<Finding> {
@@ -351,7 +373,7 @@ pub fn run_offline(
         model: Some(model),
     };
     let mut d = ModelResidual::boxed(config);
-    let mut tracker = super::process::ProcessTracker::default();
+    let mut tracker = crate::signal::process::ProcessTracker::default();
     let mut out = Vec::new();
     for row in rows {
         let process = tracker.observe(t, row, config.equipment);
@@ -375,14 +397,14 @@ pub fn run_offline(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::align::OutletRow;
-    use crate::detect::testutil::{noise, row, topology_with_limits, with_cems, T0};
+    use crate::detect::testutil::{noise, row, summary_en, topology_with_limits, with_cems, T0};
+    use crate::domain::OutletTopology;
     use crate::models::artifact::ModelScope;
     use crate::models::calibrate::Calibration;
     use crate::models::features::{pollutant_target, targets_of};
     use crate::models::train::{fit, TrainSpec};
     use crate::models::{dataset, ModelArtifact};
-    use crate::registry::OutletTopology;
+    use crate::signal::align::OutletRow;
 
     const DAY: i64 = 1440;
     const SO2_LIMIT: f64 = 35.0;
@@ -449,7 +471,12 @@ mod tests {
     fn trained() -> ModelArtifact {
         let t = topology();
         let clean = rows(4, |_, _| {});
-        let series = dataset::series(&t, &clean, &DetectConfig::default());
+        let series = dataset::series(
+            &t,
+            &clean,
+            DetectConfig::default().equipment,
+            DetectConfig::default().exceedance.o2_ceiling_pct,
+        );
         let spec = TrainSpec {
             scope: ModelScope::Outlet("s1".into()),
             version: 1,
@@ -463,11 +490,7 @@ mod tests {
     }
 
     fn findings(model: &ModelArtifact, rows: &[OutletRow]) -> Vec<Finding> {
-        let config = DetectConfig {
-            language: Language::En,
-            ..DetectConfig::default()
-        };
-        run_offline(&topology(), rows, model, &config)
+        run_offline(&topology(), rows, model, &DetectConfig::default())
     }
 
     fn minutes(f: &Finding) -> (i64, i64) {
@@ -524,7 +547,11 @@ mod tests {
                 < so2.evidence["predicted_window_mean"] - MIN_EFFECT
         );
         assert_eq!(so2.evidence["model_version"], 1.0);
-        assert!(so2.summary.contains("outlet:s1@1"), "{}", so2.summary);
+        assert!(
+            summary_en(so2).contains("outlet:s1@1"),
+            "{}",
+            summary_en(so2)
+        );
         // Nothing else at the outlet is out of line, and nothing before or after.
         assert!(
             f.iter().all(|x| x.end_ms > T0 + from * MS_PER_MINUTE),
@@ -584,8 +611,8 @@ mod tests {
     #[test]
     fn a_saved_and_loaded_model_judges_identically() {
         let m = trained();
-        let from_blob = ModelArtifact::decode(&m.encode()).unwrap();
-        let from_json = ModelArtifact::from_json(&m.to_json()).unwrap();
+        let from_blob = ModelArtifact::decode(&m.encode().unwrap()).unwrap();
+        let from_json = ModelArtifact::from_json(&m.to_json().unwrap()).unwrap();
         assert_eq!(from_blob, m);
         let data = rows(6, |i, p| {
             if (4 * DAY + 100..4 * DAY + 400).contains(&i) {
@@ -596,14 +623,19 @@ mod tests {
         assert!(!expected.is_empty());
         assert_eq!(findings(&from_blob, &data), expected);
         assert_eq!(findings(&from_json, &data), expected);
-        let series = dataset::series(&topology(), &data, &DetectConfig::default());
+        let series = dataset::series(
+            &topology(),
+            &data,
+            DetectConfig::default().equipment,
+            DetectConfig::default().exceedance.o2_ceiling_pct,
+        );
         for r in series.rows.iter().step_by(97) {
             for t in &m.fitted.targets {
                 let other = from_json.target(&t.target).unwrap();
                 assert!((t.predict(r) - other.predict(r)).abs() < 1e-12);
             }
         }
-        let mut wrong = m.encode();
+        let mut wrong = m.encode().unwrap();
         wrong[4] = 9;
         assert!(ModelArtifact::decode(&wrong)
             .unwrap_err()

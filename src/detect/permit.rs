@@ -7,9 +7,11 @@
 //! observed`; an episode opens once the projection exceeds the permit after at least `MIN_OBSERVED_MIN` of data, and
 //! is updated daily. The year is the calendar year in Beijing time.
 
-use super::{push_bounded, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
-use crate::domain::codes::FLOW;
-use crate::domain::{AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
+use super::kit::period::{period_start_ms, BEIJING_OFFSET_MS};
+use super::kit::{push_bounded, Names};
+use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
+use crate::domain::codes::{display_name, FLOW};
+use crate::domain::{AnomalyKind, Evidence, Language, MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -42,15 +44,52 @@ struct State {
     last_minute_ms: i64,
 }
 
+/// The figures of an episode.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Figures {
+    /// The pollutant.
+    pub(crate) code: String,
+    pub(crate) permitted_t_per_year: f64,
+    /// Emitted so far this year, substituted minutes included.
+    pub(crate) cumulative_t: f64,
+    pub(crate) observed_days: f64,
+    pub(crate) projected_t_per_year: f64,
+    pub(crate) projected_ratio_to_permit: f64,
+    /// Minutes without valid data while production ran, filled with the last hour's highest mass rate.
+    pub(crate) substituted_minutes: u32,
+}
+
+impl super::kit::Figures for Figures {
+    fn summary(&self, n: &Names<'_>, language: Language) -> String {
+        let (zh, en) = display_name(&self.code);
+        let (cumulative, days, projected) = (
+            self.cumulative_t,
+            self.observed_days,
+            self.projected_t_per_year,
+        );
+        let (permitted, ratio) = (self.permitted_t_per_year, self.projected_ratio_to_permit);
+        match language {
+            Language::Zh => format!(
+                "{}{}：{}（{}）本年已排放 {:.2} t（{:.1} 天），按此推算全年 {:.1} t，为许可排放量 {:.1} t 的 {:.1} 倍。",
+                n.enterprise, n.outlet, zh, self.code, cumulative, days, projected, permitted, ratio
+            ),
+            Language::En => format!(
+                "{} {}: {} ({}) {:.2} t emitted in {:.1} days projects to {:.1} t/year, {:.1}× the permitted {:.1} t.",
+                n.enterprise, n.outlet, en, self.code, cumulative, days, projected, ratio, permitted
+            ),
+        }
+    }
+}
+
 /// The detector.
 pub struct Permit {
-    language: Language,
     state: State,
 }
 
 /// Calendar year in Beijing time (UTC+8) of a Unix-ms time.
 fn beijing_year(ms: i64) -> i64 {
-    let days = (ms + 8 * MS_PER_HOUR).div_euclid(86_400_000);
+    let days = (ms + BEIJING_OFFSET_MS).div_euclid(MS_PER_DAY);
     // Civil-from-days, year only (H. Hinnant).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -63,13 +102,15 @@ fn beijing_year(ms: i64) -> i64 {
 
 impl Permit {
     /// Factory for [`super::DETECTORS`].
-    pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
+    pub fn boxed(_config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
-            language: config.language,
             state: State::default(),
         })
     }
 
+    /// The finding of a code's episode as it stands. The episode is the permit year's own: it starts with the
+    /// year's data (the projection rests on all of it), is raised once the projection passes the permit, is updated
+    /// daily and closes only when the year (or the data) ends.
     fn finding(
         &self,
         ctx: &OutletContext<'_>,
@@ -82,24 +123,16 @@ impl Permit {
         let observed = self.state.observed_min as f64;
         let projected = c.cumulative_t * YEAR_MIN / observed.max(1.0);
         let ratio = projected / permitted;
+        // Not `saturating`: a closing projection may have fallen back under the permit, and scores under ½ then.
         let score = (1.0 - 0.5 * (-(ratio - 1.0) / 0.2).exp()).clamp(0.0, 1.0);
-        let mut evidence = BTreeMap::new();
-        evidence.insert("permitted_t_per_year".into(), permitted);
-        evidence.insert("cumulative_t".into(), c.cumulative_t);
-        evidence.insert("observed_days".into(), observed / 1440.0);
-        evidence.insert("projected_t_per_year".into(), projected);
-        evidence.insert("projected_ratio_to_permit".into(), ratio);
-        evidence.insert("substituted_minutes".into(), c.substituted_minutes as f64);
-        let (zh, en) = crate::domain::codes::display_name(code);
-        let summary = match self.language {
-            Language::Zh => format!(
-                "{}{}：{}（{}）本年已排放 {:.2} t（{:.1} 天），按此推算全年 {:.1} t，为许可排放量 {:.1} t 的 {:.1} 倍。",
-                t.enterprise.name, t.outlet.name, zh, code, c.cumulative_t, observed / 1440.0, projected, permitted, ratio
-            ),
-            Language::En => format!(
-                "{} {}: {} ({}) {:.2} t emitted in {:.1} days projects to {:.1} t/year, {:.1}× the permitted {:.1} t.",
-                t.enterprise.name, t.outlet.name, en, code, c.cumulative_t, observed / 1440.0, projected, ratio, permitted
-            ),
+        let figures = Figures {
+            code: code.to_string(),
+            permitted_t_per_year: permitted,
+            cumulative_t: c.cumulative_t,
+            observed_days: observed / 1440.0,
+            projected_t_per_year: projected,
+            projected_ratio_to_permit: ratio,
+            substituted_minutes: u32::try_from(c.substituted_minutes).unwrap_or(u32::MAX),
         };
         let start = c.open_since_ms.unwrap_or(self.state.last_minute_ms);
         Finding {
@@ -110,8 +143,7 @@ impl Permit {
             detected_at_ms: c.raised_at_ms,
             score,
             source_ids: vec![t.outlet.id.clone()],
-            summary,
-            evidence,
+            evidence: Evidence::of(&figures),
             ongoing,
             detector: NAME,
         }
@@ -171,9 +203,9 @@ impl Detector for Permit {
                 _ => {}
             }
         }
-        // Judge once an hour.
-        if now.rem_euclid(MS_PER_HOUR) != MS_PER_HOUR - MS_PER_MINUTE
-            || self.state.observed_min < MIN_OBSERVED_MIN
+        // Judge once an hour, at its last minute.
+        let next = now + MS_PER_MINUTE;
+        if period_start_ms(next, MS_PER_HOUR) != next || self.state.observed_min < MIN_OBSERVED_MIN
         {
             return;
         }

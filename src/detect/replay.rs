@@ -8,8 +8,8 @@
 //! With 47 differences, a chance correlation of 0.9 is a 6σ event per lag and channel; requiring two channels at
 //! the same lag makes chance matches negligible over thousands of lags and hours. Once three days of hours are known,
 //! the hour's best joint correlation must also stand out from the outlet's own history at the configured false-alarm
-//! rate (its empirical null, see [`super::null`]): an outlet whose honest routine repeats closely is judged by its
-//! own standard.
+//! rate (its empirical null, see [`super::kit::null`]): an outlet whose honest routine repeats closely is judged by
+//! its own standard.
 //!
 //! Exact copies of any age up to four weeks, and from **another** channel, are found by hashing (episode key
 //! `exact`): every minute, each channel's last 30 readings (quantized to 0.001) are hashed; the windows whose hash
@@ -21,14 +21,14 @@
 //! Look-alikes: identical constant values (a flat line has no differences to correlate and too few distinct values
 //! to hash: `FLATLINE`'s), repeated daily operating patterns (differences of real data carry fresh noise every day).
 
-use super::cems::{self, Resolution};
-use super::null::HourlyNull;
-use super::stats::{correlation, fisher_z};
-use super::{
-    monitored_codes, push_bounded, DetectConfig, Detector, Finding, Language, Minute, OutletContext,
-};
+use super::kit::figures::render;
+use super::kit::null::HourlyNull;
+use super::kit::stats::{correlation, fisher_z};
+use super::kit::{push_bounded, saturating, Names};
+use super::{monitored_codes, DetectConfig, Detector, Finding, Minute, OutletContext};
 use crate::domain::codes::{display_name, O2};
-use crate::domain::{AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
+use crate::domain::{AnomalyKind, Evidence, Language, MS_PER_HOUR, MS_PER_MINUTE};
+use crate::signal::cems::{self, Resolution};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -194,9 +194,137 @@ struct State {
     exact: Vec<ExactEpisode>,
 }
 
+/// The figures of a correlated copy (episode key empty).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct CorrelationFigures {
+    pub(crate) duration_min: f64,
+    /// How far back the copied data lies.
+    pub(crate) lag_min: f64,
+    /// The weakest correlation of a matching channel over the episode's hours.
+    pub(crate) min_correlation: f64,
+    pub(crate) channels_matched: u32,
+    pub(crate) hours_matched: u32,
+}
+
+impl super::kit::Figures for CorrelationFigures {
+    fn summary(&self, n: &Names<'_>, language: Language) -> String {
+        let lag_min = self.lag_min as i64;
+        let (d, h) = (lag_min / 1440, (lag_min % 1440) as f64 / 60.0);
+        match language {
+            Language::Zh => format!(
+                "{}{}：{} 个监测因子的数据与 {} 天 {:.1} 小时前的数据高度一致（相关系数 ≥ {:.3}），持续 {} 小时，疑似重复上传历史数据。",
+                n.enterprise, n.outlet, self.channels_matched, d, h, self.min_correlation, self.hours_matched
+            ),
+            Language::En => format!(
+                "{} {}: {} channels repeat the data of {} d {:.1} h earlier (correlation ≥ {:.3}) for {} h: replayed data.",
+                n.enterprise, n.outlet, self.channels_matched, d, h, self.min_correlation, self.hours_matched
+            ),
+        }
+    }
+}
+
+/// The figures of an exact copy (episode key `exact`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct ExactFigures {
+    /// The channel the original was on.
+    pub(crate) source: String,
+    /// The channel the copy is on.
+    pub(crate) target: String,
+    pub(crate) duration_min: f64,
+    /// Minutes between the original and the copy.
+    pub(crate) lag_min: f64,
+    /// Copied anchors (hashed windows) seen at this lag and pairing.
+    pub(crate) copied_windows: u32,
+    /// Minutes per hashed window.
+    pub(crate) window_min: f64,
+    pub(crate) from_another_channel: bool,
+}
+
+impl super::kit::Figures for ExactFigures {
+    fn summary(&self, n: &Names<'_>, language: Language) -> String {
+        let lag_min = self.lag_min as i64;
+        let (d, h) = (lag_min / 1440, (lag_min % 1440) as f64 / 60.0);
+        let ((zs, es), (zt, et)) = (display_name(&self.source), display_name(&self.target));
+        match language {
+            Language::Zh => format!(
+                "{}{}：{}（{}）有 {} 段各 {} 分钟的数据与 {} 天 {:.1} 小时前{}（{}）的数据逐值完全相同，疑似复制历史数据上传。",
+                n.enterprise, n.outlet, zt, self.target, self.copied_windows, self.window_min, d, h, zs, self.source
+            ),
+            Language::En => format!(
+                "{} {}: {} ({}) repeats, value for value, {} {}-minute stretches of {} ({}) from {} d {:.1} h earlier: copied data.",
+                n.enterprise, n.outlet, et, self.target, self.copied_windows, self.window_min, es, self.source, d, h
+            ),
+        }
+    }
+}
+
+/// The summary of a replay anomaly, from its evidence: an exact copy names the channels it pairs (`target`), a
+/// correlated copy does not.
+pub fn summary(evidence: &Evidence, names: &Names<'_>, language: Language) -> Option<String> {
+    if evidence.text("target").is_some() {
+        render::<ExactFigures>(evidence, names, language)
+    } else {
+        render::<CorrelationFigures>(evidence, names, language)
+    }
+}
+
+/// The finding of a correlated-copy episode. The episode is its own, not a [`super::kit::Runs`] one: it is
+/// back-dated to the start of the first matching hour's four-hour window, and its lag and channels are the first
+/// hour's.
+fn finding(ctx: &OutletContext<'_>, ep: &Episode, ongoing: bool) -> Finding {
+    let t = ctx.topology;
+    let figures = CorrelationFigures {
+        duration_min: ((ep.end_ms - ep.start_ms) / MS_PER_MINUTE) as f64,
+        lag_min: (ep.lag_buckets as i64 * BUCKET_MIN) as f64,
+        min_correlation: ep.min_correlation,
+        channels_matched: u32::try_from(ep.channels).unwrap_or(u32::MAX),
+        hours_matched: ep.hours,
+    };
+    Finding {
+        kind: AnomalyKind::ReplayedData,
+        key: String::new(),
+        start_ms: ep.start_ms,
+        end_ms: ep.end_ms,
+        detected_at_ms: ep.raised_at_ms,
+        score: saturating((f64::from(ep.hours) - 1.0) / 2.0),
+        source_ids: vec![t.outlet.id.clone()],
+        evidence: Evidence::of(&figures),
+        ongoing,
+        detector: NAME,
+    }
+}
+
+/// The finding of an exact-copy episode. Its own episode too: raised by two copied anchors within four hours,
+/// back-dated to the first copied window's start, closed after three quiet hours.
+fn exact_finding(ctx: &OutletContext<'_>, ep: &ExactEpisode, ongoing: bool) -> Finding {
+    let t = ctx.topology;
+    let figures = ExactFigures {
+        source: ep.source.clone(),
+        target: ep.target.clone(),
+        duration_min: ((ep.end_ms - ep.start_ms) / MS_PER_MINUTE) as f64,
+        lag_min: ep.lag_min as f64,
+        copied_windows: ep.matches,
+        window_min: HASH_WINDOW as f64,
+        from_another_channel: ep.source != ep.target,
+    };
+    Finding {
+        kind: AnomalyKind::ReplayedData,
+        key: "exact".into(),
+        start_ms: ep.start_ms,
+        end_ms: ep.end_ms,
+        detected_at_ms: ep.raised_at_ms.unwrap_or(ep.end_ms),
+        score: saturating((f64::from(ep.matches) - 2.0) / 3.0).min(0.99),
+        source_ids: vec![t.outlet.id.clone()],
+        evidence: Evidence::of(&figures),
+        ongoing,
+        detector: NAME,
+    }
+}
+
 /// The detector.
 pub struct Replay {
-    language: Language,
     /// False alarms per outlet-day the empirical null is read at.
     false_alarms_per_day: f64,
     state: State,
@@ -206,49 +334,9 @@ impl Replay {
     /// Factory for [`super::DETECTORS`].
     pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
-            language: config.language,
             false_alarms_per_day: config.false_alarms_per_day,
             state: State::default(),
         })
-    }
-
-    fn finding(&self, ctx: &OutletContext<'_>, ep: &Episode, ongoing: bool) -> Finding {
-        let t = ctx.topology;
-        let lag_min = (ep.lag_buckets as i64 * BUCKET_MIN) as f64;
-        let mut evidence = BTreeMap::new();
-        evidence.insert(
-            "duration_min".into(),
-            ((ep.end_ms - ep.start_ms) / MS_PER_MINUTE) as f64,
-        );
-        evidence.insert("lag_min".into(), lag_min);
-        evidence.insert("min_correlation".into(), ep.min_correlation);
-        evidence.insert("channels_matched".into(), ep.channels as f64);
-        evidence.insert("hours_matched".into(), f64::from(ep.hours));
-        let score = (1.0 - 0.5 * (-(f64::from(ep.hours) - 1.0) / 2.0).exp()).clamp(0.5, 1.0);
-        let (d, h) = (lag_min as i64 / 1440, (lag_min as i64 % 1440) as f64 / 60.0);
-        let summary = match self.language {
-            Language::Zh => format!(
-                "{}{}：{} 个监测因子的数据与 {} 天 {:.1} 小时前的数据高度一致（相关系数 ≥ {:.3}），持续 {} 小时，疑似重复上传历史数据。",
-                t.enterprise.name, t.outlet.name, ep.channels, d, h, ep.min_correlation, ep.hours
-            ),
-            Language::En => format!(
-                "{} {}: {} channels repeat the data of {} d {:.1} h earlier (correlation ≥ {:.3}) for {} h: replayed data.",
-                t.enterprise.name, t.outlet.name, ep.channels, d, h, ep.min_correlation, ep.hours
-            ),
-        };
-        Finding {
-            kind: AnomalyKind::ReplayedData,
-            key: String::new(),
-            start_ms: ep.start_ms,
-            end_ms: ep.end_ms,
-            detected_at_ms: ep.raised_at_ms,
-            score,
-            source_ids: vec![t.outlet.id.clone()],
-            summary,
-            evidence,
-            ongoing,
-            detector: NAME,
-        }
     }
 
     /// Folds this minute's copied windows into exact-copy episodes, raises those with enough copied anchors, and
@@ -294,56 +382,14 @@ impl Replay {
             }
         }
         for ep in &due {
-            out.push(self.exact_finding(ctx, ep, true));
+            out.push(exact_finding(ctx, ep, true));
         }
         let (quiet, open): (Vec<_>, Vec<_>) = std::mem::take(&mut self.state.exact)
             .into_iter()
             .partition(|e| now - e.end_ms >= EXACT_CLOSE_MS);
         self.state.exact = open;
         for ep in quiet.iter().filter(|e| e.raised_at_ms.is_some()) {
-            out.push(self.exact_finding(ctx, ep, false));
-        }
-    }
-
-    fn exact_finding(&self, ctx: &OutletContext<'_>, ep: &ExactEpisode, ongoing: bool) -> Finding {
-        let t = ctx.topology;
-        let mut evidence = BTreeMap::new();
-        evidence.insert(
-            "duration_min".into(),
-            ((ep.end_ms - ep.start_ms) / MS_PER_MINUTE) as f64,
-        );
-        evidence.insert("lag_min".into(), ep.lag_min as f64);
-        evidence.insert("copied_windows".into(), f64::from(ep.matches));
-        evidence.insert("window_min".into(), HASH_WINDOW as f64);
-        evidence.insert(
-            "from_another_channel".into(),
-            f64::from(u8::from(ep.source != ep.target)),
-        );
-        let score = (1.0 - 0.5 * (-(f64::from(ep.matches) - 2.0) / 3.0).exp()).clamp(0.5, 0.99);
-        let (d, h) = (ep.lag_min / 1440, (ep.lag_min % 1440) as f64 / 60.0);
-        let ((zs, es), (zt, et)) = (display_name(&ep.source), display_name(&ep.target));
-        let summary = match self.language {
-            Language::Zh => format!(
-                "{}{}：{}（{}）有 {} 段各 {} 分钟的数据与 {} 天 {:.1} 小时前{}（{}）的数据逐值完全相同，疑似复制历史数据上传。",
-                t.enterprise.name, t.outlet.name, zt, ep.target, ep.matches, HASH_WINDOW, d, h, zs, ep.source
-            ),
-            Language::En => format!(
-                "{} {}: {} ({}) repeats, value for value, {} {}-minute stretches of {} ({}) from {} d {:.1} h earlier: copied data.",
-                t.enterprise.name, t.outlet.name, et, ep.target, ep.matches, HASH_WINDOW, es, ep.source, d, h
-            ),
-        };
-        Finding {
-            kind: AnomalyKind::ReplayedData,
-            key: "exact".into(),
-            start_ms: ep.start_ms,
-            end_ms: ep.end_ms,
-            detected_at_ms: ep.raised_at_ms.unwrap_or(ep.end_ms),
-            score,
-            source_ids: vec![t.outlet.id.clone()],
-            summary,
-            evidence,
-            ongoing,
-            detector: NAME,
+            out.push(exact_finding(ctx, ep, false));
         }
     }
 
@@ -477,13 +523,12 @@ impl Detector for Replay {
                 ep.end_ms = end;
                 ep.hours += 1;
                 ep.min_correlation = ep.min_correlation.min(r);
-                let ep = ep.clone();
-                out.push(self.finding(ctx, &ep, true));
+                out.push(finding(ctx, ep, true));
             }
             None => {
                 self.state.hours_without_match += 1;
                 if let Some(ep) = self.state.episode.take() {
-                    out.push(self.finding(ctx, &ep, false));
+                    out.push(finding(ctx, &ep, false));
                 }
             }
         }
@@ -491,11 +536,11 @@ impl Detector for Replay {
 
     fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>) {
         if let Some(ep) = self.state.episode.take() {
-            out.push(self.finding(ctx, &ep, false));
+            out.push(finding(ctx, &ep, false));
         }
         for ep in std::mem::take(&mut self.state.exact) {
             if ep.raised_at_ms.is_some() {
-                out.push(self.exact_finding(ctx, &ep, false));
+                out.push(exact_finding(ctx, &ep, false));
             }
         }
     }
@@ -506,10 +551,12 @@ impl Detector for Replay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::testutil::{row, run_detector, topology_with_limits, with_cems, T0};
+    use crate::detect::testutil::{
+        row, run_detector, summary_en, topology_with_limits, with_cems, T0,
+    };
     use rand::{Rng, SeedableRng};
 
-    fn topo() -> crate::registry::OutletTopology {
+    fn topo() -> crate::domain::OutletTopology {
         topology_with_limits(&[("a21026", 35.0), ("a21002", 50.0)])
     }
 
@@ -666,7 +713,8 @@ mod tests {
         let exact = closed_exact(&out);
         assert!(!exact.is_empty(), "{out:#?}");
         assert_eq!(exact[0].evidence["from_another_channel"], 1.0);
-        assert!(exact[0].summary.contains("a21002") && exact[0].summary.contains("a21026"));
+        let summary = summary_en(&exact[0]);
+        assert!(summary.contains("a21002") && summary.contains("a21026"));
         // Thirteen honest days: nothing repeats.
         let honest = run_long(13, 0..0, 1, 0.0, false);
         assert!(honest.iter().all(|f| f.key != "exact"), "{honest:#?}");

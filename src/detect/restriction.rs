@@ -6,21 +6,16 @@
 //! floor of `min_fraction` applies to stop orders), the first hour of an order (plants ramp down on notice), and
 //! A-grade enterprises, which are exempt from mandatory cuts.
 
-use super::runs::{Due, Runs, Timing};
-use super::{duration_score, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
-use crate::domain::{AnomalyKind, RestrictionOrder, MS_PER_MINUTE};
+use super::kit::{duration_score, Due, Names, Runs, Timing};
+use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
+use crate::domain::{AnomalyKind, Language, RestrictionOrder, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// Detector name and version.
 pub const NAME: &str = "restriction/1";
 
 /// Timing: an hour over the allowed load before raising; gaps under 15 min bridged.
-const TIMING: Timing = Timing {
-    grace_min: 60,
-    close_after_min: 15,
-    update_every_min: 120,
-};
+const TIMING: Timing = Timing::minutes(60, 15, 120);
 /// Load above the allowed fraction tolerated as measurement and control noise.
 const TOLERANCE: f64 = 0.15;
 /// Floor under a stop order (security, heat keeping).
@@ -35,17 +30,53 @@ struct Stats {
     normal_kw_sum: f64,
 }
 
+/// The figures of an episode.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Figures {
+    /// The order's level (yellow, orange, red, staggered).
+    pub(crate) level: String,
+    pub(crate) duration_min: f64,
+    /// The share of normal load the order allows.
+    pub(crate) max_load_fraction: f64,
+    pub(crate) production_fraction_of_normal_mean: f64,
+    pub(crate) production_kw_mean: f64,
+    pub(crate) production_normal_kw: f64,
+    /// The order's window, when the order is still registered.
+    pub(crate) order_start_ms: Option<f64>,
+    pub(crate) order_end_ms: Option<f64>,
+}
+
+impl super::kit::Figures for Figures {
+    fn summary(&self, n: &Names<'_>, language: Language) -> String {
+        let (allowed, fraction) = (
+            self.max_load_fraction,
+            self.production_fraction_of_normal_mean,
+        );
+        match language {
+            Language::Zh => format!(
+                "{}：{}级管控期间（允许负荷 {:.0}%），生产负荷为正常的 {:.0}%（平均 {:.0} kW），持续 {:.0} 分钟。",
+                n.enterprise, self.level, 100.0 * allowed, 100.0 * fraction, self.production_kw_mean,
+                self.duration_min
+            ),
+            Language::En => format!(
+                "{}: production at {:.0}% of normal ({:.0} kW) for {:.0} min during a {} order allowing {:.0}%.",
+                n.enterprise, 100.0 * fraction, self.production_kw_mean, self.duration_min, self.level,
+                100.0 * allowed
+            ),
+        }
+    }
+}
+
 /// The detector.
 pub struct Restriction {
-    language: Language,
     runs: Runs<Stats>,
 }
 
 impl Restriction {
     /// Factory for [`super::DETECTORS`].
-    pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
+    pub fn boxed(_config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
-            language: config.language,
             runs: Runs::default(),
         })
     }
@@ -58,33 +89,22 @@ impl Restriction {
     ) -> Finding {
         let t = ctx.topology;
         let (run, s) = (&due.run, &due.run.stats);
-        let n = f64::from(run.minutes.max(1));
+        let n = f64::from(run.held.max(1));
         let minutes = run.duration_min();
         let fraction = s.fraction_sum / n;
         let allowed = order.map_or(0.0, |o| o.max_load_fraction);
         let excess = fraction - allowed;
         let score = duration_score(minutes - f64::from(TIMING.grace_min), 180.0)
             * (0.6 + excess).clamp(0.6, 1.0);
-        let level = order.map_or("", |o| o.level.as_str());
-        let mut evidence = BTreeMap::new();
-        evidence.insert("duration_min".into(), minutes);
-        evidence.insert("max_load_fraction".into(), allowed);
-        evidence.insert("production_fraction_of_normal_mean".into(), fraction);
-        evidence.insert("production_kw_mean".into(), s.production_kw_sum / n);
-        evidence.insert("production_normal_kw".into(), s.normal_kw_sum / n);
-        if let Some(o) = order {
-            evidence.insert("order_start_ms".into(), o.start_ms as f64);
-            evidence.insert("order_end_ms".into(), o.end_ms as f64);
-        }
-        let summary = match self.language {
-            Language::Zh => format!(
-                "{}：{}级管控期间（允许负荷 {:.0}%），生产负荷为正常的 {:.0}%（平均 {:.0} kW），持续 {:.0} 分钟。",
-                t.enterprise.name, level, 100.0 * allowed, 100.0 * fraction, s.production_kw_sum / n, minutes
-            ),
-            Language::En => format!(
-                "{}: production at {:.0}% of normal ({:.0} kW) for {:.0} min during a {} order allowing {:.0}%.",
-                t.enterprise.name, 100.0 * fraction, s.production_kw_sum / n, minutes, level, 100.0 * allowed
-            ),
+        let figures = Figures {
+            level: order.map_or("", |o| o.level.as_str()).to_string(),
+            duration_min: minutes,
+            max_load_fraction: allowed,
+            production_fraction_of_normal_mean: fraction,
+            production_kw_mean: s.production_kw_sum / n,
+            production_normal_kw: s.normal_kw_sum / n,
+            order_start_ms: order.map(|o| o.start_ms as f64),
+            order_end_ms: order.map(|o| o.end_ms as f64),
         };
         let mut source_ids: Vec<String> = t.production.iter().map(|m| m.id.clone()).collect();
         source_ids.insert(0, t.outlet.id.clone());
@@ -93,8 +113,7 @@ impl Restriction {
             NAME,
             score,
             source_ids,
-            summary,
-            evidence,
+            &figures,
         )
     }
 }
@@ -167,7 +186,7 @@ impl Detector for Restriction {
 mod tests {
     use super::*;
     use crate::detect::testutil::{row, run_detector, topology, T0};
-    use crate::registry::OutletTopology;
+    use crate::domain::OutletTopology;
 
     const M: i64 = MS_PER_MINUTE;
 

@@ -34,12 +34,14 @@
 //! models whose prediction hardly varies (ties, and no effect size). Not told apart: an outage scheduled every day at
 //! the hour of peak load looks like the cheat; the evidence gives the predicted levels an officer needs to ask why.
 
-use super::cems::{self, CemsValue};
-use super::{push_bounded, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
+use super::kit::period::period_start_ms;
+use super::kit::{push_bounded, Names};
+use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
 use crate::domain::codes::display_name;
-use crate::domain::{units, AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
+use crate::domain::{units, AnomalyKind, Evidence, Language, MS_PER_HOUR, MS_PER_MINUTE};
 use crate::models::features::{input_row, pollutant_target};
 use crate::models::ModelScope;
+use crate::signal::cems::{self, CemsValue};
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{Binomial, DiscreteCDF};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -282,9 +284,158 @@ struct State {
     episode: Option<Episode>,
 }
 
+// Which tests raised the episode (the figures' `signature`).
+const OBSERVED_CLIMB: &str = "observed_climb";
+const MODEL_PREDICTION: &str = "model_prediction";
+const BOTH: &str = "observed_climb+model_prediction";
+
+/// The figures of an episode: both tests over the week's gaps, as they stand.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Figures {
+    /// Which tests raised the episode: `observed_climb`, `model_prediction` or both, joined by `+`.
+    pub(crate) signature: String,
+    /// The pollutants that were high before the high gaps, comma-separated.
+    pub(crate) high_codes: String,
+    /// The model the gaps were ranked by (empty without one).
+    pub(crate) model_id: String,
+    pub(crate) gaps: u32,
+    /// The level of each test.
+    pub(crate) alpha: f64,
+    pub(crate) gaps_after_high_values: u32,
+    /// Share of ordinary minutes in which some pollutant was high: a high gap's chance under missing data that
+    /// does not care.
+    pub(crate) share_of_high_minutes: f64,
+    /// The observed-climb test's binomial tail.
+    pub(crate) p_value: f64,
+    pub(crate) minutes_missing_after_high_values: f64,
+    pub(crate) mean_last_value_before_high_gaps_pct_of_limit: Option<f64>,
+    // The model's test, when it ranked a gap or raised the episode.
+    pub(crate) gaps_ranked_by_model: Option<u32>,
+    pub(crate) gaps_predicted_high: Option<u32>,
+    /// A predicted-high gap's chance under missing data that does not care.
+    pub(crate) chance_of_predicted_high_gap: Option<f64>,
+    pub(crate) mean_predicted_rank_of_high_gaps: Option<f64>,
+    pub(crate) p_value_model: Option<f64>,
+    pub(crate) mean_predicted_pct_of_limit_in_gaps: Option<f64>,
+    pub(crate) median_predicted_pct_of_limit: Option<f64>,
+}
+
+impl Figures {
+    /// (raised by the observed climb, raised by the model), if the signature is known.
+    fn tests(&self) -> Option<(bool, bool)> {
+        match self.signature.as_str() {
+            OBSERVED_CLIMB => Some((true, false)),
+            MODEL_PREDICTION => Some((false, true)),
+            BOTH => Some((true, true)),
+            _ => None,
+        }
+    }
+}
+
+impl super::kit::Figures for Figures {
+    fn summary(&self, n: &Names<'_>, language: Language) -> String {
+        let (by_observed_climb, by_model) = self.tests().unwrap_or_default();
+        let names = |zh: bool| {
+            self.high_codes
+                .split(',')
+                .filter(|c| !c.is_empty())
+                .map(|c| {
+                    let (z, e) = display_name(c);
+                    if zh {
+                        format!("{z}（{c}）")
+                    } else {
+                        format!("{e} ({c})")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(if zh { "、" } else { ", " })
+        };
+        let model_id = &self.model_id;
+        let predicted_high = self.gaps_predicted_high.unwrap_or(0);
+        let pct = |x: Option<f64>| 100.0 * x.unwrap_or(f64::NAN);
+        let mean_rank_pct = pct(self.mean_predicted_rank_of_high_gaps);
+        let q_pct = pct(self.chance_of_predicted_high_gap);
+        let mean_level_pct = self.mean_predicted_pct_of_limit_in_gaps.unwrap_or(f64::NAN);
+        let median_level_pct = self.median_predicted_pct_of_limit.unwrap_or(f64::NAN);
+        let p_model = self.p_value_model.unwrap_or(f64::NAN);
+        let mut parts = Vec::new();
+        match language {
+            Language::Zh => {
+                if by_observed_climb {
+                    parts.push(format!(
+                        "{} 次紧接在{}异常升高之后（正常仅 {:.1}% 的时间处于该状态，p={:.1e}）",
+                        self.gaps_after_high_values,
+                        names(true),
+                        100.0 * self.share_of_high_minutes,
+                        self.p_value
+                    ));
+                }
+                if by_model {
+                    parts.push(format!(
+                        "{} 次落在模型 {model_id} 预测排放偏高的时段（预测值平均位于本排口的第 {:.0} 百分位，预测 {:.0}% 限值，中位 {:.0}%；随机缺失落在该时段的概率 {:.0}%，p={:.1e}）",
+                        predicted_high,
+                        mean_rank_pct,
+                        mean_level_pct,
+                        median_level_pct,
+                        q_pct,
+                        p_model
+                    ));
+                }
+            }
+            Language::En => {
+                if by_observed_climb {
+                    parts.push(format!(
+                        "{} began right after {} climbed unusually high, a state seen only {:.1}% of the time (p={:.1e})",
+                        self.gaps_after_high_values,
+                        names(false),
+                        100.0 * self.share_of_high_minutes,
+                        self.p_value
+                    ));
+                }
+                if by_model {
+                    parts.push(format!(
+                        "{} fell where model {model_id} predicts high emissions (mean rank {:.0}% of the outlet's predictions, {:.0}% of the limit predicted vs a median {:.0}%; a random gap falls there with probability {:.0}%, p={:.1e})",
+                        predicted_high,
+                        mean_rank_pct,
+                        mean_level_pct,
+                        median_level_pct,
+                        q_pct,
+                        p_model
+                    ));
+                }
+            }
+        }
+        match language {
+            Language::Zh => format!(
+                "{}{}：近一周生产期间 {} 次整段数据缺失中，{}，疑似选择性缺失。",
+                n.enterprise,
+                n.outlet,
+                self.gaps,
+                parts.join("；")
+            ),
+            Language::En => format!(
+                "{} {}: of {} gaps while production ran this week, {}: data missing where emissions are high.",
+                n.enterprise,
+                n.outlet,
+                self.gaps,
+                parts.join("; ")
+            ),
+        }
+    }
+}
+
+/// The summary of a selective-gap anomaly, rendered from its evidence (whichever tests raised it).
+pub fn summary(evidence: &Evidence, names: &Names<'_>, language: Language) -> Option<String> {
+    let figures = evidence.fields::<Figures>()?;
+    figures.tests()?;
+    Some(<Figures as super::kit::Figures>::summary(
+        &figures, names, language,
+    ))
+}
+
 /// The detector.
 pub struct SelectiveGap {
-    language: Language,
     false_alarms_per_day: f64,
     state: State,
 }
@@ -337,7 +488,6 @@ impl SelectiveGap {
     /// Factory for [`super::DETECTORS`].
     pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
-            language: config.language,
             false_alarms_per_day: config.false_alarms_per_day,
             state: State::default(),
         })
@@ -396,123 +546,45 @@ impl SelectiveGap {
             .map(|g| (g.end_ms - g.start_ms) / MS_PER_MINUTE)
             .sum();
         let codes: BTreeSet<&String> = high.iter().flat_map(|g| &g.high_codes).collect();
-        let mut evidence = BTreeMap::new();
-        evidence.insert("gaps".into(), j.n as f64);
-        evidence.insert("alpha".into(), j.alpha);
-        evidence.insert("gaps_after_high_values".into(), j.high as f64);
-        evidence.insert("share_of_high_minutes".into(), st.high_share);
-        evidence.insert("p_value".into(), j.p_observed);
-        evidence.insert(
-            "minutes_missing_after_high_values".into(),
-            missing_min as f64,
-        );
-        if !high.is_empty() {
-            evidence.insert(
-                "mean_last_value_before_high_gaps_pct_of_limit".into(),
-                100.0 * high.iter().map(|g| g.pre_level).sum::<f64>() / high.len() as f64,
-            );
-        }
-        if j.ranked > 0 {
-            evidence.insert("gaps_ranked_by_model".into(), j.ranked as f64);
-            evidence.insert("gaps_predicted_high".into(), j.predicted_high as f64);
-            evidence.insert("chance_of_predicted_high_gap".into(), j.q_model);
-            evidence.insert("mean_predicted_rank_of_high_gaps".into(), j.mean_rank);
-            evidence.insert("p_value_model".into(), j.p_model);
-            evidence.insert(
-                "mean_predicted_pct_of_limit_in_gaps".into(),
-                100.0 * j.mean_predicted_level,
-            );
-            if j.median_predicted_level.is_finite() {
-                evidence.insert(
-                    "median_predicted_pct_of_limit".into(),
-                    100.0 * j.median_predicted_level,
-                );
+        // The model's figures whenever it ranked a gap, and whenever the summary speaks of its test.
+        let model = j.ranked > 0 || ep.by_model;
+        let count = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+        let figures = Figures {
+            signature: match (ep.by_observed_climb, ep.by_model) {
+                (true, true) => BOTH,
+                (false, true) => MODEL_PREDICTION,
+                _ => OBSERVED_CLIMB,
             }
-        }
+            .to_string(),
+            high_codes: codes
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            model_id: ctx.model.map(|m| m.id()).unwrap_or_default(),
+            gaps: count(j.n),
+            alpha: j.alpha,
+            gaps_after_high_values: count(j.high),
+            share_of_high_minutes: st.high_share,
+            p_value: j.p_observed,
+            minutes_missing_after_high_values: missing_min as f64,
+            mean_last_value_before_high_gaps_pct_of_limit: (!high.is_empty())
+                .then(|| 100.0 * high.iter().map(|g| g.pre_level).sum::<f64>() / high.len() as f64),
+            gaps_ranked_by_model: model.then(|| count(j.ranked)),
+            gaps_predicted_high: model.then(|| count(j.predicted_high)),
+            chance_of_predicted_high_gap: model.then_some(j.q_model),
+            mean_predicted_rank_of_high_gaps: model.then_some(j.mean_rank),
+            p_value_model: model.then_some(j.p_model),
+            mean_predicted_pct_of_limit_in_gaps: model.then_some(100.0 * j.mean_predicted_level),
+            median_predicted_pct_of_limit: (model && j.median_predicted_level.is_finite())
+                .then_some(100.0 * j.median_predicted_level),
+        };
         let p = match (ep.by_observed_climb, ep.by_model) {
             (true, true) => j.p_observed.min(j.p_model),
             (false, true) => j.p_model,
             _ => j.p_observed,
         };
         let score = (1.0 - 0.5 * (p.max(1e-300).log10() / -4.0).recip().min(1.0)).clamp(0.5, 1.0);
-        let names = |zh: bool| {
-            codes
-                .iter()
-                .map(|c| {
-                    let (z, e) = display_name(c);
-                    if zh {
-                        format!("{z}（{c}）")
-                    } else {
-                        format!("{e} ({c})")
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(if zh { "、" } else { ", " })
-        };
-        let model_id = ctx.model.map(|m| m.id()).unwrap_or_default();
-        let mut parts = Vec::new();
-        match self.language {
-            Language::Zh => {
-                if ep.by_observed_climb {
-                    parts.push(format!(
-                        "{} 次紧接在{}异常升高之后（正常仅 {:.1}% 的时间处于该状态，p={:.1e}）",
-                        j.high,
-                        names(true),
-                        100.0 * st.high_share,
-                        j.p_observed
-                    ));
-                }
-                if ep.by_model {
-                    parts.push(format!(
-                        "{} 次落在模型 {model_id} 预测排放偏高的时段（预测值平均位于本排口的第 {:.0} 百分位，预测 {:.0}% 限值，中位 {:.0}%；随机缺失落在该时段的概率 {:.0}%，p={:.1e}）",
-                        j.predicted_high,
-                        100.0 * j.mean_rank,
-                        100.0 * j.mean_predicted_level,
-                        100.0 * j.median_predicted_level,
-                        100.0 * j.q_model,
-                        j.p_model
-                    ));
-                }
-            }
-            Language::En => {
-                if ep.by_observed_climb {
-                    parts.push(format!(
-                        "{} began right after {} climbed unusually high, a state seen only {:.1}% of the time (p={:.1e})",
-                        j.high,
-                        names(false),
-                        100.0 * st.high_share,
-                        j.p_observed
-                    ));
-                }
-                if ep.by_model {
-                    parts.push(format!(
-                        "{} fell where model {model_id} predicts high emissions (mean rank {:.0}% of the outlet's predictions, {:.0}% of the limit predicted vs a median {:.0}%; a random gap falls there with probability {:.0}%, p={:.1e})",
-                        j.predicted_high,
-                        100.0 * j.mean_rank,
-                        100.0 * j.mean_predicted_level,
-                        100.0 * j.median_predicted_level,
-                        100.0 * j.q_model,
-                        j.p_model
-                    ));
-                }
-            }
-        }
-        let summary = match self.language {
-            Language::Zh => format!(
-                "{}{}：近一周生产期间 {} 次整段数据缺失中，{}，疑似选择性缺失。",
-                t.enterprise.name,
-                t.outlet.name,
-                j.n,
-                parts.join("；")
-            ),
-            Language::En => format!(
-                "{} {}: of {} gaps while production ran this week, {}: data missing where emissions are high.",
-                t.enterprise.name,
-                t.outlet.name,
-                j.n,
-                parts.join("; ")
-            ),
-        };
         Finding {
             kind: AnomalyKind::SelectiveGap,
             key: KEY.to_string(),
@@ -521,8 +593,7 @@ impl SelectiveGap {
             detected_at_ms: raised,
             score,
             source_ids: vec![t.outlet.id.clone()],
-            summary,
-            evidence,
+            evidence: Evidence::of(&figures),
             ongoing,
             detector: NAME,
         }
@@ -560,7 +631,9 @@ impl Detector for SelectiveGap {
         if let Some(u) = rank {
             st.predictions.observe_rank(u);
         }
-        if (now + MS_PER_MINUTE) % MS_PER_HOUR == 0 {
+        // The last minute of a clock hour ends it.
+        let next = now + MS_PER_MINUTE;
+        if period_start_ms(next, MS_PER_HOUR) == next {
             st.predictions.end_hour();
         }
         let mut any_present = false;
@@ -691,7 +764,8 @@ impl Detector for SelectiveGap {
 mod tests {
     use super::*;
     use crate::detect::testutil::{
-        noise, row, run_detector, run_detector_at, run_detector_with_model, topology, with_cems,
+        noise, row, run_detector, run_detector_at, run_detector_with_model, summary_en, topology,
+        with_cems,
     };
     use rand::{Rng, SeedableRng};
 
@@ -790,7 +864,8 @@ mod tests {
         let last = out.last().unwrap_or_else(|| panic!("missed"));
         assert!(last.evidence["gaps_after_high_values"] >= 3.0, "{last:#?}");
         assert!(last.evidence["share_of_high_minutes"] < 0.05, "{last:#?}");
-        assert!(last.summary.contains("a21002") || last.summary.contains("a34013"));
+        let text = summary_en(last);
+        assert!(text.contains("a21002") || text.contains("a34013"), "{text}");
     }
 
     #[test]
@@ -832,7 +907,7 @@ mod tests {
         production_kw: f64,
         so2_share: f64,
         missing: bool,
-    ) -> crate::align::OutletRow {
+    ) -> crate::signal::align::OutletRow {
         let r = row(i, &[("p1", Some(production_kw)), ("t1", Some(150.0))]);
         if missing {
             return r;
@@ -953,7 +1028,11 @@ mod tests {
             last.evidence["mean_predicted_pct_of_limit_in_gaps"]
                 > last.evidence["median_predicted_pct_of_limit"] + 10.0
         );
-        assert!(last.summary.contains("outlet:s1@1"), "{}", last.summary);
+        assert!(
+            summary_en(last).contains("outlet:s1@1"),
+            "{}",
+            summary_en(last)
+        );
         // Without a model the same gaps look like any others.
         assert!(peaking(13, None, 0.002, cheat).is_empty());
     }

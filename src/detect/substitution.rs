@@ -6,7 +6,7 @@
 //! Every hour, for each pair of moving channels, the Pearson correlation of first differences over the last two hours
 //! is computed; `|r| ≥ 0.95` (with ~119 differences, a 19 σ event for independent noise) while production stayed
 //! within ±10 % raises the hour, once three days of the pair's hours are known only if the hour also stands out from
-//! the pair's own history (the empirical null of Fisher's z, see [`super::null`]) at the configured false-alarm rate.
+//! the pair's own history (the empirical null of Fisher's z, see [`super::kit::null`]) at the configured false-alarm rate.
 //! Two raised hours in a row open an episode.
 //!
 //! Look-alikes: start-up and load ramps (every channel follows the load: production outside ±10 %, not judged);
@@ -17,15 +17,15 @@
 //! their own history sets the bar); channels at their resolution or held values flickering by one step (they do not
 //! move).
 
-use super::cems::{self, Resolution};
-use super::null::HourlyNull;
-use super::runs::{Due, Runs, Timing};
-use super::stats::{correlation, fisher_z, sd};
-use super::{push_bounded, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
+use super::kit::null::HourlyNull;
+use super::kit::stats::{correlation, fisher_z, sd};
+use super::kit::{push_bounded, saturating, Due, Names, Runs, Timing};
+use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
 use crate::domain::codes::{
     display_name, FLOW, HUMIDITY, NH3, NMHC, NOX, O2, PM, SO2, TEMPERATURE, VELOCITY,
 };
-use crate::domain::{AnomalyKind, MS_PER_HOUR};
+use crate::domain::{AnomalyKind, Language, MS_PER_HOUR};
+use crate::signal::cems::{self, Resolution};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -65,11 +65,7 @@ const MIN_DIFFS: usize = 90;
 const MIN_CORRELATION: f64 = 0.95;
 /// Production range over the window allowed, as a share of its mean.
 const STEADY: f64 = 0.10;
-const TIMING: Timing = Timing {
-    grace_min: 60,
-    close_after_min: 120,
-    update_every_min: 360,
-};
+const TIMING: Timing = Timing::minutes(60, 120, 360);
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Stats {
@@ -92,9 +88,43 @@ struct State {
     runs: Runs<Stats>,
 }
 
+/// The figures of an episode.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Figures {
+    /// The pair's first channel.
+    pub(crate) code_a: String,
+    /// Its second channel.
+    pub(crate) code_b: String,
+    pub(crate) duration_min: f64,
+    pub(crate) hours_matched: u32,
+    pub(crate) mean_abs_correlation_of_changes: f64,
+    pub(crate) min_abs_correlation_of_changes: f64,
+    /// Mean sd of the second channel's changes over the first's.
+    pub(crate) scale_of_copy: f64,
+}
+
+impl super::kit::Figures for Figures {
+    fn summary(&self, n: &Names<'_>, language: Language) -> String {
+        let (a, b) = (self.code_a.as_str(), self.code_b.as_str());
+        let ((za, ea), (zb, eb)) = (display_name(a), display_name(b));
+        let hours = f64::from(self.hours_matched.max(1));
+        let r_min = self.min_abs_correlation_of_changes;
+        match language {
+            Language::Zh => format!(
+                "{}{}：{}（{}）与{}（{}）两个本应各自独立的监测因子，逐分钟变化的相关系数持续 {:.0} 小时 ≥ {:.3}，疑似一个因子由另一个因子换算生成。",
+                n.enterprise, n.outlet, za, a, zb, b, hours, r_min
+            ),
+            Language::En => format!(
+                "{} {}: {} ({}) and {} ({}), measured by separate instruments, change minute by minute in lockstep (|r| ≥ {:.3}) for {:.0} h: one channel is generated from the other.",
+                n.enterprise, n.outlet, ea, a, eb, b, r_min, hours
+            ),
+        }
+    }
+}
+
 /// The detector.
 pub struct Substitution {
-    language: Language,
     false_alarms_per_day: f64,
     state: State,
 }
@@ -118,7 +148,6 @@ impl Substitution {
     /// Factory for [`super::DETECTORS`].
     pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
-            language: config.language,
             false_alarms_per_day: config.false_alarms_per_day,
             state: State::default(),
         })
@@ -130,31 +159,22 @@ impl Substitution {
         let hours = f64::from(s.hours.max(1));
         let pair = due.key.trim_start_matches("substitution/");
         let (a, b) = pair.split_once('~').unwrap_or((pair, ""));
-        let ((za, ea), (zb, eb)) = (display_name(a), display_name(b));
-        let mut evidence = BTreeMap::new();
-        evidence.insert("duration_min".into(), due.run.duration_min());
-        evidence.insert("hours_matched".into(), f64::from(s.hours));
-        evidence.insert("mean_abs_correlation_of_changes".into(), s.r_sum / hours);
-        evidence.insert("min_abs_correlation_of_changes".into(), s.r_min);
-        evidence.insert("scale_of_copy".into(), s.scale_sum / hours);
-        let score = (1.0 - 0.5 * (-(hours - 2.0).max(0.0) / 3.0).exp()).clamp(0.5, 0.95);
-        let summary = match self.language {
-            Language::Zh => format!(
-                "{}{}：{}（{}）与{}（{}）两个本应各自独立的监测因子，逐分钟变化的相关系数持续 {:.0} 小时 ≥ {:.3}，疑似一个因子由另一个因子换算生成。",
-                t.enterprise.name, t.outlet.name, za, a, zb, b, hours, s.r_min
-            ),
-            Language::En => format!(
-                "{} {}: {} ({}) and {} ({}), measured by separate instruments, change minute by minute in lockstep (|r| ≥ {:.3}) for {:.0} h: one channel is generated from the other.",
-                t.enterprise.name, t.outlet.name, ea, a, eb, b, s.r_min, hours
-            ),
+        let figures = Figures {
+            code_a: a.to_string(),
+            code_b: b.to_string(),
+            duration_min: due.run.duration_min(),
+            hours_matched: s.hours,
+            mean_abs_correlation_of_changes: s.r_sum / hours,
+            min_abs_correlation_of_changes: s.r_min,
+            scale_of_copy: s.scale_sum / hours,
         };
+        let score = saturating((hours - 2.0) / 3.0).min(0.95);
         due.finding(
             AnomalyKind::ParameterTampering,
             NAME,
             score,
             vec![t.outlet.id.clone()],
-            summary,
-            evidence,
+            &figures,
         )
     }
 
@@ -287,8 +307,8 @@ impl Detector for Substitution {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::align::OutletRow;
     use crate::detect::testutil::{noise, row, run_detector, topology_with_limits, with_cems};
+    use crate::signal::align::OutletRow;
 
     /// A steady plant's stack: particulate, SO2, temperature, flow and velocity, each with its own noise. `pm` makes
     /// the particulate reading from the minute and the temperature; `load` the production (kW) at a minute.

@@ -8,7 +8,7 @@
 //!   the previous days, for hours, while production stays within ±15 % of its usual level: a gain or slope changed
 //!   with no process change. Only drops are judged (a cheat lowers reported values; rises have other kinds). Once
 //!   three days of hours are known, the drop must also be deeper than the outlet's own honest hours make likely at
-//!   the configured false-alarm rate (the empirical null of the hourly drop, see [`super::null`]): a plant whose
+//!   the configured false-alarm rate (the empirical null of the hourly drop, see [`super::kit::null`]): a plant whose
 //!   fuel changes every few days swings by more than a quarter honestly.
 //! - **door access** (`door/<code>`): the analyzer shelter's door (HJ 212 `i32001`, door-access state) opened and,
 //!   in the 2½ hours after, the converted level fell by more than a fifth against the six hours before, at
@@ -20,31 +20,24 @@
 //! band, or swings the outlet's own history holds), recalibration during a flagged calibration or maintenance
 //! window, routine shelter visits that change nothing.
 
-use super::cems::{self, Resolution};
-use super::null::HourlyNull;
-use super::runs::{Due, Runs, Timing};
-use super::{
-    duration_score, monitored_codes, DetectConfig, Detector, Finding, Language, Minute,
-    OutletContext,
-};
+use super::kit::figures::render;
+use super::kit::null::HourlyNull;
+use super::kit::period::period_start_ms;
+use super::kit::{duration_score, Due, Names, Runs, Timing};
+use super::{monitored_codes, DetectConfig, Detector, Finding, Minute, OutletContext};
 use crate::domain::codes::{display_name, NH3, NOX, O2};
-use crate::domain::{units, AnomalyKind, ValueFlag, MS_PER_HOUR, MS_PER_MINUTE};
+use crate::domain::{
+    units, AnomalyKind, Evidence, Language, ValueFlag, MS_PER_HOUR, MS_PER_MINUTE,
+};
+use crate::signal::cems::{self, Resolution};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Detector name and version.
 pub const NAME: &str = "parameter_tampering/2";
 
-const FORMULA: Timing = Timing {
-    grace_min: 30,
-    close_after_min: 10,
-    update_every_min: 120,
-};
-const STEP: Timing = Timing {
-    grace_min: 120,
-    close_after_min: 60,
-    update_every_min: 360,
-};
+const FORMULA: Timing = Timing::minutes(30, 10, 120);
+const STEP: Timing = Timing::minutes(120, 60, 360);
 /// Relative formula mismatch tolerated (rounding of the DAU).
 const FORMULA_TOLERANCE: f64 = 0.05;
 /// Long-term level memory (~2 days) and short-term level memory (~6 h), per minute.
@@ -73,7 +66,8 @@ struct Level {
     n: u64,
     /// This outlet's hourly drops (−(short − long)) at comparable production.
     null: HourlyNull,
-    last_null_hour: i64,
+    /// Start of the last hour whose drop joined the null.
+    last_null_hour_ms: i64,
 }
 
 /// A door visit being watched: the levels before it, and sums of the minutes after it.
@@ -106,9 +100,200 @@ struct State {
     runs: Runs<Stats>,
 }
 
+/// The figures of a `formula` episode.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Formula {
+    /// `formula`.
+    pub(crate) signature: String,
+    /// The pollutant.
+    pub(crate) code: String,
+    pub(crate) duration_min: f64,
+    pub(crate) reported_converted_mean: f64,
+    pub(crate) formula_converted_mean: f64,
+    pub(crate) ratio_reported_to_formula: f64,
+}
+
+/// The figures of a `step` episode.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Step {
+    /// `step`.
+    pub(crate) signature: String,
+    /// The pollutant.
+    pub(crate) code: String,
+    pub(crate) duration_min: f64,
+    pub(crate) level_ratio_to_previous_days: f64,
+    pub(crate) production_ratio_to_previous_days: f64,
+}
+
+/// The figures of a `door` visit.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Door {
+    /// `door`.
+    pub(crate) signature: String,
+    /// The pollutant.
+    pub(crate) code: String,
+    pub(crate) level_ratio_after_to_before_door: f64,
+    pub(crate) production_ratio_after_to_before_door: f64,
+}
+
+/// The figures of an instrument parameter (`param`) change.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Parameter {
+    /// `param`.
+    pub(crate) signature: String,
+    /// The parameter's channel (e.g. `a21026-i13008`).
+    pub(crate) code: String,
+    pub(crate) duration_min: f64,
+    pub(crate) old_value: f64,
+    pub(crate) new_value: f64,
+}
+
+impl super::kit::Figures for Formula {
+    fn summary(&self, n: &Names<'_>, language: Language) -> String {
+        let (zh, en) = display_name(&self.code);
+        let (reported, formula) = (self.reported_converted_mean, self.formula_converted_mean);
+        match language {
+            Language::Zh => format!(
+                "{}{}：{}（{}）上报折算值平均 {:.1}，按实测值与氧含量公式计算应为 {:.1}（{:.0}%），持续 {:.0} 分钟，折算参数疑被篡改。",
+                n.enterprise, n.outlet, zh, self.code, reported, formula, 100.0 * reported / formula, self.duration_min
+            ),
+            Language::En => format!(
+                "{} {}: reported converted {} ({}) averages {:.1} where the formula from raw and O2 gives {:.1} ({:.0}%), for {:.0} min: conversion tampered.",
+                n.enterprise, n.outlet, en, self.code, reported, formula, 100.0 * reported / formula, self.duration_min
+            ),
+        }
+    }
+}
+
+impl super::kit::Figures for Step {
+    fn summary(&self, n: &Names<'_>, language: Language) -> String {
+        let (zh, en) = display_name(&self.code);
+        let (ratio, production_ratio) = (
+            self.level_ratio_to_previous_days,
+            self.production_ratio_to_previous_days,
+        );
+        match language {
+            Language::Zh => format!(
+                "{}{}：{}（{}）折算浓度水平降至前几日的 {:.0}%，而生产负荷为前几日的 {:.0}%，持续 {:.0} 分钟，疑似仪器增益/斜率被修改。",
+                n.enterprise, n.outlet, zh, self.code, 100.0 * ratio, 100.0 * production_ratio, self.duration_min
+            ),
+            Language::En => format!(
+                "{} {}: converted {} ({}) level fell to {:.0}% of the previous days while production ran at {:.0}% of them, for {:.0} min: gain or slope changed.",
+                n.enterprise, n.outlet, en, self.code, 100.0 * ratio, 100.0 * production_ratio, self.duration_min
+            ),
+        }
+    }
+}
+
+impl super::kit::Figures for Door {
+    fn summary(&self, n: &Names<'_>, language: Language) -> String {
+        let (zh, en) = display_name(&self.code);
+        let (ratio, production_ratio) = (
+            self.level_ratio_after_to_before_door,
+            self.production_ratio_after_to_before_door,
+        );
+        match language {
+            Language::Zh => format!(
+                "{}{}：分析小屋门禁开启后，{}（{}）折算浓度水平降至开门前 6 小时的 {:.0}%，生产负荷为开门前的 {:.0}%，期间无校准/维护标记，疑似现场人为改动仪器。",
+                n.enterprise, n.outlet, zh, self.code, 100.0 * ratio, 100.0 * production_ratio
+            ),
+            Language::En => format!(
+                "{} {}: after the analyzer shelter's door opened, converted {} ({}) fell to {:.0}% of its level in the 6 h before, with production at {:.0}% of then and no calibration or maintenance flag: the analyzer was touched.",
+                n.enterprise, n.outlet, en, self.code, 100.0 * ratio, 100.0 * production_ratio
+            ),
+        }
+    }
+}
+
+impl super::kit::Figures for Parameter {
+    fn summary(&self, n: &Names<'_>, language: Language) -> String {
+        match language {
+            Language::Zh => format!(
+                "{}{}：仪器参数 {} 在无校准/维护标记时由 {} 改为 {}。",
+                n.enterprise, n.outlet, self.code, self.old_value, self.new_value
+            ),
+            Language::En => format!(
+                "{} {}: instrument parameter {} changed from {} to {} outside any calibration or maintenance window.",
+                n.enterprise, n.outlet, self.code, self.old_value, self.new_value
+            ),
+        }
+    }
+}
+
+/// The summary of a tampering anomaly, rendered from its evidence through the figures of its signature.
+pub fn summary(evidence: &Evidence, names: &Names<'_>, language: Language) -> Option<String> {
+    match evidence.text("signature")? {
+        "formula" => render::<Formula>(evidence, names, language),
+        "step" => render::<Step>(evidence, names, language),
+        "door" => render::<Door>(evidence, names, language),
+        "param" => render::<Parameter>(evidence, names, language),
+        _ => None,
+    }
+}
+
+/// The finding of an episode (or event) of any signature, from its key (`<signature>/<code>`) and sums.
+fn finding(ctx: &OutletContext<'_>, due: &Due<Stats>) -> Finding {
+    let t = ctx.topology;
+    let (run, s) = (&due.run, &due.run.stats);
+    let n = f64::from(run.held.max(1));
+    let minutes = run.duration_min();
+    let (what, code) = due.key.split_once('/').unwrap_or(("", due.key.as_str()));
+    let (kind, source_ids) = (AnomalyKind::ParameterTampering, vec![t.outlet.id.clone()]);
+    match what {
+        "formula" => {
+            let (reported, formula) = (s.a_sum / n, s.b_sum / n);
+            let figures = Formula {
+                signature: "formula".into(),
+                code: code.into(),
+                duration_min: minutes,
+                reported_converted_mean: reported,
+                formula_converted_mean: formula,
+                ratio_reported_to_formula: reported / formula,
+            };
+            let score = duration_score(minutes - f64::from(FORMULA.grace_min), 60.0);
+            due.finding(kind, NAME, score, source_ids, &figures)
+        }
+        "step" => {
+            let ratio = (s.a_sum / n).exp();
+            let figures = Step {
+                signature: "step".into(),
+                code: code.into(),
+                duration_min: minutes,
+                level_ratio_to_previous_days: ratio,
+                production_ratio_to_previous_days: s.b_sum / n,
+            };
+            let score = duration_score(minutes - f64::from(STEP.grace_min), 360.0)
+                * (1.6 - ratio).clamp(0.6, 1.0);
+            due.finding(kind, NAME, score, source_ids, &figures)
+        }
+        "door" => {
+            let figures = Door {
+                signature: "door".into(),
+                code: code.into(),
+                level_ratio_after_to_before_door: s.old,
+                production_ratio_after_to_before_door: s.new,
+            };
+            due.finding(kind, NAME, 0.75, source_ids, &figures)
+        }
+        _ => {
+            let figures = Parameter {
+                signature: "param".into(),
+                code: code.into(),
+                duration_min: minutes,
+                old_value: s.old,
+                new_value: s.new,
+            };
+            due.finding(kind, NAME, 0.8, source_ids, &figures)
+        }
+    }
+}
+
 /// The detector.
 pub struct Tampering {
-    language: Language,
     false_alarms_per_day: f64,
     state: State,
 }
@@ -117,103 +302,9 @@ impl Tampering {
     /// Factory for [`super::DETECTORS`].
     pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
-            language: config.language,
             false_alarms_per_day: config.false_alarms_per_day,
             state: State::default(),
         })
-    }
-
-    fn finding(&self, ctx: &OutletContext<'_>, due: &Due<Stats>) -> Finding {
-        let t = ctx.topology;
-        let (run, s) = (&due.run, &due.run.stats);
-        let n = f64::from(run.minutes.max(1));
-        let minutes = run.duration_min();
-        let (what, code) = due.key.split_once('/').unwrap_or(("", due.key.as_str()));
-        let (zh, en) = display_name(code);
-        let mut evidence = BTreeMap::new();
-        evidence.insert("duration_min".into(), minutes);
-        let (score, summary) = match what {
-            "formula" => {
-                let (reported, formula) = (s.a_sum / n, s.b_sum / n);
-                evidence.insert("reported_converted_mean".into(), reported);
-                evidence.insert("formula_converted_mean".into(), formula);
-                evidence.insert("ratio_reported_to_formula".into(), reported / formula);
-                let score = duration_score(minutes - f64::from(FORMULA.grace_min), 60.0);
-                let text = match self.language {
-                    Language::Zh => format!(
-                        "{}{}：{}（{}）上报折算值平均 {:.1}，按实测值与氧含量公式计算应为 {:.1}（{:.0}%），持续 {:.0} 分钟，折算参数疑被篡改。",
-                        t.enterprise.name, t.outlet.name, zh, code, reported, formula, 100.0 * reported / formula, minutes
-                    ),
-                    Language::En => format!(
-                        "{} {}: reported converted {} ({}) averages {:.1} where the formula from raw and O2 gives {:.1} ({:.0}%), for {:.0} min: conversion tampered.",
-                        t.enterprise.name, t.outlet.name, en, code, reported, formula, 100.0 * reported / formula, minutes
-                    ),
-                };
-                (score, text)
-            }
-            "step" => {
-                let ratio = (s.a_sum / n).exp();
-                let production_ratio = s.b_sum / n;
-                evidence.insert("level_ratio_to_previous_days".into(), ratio);
-                evidence.insert("production_ratio_to_previous_days".into(), production_ratio);
-                let score = duration_score(minutes - f64::from(STEP.grace_min), 360.0)
-                    * (1.6 - ratio).clamp(0.6, 1.0);
-                let text = match self.language {
-                    Language::Zh => format!(
-                        "{}{}：{}（{}）折算浓度水平降至前几日的 {:.0}%，而生产负荷为前几日的 {:.0}%，持续 {:.0} 分钟，疑似仪器增益/斜率被修改。",
-                        t.enterprise.name, t.outlet.name, zh, code, 100.0 * ratio, 100.0 * production_ratio, minutes
-                    ),
-                    Language::En => format!(
-                        "{} {}: converted {} ({}) level fell to {:.0}% of the previous days while production ran at {:.0}% of them, for {:.0} min: gain or slope changed.",
-                        t.enterprise.name, t.outlet.name, en, code, 100.0 * ratio, 100.0 * production_ratio, minutes
-                    ),
-                };
-                (score, text)
-            }
-            "door" => {
-                let (ratio, production_ratio) = (s.old, s.new);
-                evidence.remove("duration_min");
-                evidence.insert("level_ratio_after_to_before_door".into(), ratio);
-                evidence.insert(
-                    "production_ratio_after_to_before_door".into(),
-                    production_ratio,
-                );
-                let text = match self.language {
-                    Language::Zh => format!(
-                        "{}{}：分析小屋门禁开启后，{}（{}）折算浓度水平降至开门前 6 小时的 {:.0}%，生产负荷为开门前的 {:.0}%，期间无校准/维护标记，疑似现场人为改动仪器。",
-                        t.enterprise.name, t.outlet.name, zh, code, 100.0 * ratio, 100.0 * production_ratio
-                    ),
-                    Language::En => format!(
-                        "{} {}: after the analyzer shelter's door opened, converted {} ({}) fell to {:.0}% of its level in the 6 h before, with production at {:.0}% of then and no calibration or maintenance flag: the analyzer was touched.",
-                        t.enterprise.name, t.outlet.name, en, code, 100.0 * ratio, 100.0 * production_ratio
-                    ),
-                };
-                (0.75, text)
-            }
-            _ => {
-                evidence.insert("old_value".into(), s.old);
-                evidence.insert("new_value".into(), s.new);
-                let text = match self.language {
-                    Language::Zh => format!(
-                        "{}{}：仪器参数 {} 在无校准/维护标记时由 {} 改为 {}。",
-                        t.enterprise.name, t.outlet.name, code, s.old, s.new
-                    ),
-                    Language::En => format!(
-                        "{} {}: instrument parameter {} changed from {} to {} outside any calibration or maintenance window.",
-                        t.enterprise.name, t.outlet.name, code, s.old, s.new
-                    ),
-                };
-                (0.8, text)
-            }
-        };
-        due.finding(
-            AnomalyKind::ParameterTampering,
-            NAME,
-            score,
-            vec![t.outlet.id.clone()],
-            summary,
-            evidence,
-        )
     }
 
     fn formula(
@@ -254,7 +345,7 @@ impl Tampering {
             self.state.runs.good(&key, row.minute_ms, FORMULA)
         };
         if let Some(due) = due {
-            out.push(self.finding(ctx, &due));
+            out.push(finding(ctx, &due));
         }
     }
 
@@ -300,10 +391,10 @@ impl Tampering {
         let level = self.state.levels.entry(code.to_string()).or_default();
         let drop = level.short - level.long;
         let stepped = level.n >= MATURE && comparable && drop < STEP_LN && !ammonia_up;
-        let hour = row.minute_ms.div_euclid(MS_PER_HOUR);
-        if level.n >= MATURE && comparable && hour != level.last_null_hour {
+        let hour_ms = period_start_ms(row.minute_ms, MS_PER_HOUR);
+        if level.n >= MATURE && comparable && hour_ms != level.last_null_hour_ms {
             level.null.observe(-drop);
-            level.last_null_hour = hour;
+            level.last_null_hour_ms = hour_ms;
         }
         let beyond_own = level
             .null
@@ -336,7 +427,7 @@ impl Tampering {
             None
         };
         if let Some(due) = due {
-            out.push(self.finding(ctx, &due));
+            out.push(finding(ctx, &due));
         }
     }
 
@@ -366,7 +457,7 @@ impl Tampering {
                     };
                     let key = format!("param/{code}");
                     if let Some(due) = self.point_event(&key, now, now + MS_PER_MINUTE, stats) {
-                        out.push(self.finding(ctx, &due));
+                        out.push(finding(ctx, &due));
                     }
                 }
                 _ => {}
@@ -383,11 +474,7 @@ impl Tampering {
         end_ms: i64,
         stats: Stats,
     ) -> Option<Due<Stats>> {
-        let timing = Timing {
-            grace_min: 0,
-            close_after_min: 0,
-            update_every_min: 1,
-        };
+        let timing = Timing::minutes(0, 0, 1);
         let mut due = self
             .state
             .runs
@@ -475,7 +562,7 @@ impl Tampering {
             };
             let key = format!("door/{code}");
             if let Some(due) = self.point_event(&key, visit.opened_ms, now, stats) {
-                out.push(self.finding(ctx, &due));
+                out.push(finding(ctx, &due));
             }
         }
     }
@@ -501,7 +588,7 @@ impl Detector for Tampering {
 
     fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>) {
         for due in self.state.runs.finish() {
-            out.push(self.finding(ctx, &due));
+            out.push(finding(ctx, &due));
         }
     }
 
@@ -511,12 +598,12 @@ impl Detector for Tampering {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::align::{OutletRow, Reading};
     use crate::detect::testutil::{
-        row, run_detector, run_detector_at, topology_with_limits, with_cems,
+        row, run_detector, run_detector_at, summary_en, summary_zh, topology_with_limits, with_cems,
     };
+    use crate::signal::align::{OutletRow, Reading};
 
-    fn topo() -> crate::registry::OutletTopology {
+    fn topo() -> crate::domain::OutletTopology {
         topology_with_limits(&[("a21026", 35.0)])
     }
 
@@ -559,6 +646,9 @@ mod tests {
             .collect();
         assert_eq!(f.len(), 1, "{out:#?}");
         assert!((f[0].evidence["ratio_reported_to_formula"] - 0.6).abs() < 0.02);
+        let (en, zh) = (summary_en(f[0]), summary_zh(f[0]));
+        assert!(en.contains("conversion tampered"), "{en}");
+        assert!(zh.contains("折算参数疑被篡改"), "{zh}");
         // Rounded to 0.1 by the DAU: within tolerance.
         let quiet = run_detector(
             Tampering::boxed,
@@ -580,6 +670,7 @@ mod tests {
         assert!(!steps.is_empty(), "{out:#?}");
         assert!(steps[0].detected_at_ms - steps[0].start_ms <= 180 * MS_PER_MINUTE);
         assert!(steps.last().unwrap().evidence["level_ratio_to_previous_days"] < 0.75);
+        assert!(summary_en(steps[0]).contains("gain or slope changed"));
         // The same drop with production falling to half: a process change, not judged.
         let quiet = run_detector(
             Tampering::boxed,
@@ -635,6 +726,11 @@ mod tests {
         assert_eq!(
             (p[0].evidence["old_value"], p[0].evidence["new_value"]),
             (1.02, 0.8)
+        );
+        assert!(
+            summary_en(p[0]).contains("changed from 1.02 to 0.8"),
+            "{}",
+            summary_en(p[0])
         );
     }
 
@@ -759,6 +855,7 @@ mod tests {
             d[0]
         );
         assert!(!d[0].ongoing);
+        assert!(summary_en(d[0]).contains("the analyzer was touched"));
         // A routine visit that changes nothing, and a visit under a maintenance flag.
         for quiet in [visit(door, 1.0, false), visit(door, 0.7, true)] {
             assert!(

@@ -6,10 +6,10 @@
 //! below `RATIO_DROP` of the learned ratio. The ratio test is what keeps variable-speed fans at low load quiet: when
 //! production falls, a healthy facility's power falls with it and the ratio holds.
 
-use super::equipment::EquipmentState;
-use super::runs::{Due, Runs, Timing};
-use super::{duration_score, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
-use crate::domain::AnomalyKind;
+use super::kit::{duration_score, Due, Names, Runs, Timing};
+use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
+use crate::domain::{AnomalyKind, Language};
+use crate::signal::equipment::EquipmentState;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -17,11 +17,7 @@ use std::collections::BTreeMap;
 pub const NAME: &str = "treatment_low_power/1";
 
 /// Timing: an hour of evidence before raising (power dips for minutes are routine); gaps under 15 min bridged.
-const TIMING: Timing = Timing {
-    grace_min: 60,
-    close_after_min: 15,
-    update_every_min: 120,
-};
+const TIMING: Timing = Timing::minutes(60, 15, 120);
 /// A ratio below this share of the learned one is too low for the load.
 const RATIO_DROP: f64 = 0.6;
 /// Production below this share of normal is not judged (start-up, shutdown); reduced production (a restriction
@@ -77,25 +73,56 @@ struct State {
     runs: Runs<Stats>,
 }
 
+/// The figures of an episode.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Figures {
+    /// The treatment meter.
+    pub(crate) meter_id: String,
+    /// What it powers (desulfurization, dust removal, ...).
+    pub(crate) equipment: String,
+    pub(crate) duration_min: f64,
+    pub(crate) treatment_kw_mean: f64,
+    pub(crate) treatment_normal_kw: f64,
+    pub(crate) treatment_fraction_of_normal: f64,
+    pub(crate) ratio_to_production_mean: f64,
+    pub(crate) normal_ratio_to_production: f64,
+    pub(crate) production_kw_mean: f64,
+    pub(crate) production_fraction_of_normal_mean: f64,
+}
+
+impl super::kit::Figures for Figures {
+    fn summary(&self, n: &Names<'_>, language: Language) -> String {
+        match language {
+            Language::Zh => format!(
+                "{}{}：治污设施 {}（{}）功率仅为正常的 {:.0}%（平均 {:.0} kW），而生产负荷为正常的 {:.0}%，持续 {:.0} 分钟，疑似不正常运行。",
+                n.enterprise, n.outlet, self.meter_id, self.equipment, 100.0 * self.treatment_fraction_of_normal, self.treatment_kw_mean, 100.0 * self.production_fraction_of_normal_mean, self.duration_min
+            ),
+            Language::En => format!(
+                "{} {}: treatment {} ({}) at {:.0}% of its normal power ({:.0} kW) while production ran at {:.0}% of normal, for {:.0} min.",
+                n.enterprise, n.outlet, self.meter_id, self.equipment, 100.0 * self.treatment_fraction_of_normal, self.treatment_kw_mean, 100.0 * self.production_fraction_of_normal_mean, self.duration_min
+            ),
+        }
+    }
+}
+
 /// The detector.
 pub struct TreatmentLowPower {
-    language: Language,
     state: State,
 }
 
 impl TreatmentLowPower {
     /// Factory for [`super::DETECTORS`].
-    pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
+    pub fn boxed(_config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
-            language: config.language,
             state: State::default(),
         })
     }
 
-    fn finding(&self, ctx: &OutletContext<'_>, due: &Due<Stats>) -> Finding {
+    fn finding(ctx: &OutletContext<'_>, due: &Due<Stats>) -> Finding {
         let t = ctx.topology;
         let (run, s) = (&due.run, &due.run.stats);
-        let n = f64::from(run.minutes.max(1));
+        let n = f64::from(run.held.max(1));
         let minutes = run.duration_min();
         let treatment_kw = s.treatment_kw_sum / n;
         let fraction = if s.treatment_normal_kw > 0.0 {
@@ -116,27 +143,17 @@ impl TreatmentLowPower {
             .find(|m| m.id == due.key)
             .map(|m| m.equipment.clone())
             .unwrap_or_default();
-        let mut evidence = BTreeMap::new();
-        evidence.insert("duration_min".into(), minutes);
-        evidence.insert("treatment_kw_mean".into(), treatment_kw);
-        evidence.insert("treatment_normal_kw".into(), s.treatment_normal_kw);
-        evidence.insert("treatment_fraction_of_normal".into(), fraction);
-        evidence.insert("ratio_to_production_mean".into(), s.ratio_sum / n);
-        evidence.insert("normal_ratio_to_production".into(), s.normal_ratio);
-        evidence.insert("production_kw_mean".into(), s.production_kw_sum / n);
-        evidence.insert(
-            "production_fraction_of_normal_mean".into(),
-            s.production_fraction_sum / n,
-        );
-        let summary = match self.language {
-            Language::Zh => format!(
-                "{}{}：治污设施 {}（{}）功率仅为正常的 {:.0}%（平均 {:.0} kW），而生产负荷为正常的 {:.0}%，持续 {:.0} 分钟，疑似不正常运行。",
-                t.enterprise.name, t.outlet.name, due.key, equipment, 100.0 * fraction, treatment_kw, 100.0 * s.production_fraction_sum / n, minutes
-            ),
-            Language::En => format!(
-                "{} {}: treatment {} ({}) at {:.0}% of its normal power ({:.0} kW) while production ran at {:.0}% of normal, for {:.0} min.",
-                t.enterprise.name, t.outlet.name, due.key, equipment, 100.0 * fraction, treatment_kw, 100.0 * s.production_fraction_sum / n, minutes
-            ),
+        let figures = Figures {
+            meter_id: due.key.clone(),
+            equipment,
+            duration_min: minutes,
+            treatment_kw_mean: treatment_kw,
+            treatment_normal_kw: s.treatment_normal_kw,
+            treatment_fraction_of_normal: fraction,
+            ratio_to_production_mean: s.ratio_sum / n,
+            normal_ratio_to_production: s.normal_ratio,
+            production_kw_mean: s.production_kw_sum / n,
+            production_fraction_of_normal_mean: s.production_fraction_sum / n,
         };
         let mut source_ids = vec![t.outlet.id.clone(), due.key.clone()];
         source_ids.extend(t.production.iter().map(|m| m.id.clone()));
@@ -145,8 +162,7 @@ impl TreatmentLowPower {
             NAME,
             score,
             source_ids,
-            summary,
-            evidence,
+            &figures,
         )
     }
 }
@@ -210,14 +226,14 @@ impl Detector for TreatmentLowPower {
                 None
             };
             if let Some(due) = due {
-                out.push(self.finding(ctx, &due));
+                out.push(Self::finding(ctx, &due));
             }
         }
     }
 
     fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>) {
         for due in self.state.runs.finish() {
-            out.push(self.finding(ctx, &due));
+            out.push(Self::finding(ctx, &due));
         }
     }
 

@@ -7,20 +7,15 @@
 //! reports faults (unknown, never "off"), and short dips (the grace period; gaps shorter than `close_after_min`
 //! bridge one episode instead of opening many).
 
-use super::equipment::EquipmentState;
-use super::runs::{Due, Runs, Timing};
-use super::{duration_score, DetectConfig, Detector, Finding, Language, Minute, OutletContext};
-use crate::domain::AnomalyKind;
+use super::kit::{duration_score, Due, Names, Runs, Timing};
+use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
+use crate::domain::{AnomalyKind, Language};
+use crate::signal::equipment::EquipmentState;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// Default timing: 15 min of grace for start-up sequencing and switch-overs, gaps under 10 min bridged, hourly
 /// updates while it lasts.
-pub const TIMING: Timing = Timing {
-    grace_min: 15,
-    close_after_min: 10,
-    update_every_min: 60,
-};
+pub const TIMING: Timing = Timing::minutes(15, 10, 60);
 
 /// Detector name and version, part of each anomaly.
 pub const NAME: &str = "treatment_not_running/1";
@@ -35,10 +30,55 @@ struct Stats {
     treatment_normal_kw: f64,
 }
 
+/// The figures of an episode.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Figures {
+    /// The treatment meter.
+    pub(crate) meter_id: String,
+    /// What it powers (desulfurization, dust removal, ...).
+    pub(crate) equipment: String,
+    pub(crate) duration_min: f64,
+    pub(crate) grace_period_min: f64,
+    pub(crate) production_kw_mean: f64,
+    pub(crate) treatment_kw_mean: f64,
+    pub(crate) treatment_normal_kw: f64,
+    pub(crate) treatment_fraction_of_normal: f64,
+    pub(crate) minutes_observed: f64,
+    /// Production started before treatment.
+    pub(crate) late_start: bool,
+    /// Treatment stopped before production.
+    pub(crate) early_stop: bool,
+}
+
+impl super::kit::Figures for Figures {
+    fn summary(&self, n: &Names<'_>, language: Language) -> String {
+        let phase_zh = match (self.late_start, self.early_stop) {
+            (true, _) => "（生产先于治污设施启动）",
+            (_, true) => "（治污设施先于生产停运）",
+            _ => "",
+        };
+        let phase_en = match (self.late_start, self.early_stop) {
+            (true, _) => " (production started before treatment)",
+            (_, true) => " (treatment stopped before production)",
+            _ => "",
+        };
+        match language {
+            Language::Zh => format!(
+                "{}{}：生产设施运行（平均 {:.0} kW）期间，治污设施 {}（{}）未运行（平均 {:.1} kW，正常 {:.0} kW），持续 {:.0} 分钟{}。",
+                n.enterprise, n.outlet, self.production_kw_mean, self.meter_id, self.equipment, self.treatment_kw_mean, self.treatment_normal_kw, self.duration_min, phase_zh
+            ),
+            Language::En => format!(
+                "{} {}: treatment {} ({}) not running ({:.1} kW vs normal {:.0} kW) while production ran ({:.0} kW) for {:.0} min{}.",
+                n.enterprise, n.outlet, self.meter_id, self.equipment, self.treatment_kw_mean, self.treatment_normal_kw, self.production_kw_mean, self.duration_min, phase_en
+            ),
+        }
+    }
+}
+
 /// The detector.
 pub struct TreatmentNotRunning {
     timing: Timing,
-    language: Language,
     runs: Runs<Stats>,
 }
 
@@ -47,7 +87,6 @@ impl TreatmentNotRunning {
     pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
             timing: config.treatment_not_running,
-            language: config.language,
             runs: Runs::default(),
         })
     }
@@ -56,7 +95,7 @@ impl TreatmentNotRunning {
         let t = ctx.topology;
         let (meter_id, ep, s) = (due.key.as_str(), &due.run, &due.run.stats);
         let minutes = ep.duration_min();
-        let n = f64::from(ep.minutes.max(1));
+        let n = f64::from(ep.held.max(1));
         let production_kw = s.production_kw_sum / n;
         let treatment_kw = s.treatment_kw_sum / n;
         let normal_kw = s.treatment_normal_kw;
@@ -74,35 +113,18 @@ impl TreatmentNotRunning {
             .find(|m| m.id == meter_id)
             .map(|m| m.equipment.clone())
             .unwrap_or_default();
-        let mut evidence = BTreeMap::new();
-        evidence.insert("duration_min".into(), minutes);
-        evidence.insert("grace_period_min".into(), grace);
-        evidence.insert("production_kw_mean".into(), production_kw);
-        evidence.insert("treatment_kw_mean".into(), treatment_kw);
-        evidence.insert("treatment_normal_kw".into(), normal_kw);
-        evidence.insert("treatment_fraction_of_normal".into(), fraction);
-        evidence.insert("minutes_observed".into(), n);
-        evidence.insert("late_start".into(), if s.late_start { 1.0 } else { 0.0 });
-        evidence.insert("early_stop".into(), if early_stop { 1.0 } else { 0.0 });
-        let phase_zh = match (s.late_start, early_stop) {
-            (true, _) => "（生产先于治污设施启动）",
-            (_, true) => "（治污设施先于生产停运）",
-            _ => "",
-        };
-        let phase_en = match (s.late_start, early_stop) {
-            (true, _) => " (production started before treatment)",
-            (_, true) => " (treatment stopped before production)",
-            _ => "",
-        };
-        let summary = match self.language {
-            Language::Zh => format!(
-                "{}{}：生产设施运行（平均 {:.0} kW）期间，治污设施 {}（{}）未运行（平均 {:.1} kW，正常 {:.0} kW），持续 {:.0} 分钟{}。",
-                t.enterprise.name, t.outlet.name, production_kw, meter_id, equipment, treatment_kw, normal_kw, minutes, phase_zh
-            ),
-            Language::En => format!(
-                "{} {}: treatment {} ({}) not running ({:.1} kW vs normal {:.0} kW) while production ran ({:.0} kW) for {:.0} min{}.",
-                t.enterprise.name, t.outlet.name, meter_id, equipment, treatment_kw, normal_kw, production_kw, minutes, phase_en
-            ),
+        let figures = Figures {
+            meter_id: meter_id.to_string(),
+            equipment,
+            duration_min: minutes,
+            grace_period_min: grace,
+            production_kw_mean: production_kw,
+            treatment_kw_mean: treatment_kw,
+            treatment_normal_kw: normal_kw,
+            treatment_fraction_of_normal: fraction,
+            minutes_observed: n,
+            late_start: s.late_start,
+            early_stop,
         };
         let mut source_ids = vec![t.outlet.id.clone(), meter_id.to_string()];
         source_ids.extend(t.production.iter().map(|m| m.id.clone()));
@@ -111,8 +133,7 @@ impl TreatmentNotRunning {
             NAME,
             score,
             source_ids,
-            summary,
-            evidence,
+            &figures,
         )
     }
 }
@@ -178,7 +199,7 @@ impl Detector for TreatmentNotRunning {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::testutil::{row, run_detector, topology, T0};
+    use crate::detect::testutil::{row, run_detector, summary_en, topology, T0};
     use crate::domain::MS_PER_MINUTE;
 
     /// Runs the detector over minutes built by `f(i)` → (production kW, treatment kW).
@@ -217,7 +238,7 @@ mod tests {
         // Raised once the grace period had passed, not at the start.
         let first = out.iter().find(|f| f.ongoing).unwrap();
         assert_eq!(first.detected_at_ms, T0 + 315 * MS_PER_MINUTE);
-        assert!(e.summary.contains("not running"), "{}", e.summary);
+        assert!(summary_en(e).contains("not running"), "{}", summary_en(e));
     }
 
     #[test]
@@ -280,8 +301,8 @@ mod tests {
 
     #[test]
     fn state_survives_save_and_restore() {
-        use crate::detect::process::ProcessTracker;
         use crate::detect::{Minute, OutletContext};
+        use crate::signal::process::ProcessTracker;
         let topo = topology();
         let config = DetectConfig::default();
         let ctx = OutletContext {
@@ -318,7 +339,7 @@ mod tests {
             );
         }
         let mut b = TreatmentNotRunning::boxed(&config);
-        b.restore(&a.save()).unwrap();
+        b.restore(&a.save().unwrap()).unwrap();
         let mut tracker_b = tracker.clone();
         let (mut oa, mut ob) = (Vec::new(), Vec::new());
         for i in 200..260 {

@@ -7,25 +7,17 @@
 //! failure (D flag), still reportable but scored lower; maintenance and calibration flags (M/C) are left to
 //! `FLAG_ABUSE`, which judges whether they are plausible.
 
-use super::runs::{Due, Runs, Timing};
-use super::{
-    duration_score, monitored_codes, DetectConfig, Detector, Finding, Language, Minute,
-    OutletContext,
-};
-use crate::align::OutletRow;
-use crate::domain::{AnomalyKind, ValueFlag};
+use super::kit::{duration_score, Due, Names, Runs, Timing};
+use super::{monitored_codes, DetectConfig, Detector, Finding, Minute, OutletContext};
+use crate::domain::{AnomalyKind, Language, ValueFlag};
+use crate::signal::align::OutletRow;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// Detector name and version.
 pub const NAME: &str = "unmonitored_emission/1";
 
 /// Default timing: 30 min of grace (longer than a blip, shorter than an hour's validity).
-pub const TIMING: Timing = Timing {
-    grace_min: 30,
-    close_after_min: 10,
-    update_every_min: 60,
-};
+pub const TIMING: Timing = Timing::minutes(30, 10, 60);
 
 /// What the CEMS says about itself in one minute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,17 +73,61 @@ struct Stats {
     production_fraction_sum: f64,
 }
 
+/// The figures of an episode.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Figures {
+    pub(crate) duration_min: f64,
+    pub(crate) minutes_silent: u32,
+    pub(crate) minutes_flag_stopped: u32,
+    pub(crate) minutes_flag_fault: u32,
+    pub(crate) minutes_flag_comm_error: u32,
+    pub(crate) production_kw_mean: f64,
+    pub(crate) production_fraction_of_normal: f64,
+}
+
+impl super::kit::Figures for Figures {
+    fn summary(&self, n: &Names<'_>, language: Language) -> String {
+        let silence = self.minutes_silent
+            >= self.minutes_flag_stopped + self.minutes_flag_fault + self.minutes_flag_comm_error;
+        match language {
+            Language::Zh => format!(
+                "{}{}：生产设施运行（平均 {:.0} kW）期间，在线监测{}，持续 {:.0} 分钟。",
+                n.enterprise,
+                n.outlet,
+                self.production_kw_mean,
+                if silence {
+                    "无数据上传"
+                } else {
+                    "标记停运/故障/通讯异常"
+                },
+                self.duration_min
+            ),
+            Language::En => format!(
+                "{} {}: CEMS {} for {:.0} min while production ran ({:.0} kW).",
+                n.enterprise,
+                n.outlet,
+                if silence {
+                    "sent no data"
+                } else {
+                    "flagged stopped/fault/comm error"
+                },
+                self.duration_min,
+                self.production_kw_mean
+            ),
+        }
+    }
+}
+
 /// The detector.
 pub struct Unmonitored {
-    language: Language,
     runs: Runs<Stats>,
 }
 
 impl Unmonitored {
     /// Factory for [`super::DETECTORS`].
-    pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
+    pub fn boxed(_config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
-            language: config.language,
             runs: Runs::default(),
         })
     }
@@ -99,7 +135,7 @@ impl Unmonitored {
     fn finding(&self, ctx: &OutletContext<'_>, due: &Due<Stats>) -> Finding {
         let t = ctx.topology;
         let (run, s) = (&due.run, &due.run.stats);
-        let n = f64::from(run.minutes.max(1));
+        let n = f64::from(run.held.max(1));
         let minutes = run.duration_min();
         // A failing analyzer that says so is still reportable, but less damning than silence or a stop flag.
         let severity = if s.fault > s.silent + s.stopped + s.comm {
@@ -108,44 +144,14 @@ impl Unmonitored {
             1.0
         };
         let score = duration_score(minutes - f64::from(TIMING.grace_min), 120.0) * severity;
-        let mut evidence = BTreeMap::new();
-        evidence.insert("duration_min".into(), minutes);
-        evidence.insert("minutes_silent".into(), f64::from(s.silent));
-        evidence.insert("minutes_flag_stopped".into(), f64::from(s.stopped));
-        evidence.insert("minutes_flag_fault".into(), f64::from(s.fault));
-        evidence.insert("minutes_flag_comm_error".into(), f64::from(s.comm));
-        evidence.insert("production_kw_mean".into(), s.production_kw_sum / n);
-        evidence.insert(
-            "production_fraction_of_normal".into(),
-            s.production_fraction_sum / n,
-        );
-        let how_zh = if s.silent >= s.stopped + s.fault + s.comm {
-            "无数据上传"
-        } else {
-            "标记停运/故障/通讯异常"
-        };
-        let how_en = if s.silent >= s.stopped + s.fault + s.comm {
-            "sent no data"
-        } else {
-            "flagged stopped/fault/comm error"
-        };
-        let summary = match self.language {
-            Language::Zh => format!(
-                "{}{}：生产设施运行（平均 {:.0} kW）期间，在线监测{}，持续 {:.0} 分钟。",
-                t.enterprise.name,
-                t.outlet.name,
-                s.production_kw_sum / n,
-                how_zh,
-                minutes
-            ),
-            Language::En => format!(
-                "{} {}: CEMS {} for {:.0} min while production ran ({:.0} kW).",
-                t.enterprise.name,
-                t.outlet.name,
-                how_en,
-                minutes,
-                s.production_kw_sum / n
-            ),
+        let figures = Figures {
+            duration_min: minutes,
+            minutes_silent: s.silent,
+            minutes_flag_stopped: s.stopped,
+            minutes_flag_fault: s.fault,
+            minutes_flag_comm_error: s.comm,
+            production_kw_mean: s.production_kw_sum / n,
+            production_fraction_of_normal: s.production_fraction_sum / n,
         };
         let mut source_ids = vec![t.outlet.id.clone()];
         source_ids.extend(t.production.iter().map(|m| m.id.clone()));
@@ -154,8 +160,7 @@ impl Unmonitored {
             NAME,
             score,
             source_ids,
-            summary,
-            evidence,
+            &figures,
         )
     }
 }
@@ -206,10 +211,12 @@ impl Detector for Unmonitored {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::testutil::{row, run_detector, topology_with_limits, with_cems, T0};
+    use crate::detect::testutil::{
+        row, run_detector, summary_en, summary_zh, topology_with_limits, with_cems, T0,
+    };
     use crate::domain::MS_PER_MINUTE;
 
-    fn topo() -> crate::registry::OutletTopology {
+    fn topo() -> crate::domain::OutletTopology {
         topology_with_limits(&[("a21026", 35.0)])
     }
 
@@ -247,6 +254,9 @@ mod tests {
         );
         assert_eq!(closed[0].evidence["minutes_silent"], 120.0);
         assert_eq!(closed[1].evidence["minutes_flag_stopped"], 100.0);
+        let (en, zh) = (summary_en(closed[0]), summary_zh(closed[1]));
+        assert!(en.contains("CEMS sent no data for 120 min"), "{en}");
+        assert!(zh.contains("标记停运/故障/通讯异常"), "{zh}");
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! An anomaly is one episode of suspicious behaviour at one outlet (or enterprise): when it started and ended, how
 //! sure we are, the figures behind it, and where it stands in the rectification loop of the city plan (八(三)).
 
+use super::Evidence;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// The kinds of anomaly an officer can act on. Stable numbering mirrors the gRPC contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -239,10 +239,9 @@ pub struct Anomaly {
     pub score: f64,
     /// Detector name and version.
     pub detector: String,
-    /// One sentence an officer can read.
-    pub summary: String,
-    /// The figures that justify the alarm.
-    pub evidence: BTreeMap<String, f64>,
+    /// The figures that justify the alarm; the sentence an officer reads is rendered from them in the reader's
+    /// language when the anomaly is served.
+    pub evidence: Evidence,
     /// Review state.
     pub status: ReviewStatus,
     /// Data time at which the episode was first raised.
@@ -254,6 +253,38 @@ pub struct Anomaly {
     /// Audit trail of review transitions.
     #[serde(default)]
     pub reviews: Vec<ReviewEntry>,
+}
+
+/// A filter on the enforcement list. Empty fields match everything.
+#[derive(Debug, Clone, Default)]
+pub struct AnomalyFilter {
+    /// Enterprises.
+    pub enterprise_ids: Vec<String>,
+    /// Region of the enterprise.
+    pub region: String,
+    /// Kinds.
+    pub kinds: Vec<AnomalyKind>,
+    /// Overlap window start (0 = open).
+    pub from_ms: i64,
+    /// Overlap window end (0 = open).
+    pub to_ms: i64,
+    /// Minimum score.
+    pub min_score: f64,
+    /// Review statuses.
+    pub statuses: Vec<ReviewStatus>,
+}
+
+impl AnomalyFilter {
+    /// Whether `a` passes, given its enterprise's region.
+    pub fn matches(&self, a: &Anomaly, region: &str) -> bool {
+        (self.enterprise_ids.is_empty() || self.enterprise_ids.contains(&a.enterprise_id))
+            && (self.region.is_empty() || self.region == region)
+            && (self.kinds.is_empty() || self.kinds.contains(&a.kind))
+            && (self.from_ms == 0 || a.end_ms >= self.from_ms)
+            && (self.to_ms == 0 || a.start_ms <= self.to_ms)
+            && a.score >= self.min_score
+            && (self.statuses.is_empty() || self.statuses.contains(&a.status))
+    }
 }
 
 #[cfg(test)]

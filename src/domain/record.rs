@@ -148,6 +148,10 @@ impl Point {
     }
 }
 
+/// The wall clock in Unix ms, passed in wherever wall time is unavoidable (a sample's allowed future, audit and
+/// creation times), so tests can fix it and pure code never reads it.
+pub type Clock = fn() -> i64;
+
 #[cfg(test)]
 mod tests {
     use super::*;

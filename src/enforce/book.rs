@@ -4,7 +4,7 @@
 //! token: pagination is stable while anomalies are added, and a page costs O(page + skipped by filters) rather than a
 //! sort of everything. The store is the truth; the book is rebuilt from it at start.
 
-use crate::domain::{Anomaly, AnomalyKind, ReviewEntry, ReviewStatus, ReviewTransitionError};
+use crate::domain::{Anomaly, AnomalyFilter, ReviewEntry, ReviewStatus, ReviewTransitionError};
 use crate::store::{Store, StoreError};
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -40,38 +40,6 @@ pub enum BookError {
     /// Persisting failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// A filter on the enforcement list. Empty fields match everything.
-#[derive(Debug, Clone, Default)]
-pub struct AnomalyFilter {
-    /// Enterprises.
-    pub enterprise_ids: Vec<String>,
-    /// Region of the enterprise.
-    pub region: String,
-    /// Kinds.
-    pub kinds: Vec<AnomalyKind>,
-    /// Overlap window start (0 = open).
-    pub from_ms: i64,
-    /// Overlap window end (0 = open).
-    pub to_ms: i64,
-    /// Minimum score.
-    pub min_score: f64,
-    /// Review statuses.
-    pub statuses: Vec<ReviewStatus>,
-}
-
-impl AnomalyFilter {
-    /// Whether `a` passes, given its enterprise's region.
-    pub fn matches(&self, a: &Anomaly, region: &str) -> bool {
-        (self.enterprise_ids.is_empty() || self.enterprise_ids.contains(&a.enterprise_id))
-            && (self.region.is_empty() || self.region == region)
-            && (self.kinds.is_empty() || self.kinds.contains(&a.kind))
-            && (self.from_ms == 0 || a.end_ms >= self.from_ms)
-            && (self.to_ms == 0 || a.start_ms <= self.to_ms)
-            && a.score >= self.min_score
-            && (self.statuses.is_empty() || self.statuses.contains(&a.status))
-    }
 }
 
 /// One page of the list.
@@ -384,10 +352,30 @@ impl AnomalyBook {
     }
 }
 
+impl crate::pipeline::AnomalySink for AnomalyBook {
+    fn upsert_with(&self, id: &str, f: &mut dyn FnMut(Option<&Anomaly>) -> Anomaly) {
+        AnomalyBook::upsert_with(self, id, f);
+    }
+
+    fn checkpoint(&self, through_seq: u64, state: &[u8]) -> Result<(), StoreError> {
+        AnomalyBook::checkpoint(self, through_seq, state)
+    }
+
+    fn anomaly_count(&self) -> usize {
+        self.len()
+    }
+}
+
+impl crate::training::ReviewedAnomalies for AnomalyBook {
+    fn matching(&self, filter: &AnomalyFilter) -> Vec<Anomaly> {
+        AnomalyBook::matching(self, filter, |_| String::new())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use crate::domain::AnomalyKind;
 
     fn anomaly(id: &str, ent: &str, score: f64, start: i64) -> Anomaly {
         Anomaly {
@@ -400,8 +388,7 @@ mod tests {
             end_ms: start + 10,
             score,
             detector: "d/1".into(),
-            summary: String::new(),
-            evidence: BTreeMap::new(),
+            evidence: Default::default(),
             status: ReviewStatus::Open,
             detected_at_ms: start,
             note: String::new(),

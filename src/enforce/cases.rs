@@ -25,10 +25,8 @@ pub struct Incident {
     pub score: f64,
     /// Kinds involved, in contract order.
     pub kinds: Vec<AnomalyKind>,
-    /// Members, highest score first.
+    /// Members, highest score first (their summaries, joined in this order, are the incident's).
     pub anomaly_ids: Vec<String>,
-    /// Members' summaries joined, highest score first.
-    pub summary: String,
 }
 
 /// Episodes longer than this form an incident of their own.
@@ -99,11 +97,6 @@ fn incident(enterprise: &str, members: &[&Anomaly]) -> Incident {
         score: 1.0 - miss,
         kinds: kinds.into_iter().collect(),
         anomaly_ids: ranked.iter().map(|a| a.id.clone()).collect(),
-        summary: ranked
-            .iter()
-            .map(|a| a.summary.as_str())
-            .collect::<Vec<_>>()
-            .join(" "),
     }
 }
 
@@ -193,7 +186,6 @@ mod tests {
             end_ms: end,
             score,
             detector: "d/1".into(),
-            summary: format!("{id}."),
             evidence: Default::default(),
             status: ReviewStatus::Open,
             detected_at_ms: start,

@@ -5,4 +5,4 @@
 mod book;
 pub mod cases;
 
-pub use book::{AnomalyBook, AnomalyFilter, BookError, Page, ReviewRequest};
+pub use book::{AnomalyBook, BookError, Page, ReviewRequest};

@@ -65,7 +65,6 @@ pub fn apply(
         end_ms: f.end_ms,
         score: f.score,
         detector: f.detector.to_string(),
-        summary: f.summary.clone(),
         evidence: f.evidence.clone(),
         status,
         detected_at_ms,
@@ -79,7 +78,6 @@ pub fn apply(
 mod tests {
     use super::*;
     use crate::domain::AnomalyKind;
-    use std::collections::BTreeMap;
 
     fn finding(start: i64, end: i64) -> Finding {
         Finding {
@@ -90,8 +88,7 @@ mod tests {
             detected_at_ms: start + 10,
             score: 0.6,
             source_ids: vec!["s1".into()],
-            summary: "x".into(),
-            evidence: BTreeMap::new(),
+            evidence: crate::domain::Evidence::default(),
             ongoing: true,
             detector: "d/1",
         }

@@ -16,7 +16,7 @@
 
 use super::packet::{code_2005_to_2017, factors, Packet};
 use super::Warning;
-use crate::ingest::{IncomingMeasurement, IncomingRecord};
+use crate::domain::{IncomingMeasurement, IncomingRecord};
 use std::collections::BTreeMap;
 
 /// How data is read from packets in one deployment.

@@ -8,12 +8,9 @@
 pub mod hj212_gateway;
 mod validate;
 
-pub use validate::{
-    flag_from_number, interval_from_number, validate, IncomingMeasurement, IncomingRecord,
-    Rejection,
-};
+pub use validate::{flag_from_number, interval_from_number, validate, Rejection};
 
-use crate::domain::Point;
+use crate::domain::{Clock, IncomingRecord, Point};
 use crate::pipeline::task::{DetectMsg, SyncStatus};
 use crate::registry::RegistryRef;
 use crate::store::{PointOutcome, Store};
@@ -137,7 +134,7 @@ pub struct Ingestor {
     config: IngestConfig,
     writer: mpsc::Sender<WriteJob>,
     detect: mpsc::Sender<DetectMsg>,
-    clock: fn() -> i64,
+    clock: Clock,
 }
 
 /// Wall clock in Unix ms: only for "too far in the future" and audit times, never for detection.
@@ -159,7 +156,7 @@ impl Ingestor {
         config: IngestConfig,
         detect: mpsc::Sender<DetectMsg>,
         next_seq: u64,
-        clock: fn() -> i64,
+        clock: Clock,
     ) -> std::io::Result<(Arc<Self>, std::thread::JoinHandle<()>)> {
         let (writer, rx) = mpsc::channel::<WriteJob>(256);
         let max_group = config.max_group_batches.max(1);
@@ -256,7 +253,7 @@ fn writer_loop(
     detect: mpsc::Sender<DetectMsg>,
     mut next_seq: u64,
     max_group: usize,
-    clock: fn() -> i64,
+    clock: Clock,
 ) {
     let mut jobs: Vec<WriteJob> = Vec::with_capacity(max_group);
     while let Some(first) = rx.blocking_recv() {

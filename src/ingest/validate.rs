@@ -1,34 +1,8 @@
 //! Validation of incoming records: pure, per measurement, every failure a precise rejection that affects nothing
 //! else in the batch.
 
-use crate::domain::{Interval, Point, ValueFlag, MS_PER_HOUR};
+use crate::domain::{IncomingMeasurement, IncomingRecord, Interval, Point, ValueFlag, MS_PER_HOUR};
 use std::fmt::Write as _;
-
-/// A measurement as a client sent it, before validation (flag and interval still raw contract numbers).
-#[derive(Debug, Clone, PartialEq)]
-pub struct IncomingMeasurement {
-    /// Code.
-    pub code: String,
-    /// Value.
-    pub value: f64,
-    /// Contract `DataFlag` number.
-    pub flag: i32,
-    /// Reported converted value.
-    pub converted: Option<f64>,
-}
-
-/// A record as a client sent it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IncomingRecord {
-    /// Source id.
-    pub source_id: String,
-    /// Sample time, Unix ms.
-    pub time_ms: i64,
-    /// Contract `Interval` number.
-    pub interval: i32,
-    /// Measurements.
-    pub values: Vec<IncomingMeasurement>,
-}
 
 /// A refused record or measurement.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -121,12 +121,14 @@ impl ModelArtifact {
     }
 
     /// Stored form: header (magic, format version) + postcard.
-    pub fn encode(&self) -> Vec<u8> {
+    ///
+    /// # Errors
+    /// When the model cannot be encoded (an error rather than an empty blob, which would read as corrupt later).
+    pub fn encode(&self) -> Result<Vec<u8>, String> {
         let mut out = MAGIC.to_vec();
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        // postcard fails only for unsupported types (none here).
-        out.extend(postcard::to_stdvec(self).unwrap_or_default());
-        out
+        out.extend(postcard::to_stdvec(self).map_err(|e| format!("model body: {e}"))?);
+        Ok(out)
     }
 
     /// Inverse of [`ModelArtifact::encode`].
@@ -148,8 +150,11 @@ impl ModelArtifact {
     }
 
     /// Pretty JSON, for export files and the shipped priors.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default()
+    ///
+    /// # Errors
+    /// When the model cannot be written as JSON.
+    pub fn to_json(&self) -> Result<String, String> {
+        serde_json::to_string_pretty(self).map_err(|e| format!("model JSON: {e}"))
     }
 
     /// Reads [`ModelArtifact::to_json`].

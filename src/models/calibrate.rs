@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
 use std::collections::VecDeque;
 
+/// Least mean departure from a model (target units: a fraction of normal flow or power, or of the limit) worth an
+/// officer's time, however significant: the model residual detector's effect size and the drift test's.
+pub const MIN_EFFECT: f64 = 0.10;
+
 /// How a model's window statistic is turned into alarms.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {

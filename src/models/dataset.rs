@@ -2,11 +2,11 @@
 //! is trained on exactly the minutes and the "fraction of normal" it will later be applied to.
 
 use super::features::{feature_row, FeatureRow};
-use crate::align::{OutletAligner, OutletRow};
-use crate::detect::process::ProcessTracker;
-use crate::detect::DetectConfig;
+use crate::domain::OutletTopology;
 use crate::domain::Point;
-use crate::registry::OutletTopology;
+use crate::signal::align::{OutletAligner, OutletRow};
+use crate::signal::equipment::Thresholds;
+use crate::signal::process::ProcessTracker;
 use std::collections::BTreeMap;
 
 /// One outlet's training data.
@@ -33,21 +33,27 @@ pub fn align(t: &OutletTopology, points: &[Point]) -> Vec<OutletRow> {
     rows
 }
 
-/// Feature rows of aligned minutes (running minutes only), and the meters' readings.
-pub fn series(t: &OutletTopology, rows: &[OutletRow], config: &DetectConfig) -> OutletSeries {
+/// Feature rows of aligned minutes (running minutes only), and the meters' readings: equipment judged by
+/// `equipment`, CEMS values above `o2_ceiling_pct` not evaluable, as detection judges them.
+pub fn series(
+    t: &OutletTopology,
+    rows: &[OutletRow],
+    equipment: Thresholds,
+    o2_ceiling_pct: f64,
+) -> OutletSeries {
     let mut tracker = ProcessTracker::default();
     let mut out = OutletSeries {
         outlet_id: t.outlet.id.clone(),
         ..OutletSeries::default()
     };
     for row in rows {
-        let process = tracker.observe(t, row, config.equipment);
+        let process = tracker.observe(t, row, equipment);
         for (id, r) in &row.power_kw {
             if r.is_valid() && r.value.is_finite() {
                 out.meter_kw.entry(id.clone()).or_default().push(r.value);
             }
         }
-        if let Some(f) = feature_row(t, row, &process, config.exceedance.o2_ceiling_pct) {
+        if let Some(f) = feature_row(t, row, &process, o2_ceiling_pct) {
             out.rows.push(f);
         }
     }

@@ -3,8 +3,8 @@
 //! new gain is also "drift": that is why retrained versions are not activated unless asked).
 
 use super::artifact::ModelArtifact;
+use super::calibrate::MIN_EFFECT;
 use super::features::FeatureRow;
-use crate::detect::model_residual::MIN_EFFECT;
 
 /// Least rows (running minutes) to judge drift on.
 pub const MIN_ROWS: usize = 240;

@@ -6,11 +6,11 @@
 //! the process should explain: stack flow and treatment power as fractions of their learned normals, and each limited
 //! pollutant's converted concentration as a fraction of its limit.
 
-use crate::align::OutletRow;
-use crate::detect::cems::{converted, raw};
-use crate::detect::process::ProcessState;
+use crate::domain::OutletTopology;
 use crate::domain::{codes, MS_PER_HOUR};
-use crate::registry::OutletTopology;
+use crate::signal::align::OutletRow;
+use crate::signal::cems::{converted, raw};
+use crate::signal::process::ProcessState;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -7,13 +7,13 @@
 //! - [`calibrate`]: thresholds from the empirical null, corrected for multiplicity.
 //! - [`train`], [`dataset`]: pure fitting from aligned history; [`artifact`]: the versioned, stored, exportable form.
 //! - [`drift`]: whether recent data still fits a model (the scheduled retraining's question).
-//! - [`active`]: what detection uses now; [`priors`]: the shipped per-industry defaults;
-//!   [`catalog`]: versions in the store, activation and rollback, training jobs, evaluation and export.
+//! - [`active`]: what detection uses now; [`priors`]: the shipped per-industry defaults.
+//!
+//! Pure: no store, no clock. Versions in the store, activation, jobs and evaluation are `training`'s.
 
 pub mod active;
 pub mod artifact;
 pub mod calibrate;
-pub mod catalog;
 pub mod dataset;
 pub mod drift;
 pub mod features;
@@ -25,4 +25,3 @@ pub mod train;
 
 pub use active::ActiveModels;
 pub use artifact::{ModelArtifact, ModelScope};
-pub use catalog::ModelCatalog;

@@ -2,12 +2,12 @@
 //! runs every detector on every closed minute. Pure and synchronous; the thread that drives it lives in
 //! [`super::task`].
 
-use crate::align::{Admission, OutletAligner, OutletRow};
-use crate::detect::process::ProcessTracker;
 use crate::detect::{DetectConfig, Detector, Finding, Minute, OutletContext, DETECTORS};
 use crate::domain::Point;
+use crate::domain::{routing, OutletTopology};
 use crate::models::{ActiveModels, ModelArtifact};
-use crate::registry::{routing, OutletTopology};
+use crate::signal::align::{Admission, OutletAligner, OutletRow};
+use crate::signal::process::ProcessTracker;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -91,7 +91,10 @@ impl Engine {
                     topology: t,
                     aligner: OutletAligner::default(),
                     process: ProcessTracker::default(),
-                    detectors: DETECTORS.iter().map(|f| f(&self.config.detect)).collect(),
+                    detectors: DETECTORS
+                        .iter()
+                        .map(|d| (d.build)(&self.config.detect))
+                        .collect(),
                     model: None,
                 },
             };
@@ -215,22 +218,27 @@ impl Engine {
     }
 
     /// Current state for a checkpoint.
-    pub fn snapshot(&self) -> EngineSnapshot {
-        EngineSnapshot {
-            outlets: self
-                .outlets
+    ///
+    /// # Errors
+    /// A detector whose state cannot be encoded (named, with the outlet).
+    pub fn snapshot(&self) -> Result<EngineSnapshot, String> {
+        let mut outlets = BTreeMap::new();
+        for (id, s) in &self.outlets {
+            let blobs = s
+                .detectors
                 .iter()
-                .map(|(id, s)| {
-                    let blobs = s
-                        .detectors
-                        .iter()
-                        .map(|d| (d.name().to_string(), d.save()))
-                        .collect();
-                    (id.clone(), (s.aligner.clone(), s.process.clone(), blobs))
+                .map(|d| {
+                    d.save()
+                        .map(|blob| (d.name().to_string(), blob))
+                        .map_err(|e| format!("{} of outlet {id}: {e}", d.name()))
                 })
-                .collect(),
-            late_total: self.late_total,
+                .collect::<Result<_, _>>()?;
+            outlets.insert(id.clone(), (s.aligner.clone(), s.process.clone(), blobs));
         }
+        Ok(EngineSnapshot {
+            outlets: outlets.into_iter().collect(),
+            late_total: self.late_total,
+        })
     }
 
     /// Restores a snapshot onto the current topology. State of a detector whose name (version) changed is dropped:
@@ -259,9 +267,9 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::align::POWER_CODE;
     use crate::detect::testutil::{topology, T0};
     use crate::domain::{Interval, ValueFlag, MS_PER_MINUTE};
+    use crate::signal::align::POWER_CODE;
 
     fn power(meter: &str, minute: i64, kw: f64) -> Point {
         Point {
@@ -328,7 +336,7 @@ mod tests {
         let mut a = engine(30);
         let mut out_a = Vec::new();
         a.ingest(first, &mut out_a);
-        let blob = crate::store::encode_state(&a.snapshot());
+        let blob = crate::store::encode_state(&a.snapshot().unwrap()).unwrap();
         a.ingest(rest, &mut out_a);
         a.finalize(&mut out_a);
 

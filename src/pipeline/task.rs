@@ -5,8 +5,8 @@
 //! exactly one consumer loop, so a dedicated thread is the simplest correct shape.
 
 use super::engine::{Engine, EngineConfig, EngineSnapshot, OutletFinding};
+use super::AnomalySink;
 use crate::domain::Point;
-use crate::enforce::AnomalyBook;
 use crate::episode;
 use crate::registry::RegistryRef;
 use crate::store::{decode_state, encode_state, Store, StoreError};
@@ -58,7 +58,7 @@ struct Detection {
     store: Store,
     registry: RegistryRef,
     registry_version: u64,
-    book: Arc<AnomalyBook>,
+    book: Arc<dyn AnomalySink>,
     processed_seq: u64,
     checkpointed_seq: u64,
     last_checkpoint: Instant,
@@ -76,7 +76,7 @@ impl Detection {
     fn apply(&mut self, findings: Vec<OutletFinding>) {
         for f in findings {
             let id = episode::anomaly_id(&f.outlet_id, &f.finding);
-            self.book.upsert_with(&id, |existing| {
+            self.book.upsert_with(&id, &mut |existing| {
                 episode::apply(existing, &f.enterprise_id, &f.outlet_id, &f.finding)
             });
         }
@@ -91,7 +91,14 @@ impl Detection {
     }
 
     fn checkpoint(&mut self) -> Result<(), StoreError> {
-        let state = encode_state(&self.engine.snapshot());
+        let snapshot = self
+            .engine
+            .snapshot()
+            .map_err(|reason| StoreError::Encode {
+                what: "detection state",
+                reason,
+            })?;
+        let state = encode_state(&snapshot)?;
         self.book.checkpoint(self.processed_seq, &state)?;
         self.checkpointed_seq = self.processed_seq;
         self.last_checkpoint = Instant::now();
@@ -101,7 +108,7 @@ impl Detection {
     fn status(&self) -> SyncStatus {
         SyncStatus {
             watermark_ms: self.engine.watermark_ms(),
-            anomalies_total: self.book.len() as u64,
+            anomalies_total: self.book.anomaly_count() as u64,
             late_total: self.engine.late_total(),
         }
     }
@@ -125,7 +132,7 @@ pub enum StartError {
 pub fn spawn(
     store: Store,
     registry: RegistryRef,
-    book: Arc<AnomalyBook>,
+    book: Arc<dyn AnomalySink>,
     config: TaskConfig,
     mut rx: mpsc::Receiver<DetectMsg>,
 ) -> Result<std::thread::JoinHandle<()>, StartError> {

@@ -4,9 +4,12 @@
 //! Detection asks one question of it above all: for an outlet, which meters tell whether its production and its
 //! treatment run, and which bypass ducts could take its gas ([`OutletTopology`]).
 
-use crate::domain::{Enterprise, Meter, MeterRole, Outlet, OutletKind, RestrictionOrder};
+use crate::domain::{
+    Enterprise, EnterpriseTopology, Meter, MeterRole, Outlet, OutletKind, OutletTopology,
+    RestrictionOrder,
+};
 use crate::store::{RegistryItem, Store, StoreError};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -41,59 +44,6 @@ pub enum SourceKind {
     Outlet,
     /// A power meter.
     Meter,
-}
-
-/// An outlet with everything detection needs to judge it.
-#[derive(Debug, Clone, Default)]
-pub struct OutletTopology {
-    /// The outlet.
-    pub outlet: Outlet,
-    /// Its enterprise (default if somehow missing).
-    pub enterprise: Enterprise,
-    /// Production meters whose gas goes to this outlet.
-    pub production: Vec<Meter>,
-    /// Treatment meters treating this outlet's gas.
-    pub treatment: Vec<Meter>,
-    /// Bypass ducts of this outlet.
-    pub bypasses: Vec<Outlet>,
-    /// Restriction orders of the enterprise.
-    pub restrictions: Vec<RestrictionOrder>,
-}
-
-impl OutletTopology {
-    /// What a source is to this outlet: its own CEMS, one of its bypass ducts, or (anything else routed here) a meter.
-    pub fn role_of(&self, source_id: &str) -> crate::align::SourceRole {
-        use crate::align::SourceRole;
-        if source_id == self.outlet.id {
-            SourceRole::Cems
-        } else if self.bypasses.iter().any(|b| b.id == source_id) {
-            SourceRole::Bypass
-        } else {
-            SourceRole::Meter
-        }
-    }
-
-    /// Every source feeding this outlet's aligned rows.
-    pub fn source_ids(&self) -> Vec<String> {
-        std::iter::once(self.outlet.id.clone())
-            .chain(self.production.iter().map(|m| m.id.clone()))
-            .chain(self.treatment.iter().map(|m| m.id.clone()))
-            .chain(self.bypasses.iter().map(|b| b.id.clone()))
-            .collect()
-    }
-}
-
-/// An enterprise with everything registered under it.
-#[derive(Debug, Clone)]
-pub struct EnterpriseTopology {
-    /// The enterprise.
-    pub enterprise: Enterprise,
-    /// Its outlets.
-    pub outlets: Vec<Outlet>,
-    /// Its meters.
-    pub meters: Vec<Meter>,
-    /// Its restriction orders.
-    pub restrictions: Vec<RestrictionOrder>,
 }
 
 #[derive(Default)]
@@ -336,6 +286,21 @@ impl Registry {
         self.read().enterprises.get(id).cloned()
     }
 
+    /// The enterprise's and the outlet's names, for summaries (empty where not registered).
+    pub fn names(&self, enterprise_id: &str, outlet_id: &str) -> (String, String) {
+        let maps = self.read();
+        (
+            maps.enterprises
+                .get(enterprise_id)
+                .map(|e| e.name.clone())
+                .unwrap_or_default(),
+            maps.outlets
+                .get(outlet_id)
+                .map(|o| o.name.clone())
+                .unwrap_or_default(),
+        )
+    }
+
     /// An enterprise with its outlets, meters and orders.
     pub fn enterprise_topology(&self, id: &str) -> Option<EnterpriseTopology> {
         let maps = self.read();
@@ -445,25 +410,10 @@ impl Maps {
     }
 }
 
-/// Routing from a source id to the stack outlets whose detection needs its data.
-pub fn routing(topologies: &[OutletTopology]) -> HashMap<String, Vec<String>> {
-    let mut routes: HashMap<String, Vec<String>> = HashMap::new();
-    for t in topologies {
-        let id = &t.outlet.id;
-        let sources = std::iter::once(id)
-            .chain(t.production.iter().map(|m| &m.id))
-            .chain(t.treatment.iter().map(|m| &m.id))
-            .chain(t.bypasses.iter().map(|b| &b.id));
-        for s in sources {
-            routes.entry(s.clone()).or_default().push(id.clone());
-        }
-    }
-    routes
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::routing;
 
     fn registry() -> (tempfile::TempDir, Registry) {
         let dir = tempfile::tempdir().unwrap();

@@ -28,6 +28,14 @@ pub enum StoreError {
         /// What failed.
         reason: String,
     },
+    /// A value could not be encoded (nothing was written).
+    #[error("cannot encode {what}: {reason}")]
+    Encode {
+        /// What was being written.
+        what: &'static str,
+        /// What failed.
+        reason: String,
+    },
 }
 
 /// Result alias for this module.
@@ -37,7 +45,10 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 const LOCK_RETRIES: u32 = 30;
 
 /// Format version of postcard values (anomalies, checkpoints, log entries). Bump and migrate; never reuse.
+/// Version 2: anomalies keep typed evidence and no summary (rendered when served). Version 1 values of unchanged
+/// layout (log entries) still read; a version 1 anomaly does not, and says so.
 const VALUE_FORMAT_V1: u8 = 1;
+const VALUE_FORMAT_V2: u8 = 2;
 
 /// What a commit did with one point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,7 +203,7 @@ impl Store {
         if !new_points.is_empty() {
             batch.insert(
                 &keys::seq_key(keys::LOG, log_seq)[..],
-                encode_versioned(&new_points),
+                encode_versioned("log entry", &new_points)?,
             );
         }
         for a in &audits {
@@ -251,7 +262,10 @@ impl Store {
     ) -> Result<()> {
         let mut batch = sled::Batch::default();
         for a in anomalies {
-            batch.insert(keys::str_key(keys::ANOMALY, &a.id), encode_versioned(a));
+            batch.insert(
+                keys::str_key(keys::ANOMALY, &a.id),
+                encode_versioned("anomaly", a)?,
+            );
         }
         batch.insert(keys::str_key(keys::META, "detect_state"), state);
         batch.insert(
@@ -437,8 +451,10 @@ impl Store {
     /// # Errors
     /// Engine failure.
     pub fn put_anomaly(&self, a: &Anomaly) -> Result<()> {
-        self.db
-            .insert(keys::str_key(keys::ANOMALY, &a.id), encode_versioned(a))?;
+        self.db.insert(
+            keys::str_key(keys::ANOMALY, &a.id),
+            encode_versioned("anomaly", a)?,
+        )?;
         Ok(())
     }
 
@@ -449,7 +465,10 @@ impl Store {
     pub fn put_anomalies(&self, anomalies: &[Anomaly]) -> Result<()> {
         let mut batch = sled::Batch::default();
         for a in anomalies {
-            batch.insert(keys::str_key(keys::ANOMALY, &a.id), encode_versioned(a));
+            batch.insert(
+                keys::str_key(keys::ANOMALY, &a.id),
+                encode_versioned("anomaly", a)?,
+            );
         }
         self.db.apply_batch(batch)?;
         self.flush()
@@ -526,18 +545,27 @@ fn is_prefix(prefix: u8) -> impl Fn(&sled::Result<(sled::IVec, sled::IVec)>) -> 
     }
 }
 
-fn encode_versioned<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut out = vec![VALUE_FORMAT_V1];
-    // postcard only fails for unsupported types (none here) or a full fixed buffer (we use a Vec).
-    out.extend(postcard::to_stdvec(v).unwrap_or_default());
-    out
+fn encode_versioned<T: Serialize>(what: &'static str, v: &T) -> Result<Vec<u8>> {
+    let mut out = vec![VALUE_FORMAT_V2];
+    let body = postcard::to_stdvec(v).map_err(|e| StoreError::Encode {
+        what,
+        reason: e.to_string(),
+    })?;
+    out.extend(body);
+    Ok(out)
 }
 
 fn decode_versioned<T: DeserializeOwned>(key: &[u8], v: &[u8]) -> Result<T> {
     match v.split_first() {
-        Some((&VALUE_FORMAT_V1, body)) => {
+        Some((&VALUE_FORMAT_V2, body)) => {
             postcard::from_bytes(body).map_err(|e| corrupt(key, &e.to_string()))
         }
+        Some((&VALUE_FORMAT_V1, body)) => postcard::from_bytes(body).map_err(|e| {
+            corrupt(
+                key,
+                &format!("value format 1 of an older version, not readable here: {e}"),
+            )
+        }),
         Some((other, _)) => Err(corrupt(key, &format!("unknown value format {other}"))),
         None => Err(corrupt(key, "empty value")),
     }
@@ -568,8 +596,11 @@ fn printable(key: &[u8]) -> String {
 }
 
 /// State blobs (detection checkpoints) use the same versioned postcard encoding as stored values.
-pub fn encode_state<T: Serialize>(v: &T) -> Vec<u8> {
-    encode_versioned(v)
+///
+/// # Errors
+/// [`StoreError::Encode`] when the state cannot be encoded.
+pub fn encode_state<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    encode_versioned("detection state", v)
 }
 
 /// Inverse of [`encode_state`].

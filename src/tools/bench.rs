@@ -176,16 +176,9 @@ pub async fn list(anomalies: usize, requests: usize) -> anyhow::Result<()> {
                 start_ms,
                 end_ms: start_ms + rng.gen_range(600_000..86_400_000),
                 score: rng.gen(),
-                detector: "bench/1".into(),
-                summary:
-                    "benchmark anomaly with a summary of ordinary length for an officer to read"
-                        .into(),
-                evidence: [
-                    ("duration_min".to_string(), 60.0),
-                    ("figure".to_string(), 1.5),
-                ]
-                .into_iter()
-                .collect(),
+                // A real detector's figures, so the list pays for rendering summaries as it does in service.
+                detector: crate::detect::treatment_not_running::NAME.into(),
+                evidence: bench_evidence(),
                 status: ReviewStatus::Open,
                 detected_at_ms: start_ms,
                 note: String::new(),
@@ -364,4 +357,18 @@ pub async fn models(enterprises: usize, days: u32) -> anyhow::Result<()> {
     ];
     print!("{}", render(&["figure", "value"], &table));
     running.shutdown().await
+}
+
+/// The figures of an ordinary idle-scrubber alarm.
+fn bench_evidence() -> crate::domain::Evidence {
+    let mut e = crate::domain::Evidence::default();
+    for (name, value) in [
+        ("duration_min", 60.0),
+        ("production_kw_mean", 840.0),
+        ("treatment_kw_mean", 3.0),
+        ("treatment_normal_kw", 210.0),
+    ] {
+        e.set_number(name, value);
+    }
+    e
 }

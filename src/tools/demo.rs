@@ -4,8 +4,8 @@
 
 use super::feed;
 use super::table::{beijing, render, truncate};
-use crate::detect::Language;
 use crate::domain::AnomalyKind;
+use crate::domain::Language;
 use crate::eval::{self, Detection, Report};
 use crate::pb;
 use crate::pb::enforcement_service_client::EnforcementServiceClient;
@@ -176,7 +176,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("no data directory"),
     };
     let mut config = ServeConfig::new(data_dir.clone());
-    config.detect.language = opts.language;
+    config.language = opts.language;
     let listener = tokio::net::TcpListener::bind(opts.listen).await?;
     let running = server::start(config, listener).await?;
     let addr = running.addr;

@@ -264,7 +264,7 @@ pub fn build_priors(sim: SimConfig, dir: &Path) -> anyhow::Result<String> {
     });
     let topologies = scenario_topologies(&scenario)?;
     let mut points: BTreeMap<String, Vec<crate::domain::Point>> = BTreeMap::new();
-    let source_to_outlets = crate::registry::routing(&topologies);
+    let source_to_outlets = crate::domain::routing(&topologies);
     for m in 0..scenario.total_minutes() {
         for p in scenario.minute(m) {
             for outlet in source_to_outlets.get(&p.source_id).into_iter().flatten() {
@@ -279,7 +279,12 @@ pub fn build_priors(sim: SimConfig, dir: &Path) -> anyhow::Result<String> {
         let entry = by_industry
             .entry(t.enterprise.industry.clone())
             .or_default();
-        entry.0.push(dataset::series(t, &rows, &config));
+        entry.0.push(dataset::series(
+            t,
+            &rows,
+            config.equipment,
+            config.exceedance.o2_ceiling_pct,
+        ));
         entry.1.extend(targets_of(t));
     }
     std::fs::create_dir_all(dir)?;
@@ -296,7 +301,10 @@ pub fn build_priors(sim: SimConfig, dir: &Path) -> anyhow::Result<String> {
         };
         let artifact = train::fit(&spec, &series, &|_| {});
         let path = dir.join(format!("{industry}.json"));
-        std::fs::write(&path, artifact.to_json() + "\n")?;
+        std::fs::write(
+            &path,
+            artifact.to_json().map_err(anyhow::Error::msg)? + "\n",
+        )?;
         report += &format!(
             "{industry}: {} outlets, {} rows, accepted {:?} → {}\n",
             series.len(),
@@ -309,7 +317,7 @@ pub fn build_priors(sim: SimConfig, dir: &Path) -> anyhow::Result<String> {
 }
 
 /// The stack topologies of a scenario, through a throwaway registry (the same builder the server uses).
-fn scenario_topologies(s: &Scenario) -> anyhow::Result<Vec<crate::registry::OutletTopology>> {
+fn scenario_topologies(s: &Scenario) -> anyhow::Result<Vec<crate::domain::OutletTopology>> {
     let dir = tempfile::tempdir()?;
     let registry =
         crate::registry::Registry::load(crate::store::Store::open(dir.path(), 16 << 20)?)?;

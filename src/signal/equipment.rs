@@ -5,7 +5,7 @@
 //! nameplate). A missing reading or one flagged fault / comm-error is **unknown**, never "off": a dead meter is not
 //! an idle scrubber.
 
-use crate::align::Reading;
+use crate::signal::align::Reading;
 use serde::{Deserialize, Serialize};
 
 /// Thresholds as fractions of the learned running power.

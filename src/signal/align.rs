@@ -7,7 +7,7 @@
 //! on: they are counted as late. Minutes with no data at all are emitted as empty rows, because silence while
 //! production runs is evidence, not nothing.
 
-use crate::domain::{Point, ValueFlag, MS_PER_MINUTE};
+use crate::domain::{Point, SourceRole, ValueFlag, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -68,17 +68,6 @@ pub struct OutletRow {
     pub power_kw: BTreeMap<String, Reading>,
     /// Bypass ducts' channels: bypass outlet id → code → reading.
     pub bypass: BTreeMap<String, BTreeMap<String, Reading>>,
-}
-
-/// What a source is to the outlet being aligned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceRole {
-    /// The outlet's own CEMS.
-    Cems,
-    /// A production or treatment meter linked to it.
-    Meter,
-    /// One of its bypass ducts.
-    Bypass,
 }
 
 /// Whether a point made it into detection.

@@ -2,8 +2,8 @@
 //! value and O2, not evaluable above the O2 ceiling, invalid under F/M/D/C/B flags. One place, so the exceedance,
 //! bunching and tampering detectors judge the same number.
 
-use crate::align::OutletRow;
 use crate::domain::{codes, units};
+use crate::signal::align::OutletRow;
 
 /// What one minute says about one pollutant.
 #[derive(Debug, Clone, Copy, PartialEq)]

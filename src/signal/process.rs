@@ -5,8 +5,8 @@
 //! are learned once per meter rather than once per detector.
 
 use super::equipment::{EquipmentState, MeterLevel, Thresholds};
-use crate::align::OutletRow;
-use crate::registry::OutletTopology;
+use crate::domain::OutletTopology;
+use crate::signal::align::OutletRow;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -2,17 +2,18 @@
 //! previous one kept for rollback), background training jobs with progress, evaluation of a version on a period and on
 //! officers' reviews, and the labelled dataset export data scientists retrain from.
 
-use super::artifact::{ModelArtifact, ModelScope};
-use super::calibrate::Calibration;
-use super::dataset::{self, OutletSeries};
-use super::features::targets_of;
-use super::train::{self, TrainSpec};
-use super::{priors, regression, ActiveModels};
-use crate::align::OutletRow;
+use super::ReviewedAnomalies;
 use crate::detect::{model_residual, DetectConfig};
-use crate::domain::{Anomaly, AnomalyKind, ReviewStatus, MS_PER_DAY};
-use crate::enforce::{AnomalyBook, AnomalyFilter};
-use crate::registry::{OutletTopology, RegistryRef};
+use crate::domain::OutletTopology;
+use crate::domain::{Anomaly, AnomalyFilter, AnomalyKind, Clock, ReviewStatus, MS_PER_DAY};
+use crate::models::artifact::{ModelArtifact, ModelScope};
+use crate::models::calibrate::Calibration;
+use crate::models::dataset::{self, OutletSeries};
+use crate::models::features::targets_of;
+use crate::models::train::{self, TrainSpec};
+use crate::models::{priors, regression, ActiveModels};
+use crate::registry::RegistryRef;
+use crate::signal::align::OutletRow;
 use crate::store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -209,9 +210,10 @@ struct Inner {
 pub struct ModelCatalog {
     store: Store,
     registry: RegistryRef,
-    book: Arc<AnomalyBook>,
+    book: Arc<dyn ReviewedAnomalies>,
     active: Arc<ActiveModels>,
     detect: DetectConfig,
+    clock: Clock,
     inner: Mutex<Inner>,
 }
 
@@ -224,9 +226,10 @@ impl ModelCatalog {
     pub fn open(
         store: Store,
         registry: RegistryRef,
-        book: Arc<AnomalyBook>,
+        book: Arc<dyn ReviewedAnomalies>,
         active: Arc<ActiveModels>,
         detect: DetectConfig,
+        clock: Clock,
     ) -> Result<Self, CatalogError> {
         let mut inner = Inner::default();
         for p in priors::builtin() {
@@ -274,6 +277,7 @@ impl ModelCatalog {
             book,
             active,
             detect,
+            clock,
             inner: Mutex::new(inner),
         })
     }
@@ -382,7 +386,16 @@ impl ModelCatalog {
         let spawned = std::thread::Builder::new()
             .name(format!("train-{id}"))
             .spawn(move || {
-                let result = this.run_training(id, &req, plan);
+                // A panic in fitting fails the job (and is logged); it never leaves it running or reads as done.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    this.run_training(id, &req, plan)
+                }))
+                .unwrap_or_else(|_| {
+                    tracing::error!(job = id, "Training job panicked.");
+                    Err(CatalogError::Invalid(
+                        "training failed unexpectedly; see server log".into(),
+                    ))
+                });
                 this.update_job(id, |j| match result {
                     Ok(ids) => {
                         j.state = JobState::Done;
@@ -484,7 +497,12 @@ impl ModelCatalog {
                 .iter()
                 .map(|t| {
                     let rows = self.aligned(t, from_ms, to_ms)?;
-                    Ok(dataset::series(t, &rows, &self.detect))
+                    Ok(dataset::series(
+                        t,
+                        &rows,
+                        self.detect.equipment,
+                        self.detect.exceedance.o2_ceiling_pct,
+                    ))
                 })
                 .collect::<Result<_, CatalogError>>()?;
             let mut targets: Vec<String> = members.iter().flat_map(targets_of).collect();
@@ -505,7 +523,7 @@ impl ModelCatalog {
                 targets,
                 from_ms,
                 to_ms,
-                created_ms: crate::ingest::system_now_ms(),
+                created_ms: (self.clock)(),
                 calibration,
             };
             self.update_job(job, |j| j.message = format!("fitting {scope}"));
@@ -536,8 +554,14 @@ impl ModelCatalog {
         let mut inner = self.lock();
         let versions = inner.versions.entry(artifact.scope.clone()).or_default();
         artifact.version = versions.keys().next_back().copied().unwrap_or(0) + 1;
-        self.store
-            .put_model(&artifact.scope.key(), artifact.version, &artifact.encode())?;
+        self.store.put_model(
+            &artifact.scope.key(),
+            artifact.version,
+            &artifact.encode().map_err(|reason| StoreError::Encode {
+                what: "model",
+                reason,
+            })?,
+        )?;
         let id = artifact.id();
         versions.insert(artifact.version, Arc::new(artifact));
         Ok(id)
@@ -642,7 +666,15 @@ impl ModelCatalog {
             for f in model_residual::run_offline(t, &rows, &model, &self.detect) {
                 episodes.push((t.outlet.id.clone(), f.start_ms, f.end_ms));
             }
-            all_rows.extend(dataset::series(t, &rows, &self.detect).rows);
+            all_rows.extend(
+                dataset::series(
+                    t,
+                    &rows,
+                    self.detect.equipment,
+                    self.detect.exceedance.o2_ceiling_pct,
+                )
+                .rows,
+            );
         }
         eval.rows = all_rows.len();
         for target in &model.fitted.targets {
@@ -725,7 +757,7 @@ impl ModelCatalog {
             ..AnomalyFilter::default()
         };
         self.book
-            .matching(&filter, |_| String::new())
+            .matching(&filter)
             .into_iter()
             .filter(|a| members.iter().any(|t| t.outlet.id == a.outlet_id))
             .filter_map(|a| {
@@ -757,15 +789,12 @@ impl ModelCatalog {
     ) -> Result<DatasetPlan, CatalogError> {
         let members = self.stack_outlets(outlet_ids)?;
         let (from_ms, to_ms) = self.window(&members, from_ms, to_ms)?;
-        let flagged = self.book.matching(
-            &AnomalyFilter {
-                enterprise_ids: members.iter().map(|t| t.enterprise.id.clone()).collect(),
-                from_ms,
-                to_ms,
-                ..AnomalyFilter::default()
-            },
-            |_| String::new(),
-        );
+        let flagged = self.book.matching(&AnomalyFilter {
+            enterprise_ids: members.iter().map(|t| t.enterprise.id.clone()).collect(),
+            from_ms,
+            to_ms,
+            ..AnomalyFilter::default()
+        });
         let reviewed = self.reviewed(&members, from_ms, to_ms);
         Ok(DatasetPlan {
             members,
@@ -794,7 +823,14 @@ impl ModelCatalog {
         let reviewed: Vec<&(Anomaly, bool)> =
             plan.reviewed.iter().filter(|(a, _)| mine(&a)).collect();
         let mut out = Vec::new();
-        for r in dataset::series(t, &rows, &self.detect).rows {
+        for r in dataset::series(
+            t,
+            &rows,
+            self.detect.equipment,
+            self.detect.exceedance.o2_ceiling_pct,
+        )
+        .rows
+        {
             let covers = |a: &Anomaly| a.start_ms <= r.minute_ms && r.minute_ms < a.end_ms;
             let labels: Vec<&&(Anomaly, bool)> =
                 reviewed.iter().filter(|(a, _)| covers(a)).collect();
@@ -856,9 +892,17 @@ impl ModelCatalog {
                 if let Some(model) = own {
                     let recent = self
                         .aligned(&t, to - MS_PER_DAY, to)
-                        .map(|rows| dataset::series(&t, &rows, &self.detect).rows)
+                        .map(|rows| {
+                            dataset::series(
+                                &t,
+                                &rows,
+                                self.detect.equipment,
+                                self.detect.exceedance.o2_ceiling_pct,
+                            )
+                            .rows
+                        })
                         .unwrap_or_default();
-                    match super::drift::drift(&model, &recent) {
+                    match crate::models::drift::drift(&model, &recent) {
                         Some(reason) => {
                             tracing::info!(outlet = %t.outlet.id, model = %model.id(), %reason, "Model drift: retraining.")
                         }

@@ -1,14 +1,16 @@
-//! The shared shape of an episode: a condition that must hold for a grace period before it is raised, is extended
-//! while it holds (with periodic updates), survives short interruptions, and closes once it has been clear for a
-//! while. Every minute-level detector uses this one implementation, so they all open, bridge and close alike.
+//! The one shape of an episode: a condition judged once per period (a minute, an hour, a day) that must hold for a
+//! grace period before it is raised, is extended while it holds (with periodic updates), survives short
+//! interruptions, and closes once it has been clear for a while. Every detector's episodes go through this one
+//! implementation, so minute-level and hourly detectors open, bridge, close and report alike.
 
+use super::figures::Figures;
 use super::null::RunLengths;
-use super::Finding;
-use crate::domain::{AnomalyKind, MS_PER_MINUTE};
+use crate::detect::Finding;
+use crate::domain::{AnomalyKind, Evidence, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Timing of episodes, in minutes.
+/// Timing of episodes, in minutes of data time.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Timing {
     /// How long the condition must hold before it is raised.
@@ -17,6 +19,40 @@ pub struct Timing {
     pub close_after_min: u32,
     /// Data minutes between updates of an ongoing episode.
     pub update_every_min: u32,
+    /// The period the condition is judged over (1 for a minute-level detector, 60 for an hourly one): an episode
+    /// ends one period after the last period it held in.
+    #[serde(default = "one_minute")]
+    pub period_min: u32,
+}
+
+fn one_minute() -> u32 {
+    1
+}
+
+impl Timing {
+    /// A minute-level timing.
+    pub const fn minutes(grace_min: u32, close_after_min: u32, update_every_min: u32) -> Self {
+        Self {
+            grace_min,
+            close_after_min,
+            update_every_min,
+            period_min: 1,
+        }
+    }
+
+    /// An hourly timing: raised at the first hour the condition holds in, updated every hour it goes on, closed at
+    /// the first hour it is judged clear in. Hours in which it is not judged neither extend nor close it.
+    pub const HOURLY: Self = Self {
+        grace_min: 0,
+        close_after_min: 0,
+        update_every_min: 60,
+        period_min: 60,
+    };
+
+    /// The period in ms.
+    pub fn period_ms(&self) -> i64 {
+        i64::from(self.period_min.max(1)) * MS_PER_MINUTE
+    }
 }
 
 /// One run of a condition, with the detector's own accumulator `S`.
@@ -29,16 +65,23 @@ pub struct Run<S> {
     /// When it was raised (data time), if it has been.
     pub raised_at_ms: Option<i64>,
     last_update_ms: i64,
-    /// Minutes the condition held.
-    pub minutes: u32,
+    /// Periods the condition held in (minutes for a minute-level detector, hours for an hourly one).
+    pub held: u32,
+    /// The period the condition is judged over.
+    #[serde(default = "minute_ms")]
+    pub period_ms: i64,
     /// Detector-specific sums.
     pub stats: S,
 }
 
+fn minute_ms() -> i64 {
+    MS_PER_MINUTE
+}
+
 impl<S> Run<S> {
-    /// End (exclusive) of the episode so far.
+    /// End (exclusive) of the episode so far: one period after the last period it held in.
     pub fn end_ms(&self) -> i64 {
-        self.last_bad_ms + MS_PER_MINUTE
+        self.last_bad_ms + self.period_ms
     }
 
     /// Length so far in minutes.
@@ -59,15 +102,15 @@ pub struct Due<S> {
 }
 
 impl<S> Due<S> {
-    /// The finding for this run: key, times and state from the run, the judgement from the detector.
-    pub fn finding(
+    /// The finding for this run: key, times and state from the run, the judgement (kind, score, the sources it
+    /// rests on, the figures) from the detector.
+    pub fn finding<F: Figures>(
         &self,
         kind: AnomalyKind,
         detector: &'static str,
         score: f64,
         source_ids: Vec<String>,
-        summary: String,
-        evidence: BTreeMap<String, f64>,
+        figures: &F,
     ) -> Finding {
         Finding {
             kind,
@@ -77,8 +120,7 @@ impl<S> Due<S> {
             detected_at_ms: self.run.raised_at_ms.unwrap_or(self.run.end_ms()),
             score,
             source_ids,
-            summary,
-            evidence,
+            evidence: Evidence::of(figures),
             ongoing: self.ongoing,
             detector,
         }
@@ -129,11 +171,12 @@ impl<S: Clone> Runs<S> {
             last_bad_ms: now,
             raised_at_ms: None,
             last_update_ms: now,
-            minutes: 0,
+            held: 0,
+            period_ms: timing.period_ms(),
             stats: init(),
         });
         run.last_bad_ms = now;
-        run.minutes += 1;
+        run.held += 1;
         add(&mut run.stats);
         let end = run.end_ms();
         let grace_ms = i64::from(timing.grace_min) * MS_PER_MINUTE;
@@ -166,7 +209,7 @@ impl<S: Clone> Runs<S> {
             return None;
         }
         let close_ms = i64::from(timing.close_after_min) * MS_PER_MINUTE;
-        if now + MS_PER_MINUTE - run.end_ms() >= close_ms {
+        if now + run.period_ms - run.end_ms() >= close_ms {
             let run = self.runs.remove(key)?;
             return Some(Due {
                 key: key.to_string(),
@@ -245,11 +288,7 @@ mod tests {
     use super::*;
 
     const M: i64 = MS_PER_MINUTE;
-    const T: Timing = Timing {
-        grace_min: 3,
-        close_after_min: 2,
-        update_every_min: 5,
-    };
+    const T: Timing = Timing::minutes(3, 2, 5);
 
     #[test]
     fn raise_after_grace_bridge_short_gaps_close_after_clear() {
@@ -282,6 +321,43 @@ mod tests {
                 (14, false, 0, 13, 12)
             ]
         );
+    }
+
+    #[test]
+    fn hourly_episodes_raise_at_the_first_hour_update_hourly_and_close_at_the_first_clear_hour() {
+        const H: i64 = 60 * M;
+        let mut runs: Runs<u32> = Runs::default();
+        let mut events = Vec::new();
+        // Over the limit in hours 0..3, hour 3 not judged (nothing called), clear in hour 4.
+        for h in 0..3 {
+            if let Some(d) = runs.bad("so2", h * H, Timing::HOURLY, || 0, |s| *s += 1) {
+                events.push((
+                    h,
+                    d.ongoing,
+                    d.run.start_ms / H,
+                    d.run.end_ms() / H,
+                    d.run.held,
+                ));
+            }
+        }
+        let closed = runs.good("so2", 4 * H, Timing::HOURLY).expect("closes");
+        events.push((
+            4,
+            closed.ongoing,
+            closed.run.start_ms / H,
+            closed.run.end_ms() / H,
+            closed.run.held,
+        ));
+        assert_eq!(
+            events,
+            vec![
+                (0, true, 0, 1, 1),
+                (1, true, 0, 2, 2),
+                (2, true, 0, 3, 3),
+                (4, false, 0, 3, 3)
+            ]
+        );
+        assert_eq!(closed.run.raised_at_ms, Some(H));
     }
 
     #[test]
