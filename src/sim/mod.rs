@@ -406,6 +406,9 @@ impl Scenario {
             days: f64::from(self.config.days),
             clean_enterprises: self.clean_enterprises(),
             events: self.truth.clone(),
+            seed: Some(self.config.seed),
+            enterprises: Some(self.config.enterprises),
+            clean_share: Some(self.config.clean_share),
         }
     }
 

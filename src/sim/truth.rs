@@ -37,4 +37,13 @@ pub struct TruthFile {
     pub clean_enterprises: Vec<String>,
     /// The injected violations.
     pub events: Vec<TruthEvent>,
+    /// The simulator seed (absent from truth files written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Number of simulated enterprises (absent from older truth files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enterprises: Option<usize>,
+    /// Share of enterprises the simulator was asked to keep clean (absent from older truth files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_share: Option<f64>,
 }

@@ -1,4 +1,4 @@
-//! `sentinel anomalies` and `sentinel review`: the enforcement list from the command line.
+//! `sentinel anomalies`, `incidents`, `hotspots` and `review`: the enforcement list from the command line.
 
 use super::demo::{anomaly_table, list_all};
 use super::feed;
@@ -21,24 +21,133 @@ pub enum Format {
 }
 
 /// Filters as given on the command line.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Filter {
-    /// Enterprise ids.
+    /// Only these enterprises (repeatable).
+    #[arg(long = "enterprise")]
     pub enterprises: Vec<String>,
-    /// Region.
+    /// Only this region.
+    #[arg(long, default_value = "")]
     pub region: String,
-    /// Kind names (snake_case).
+    /// Only these kinds, e.g. bypass_suspected (repeatable).
+    #[arg(long = "kind")]
     pub kinds: Vec<String>,
-    /// Review statuses (snake_case).
+    /// Only these review statuses, e.g. open (repeatable).
+    #[arg(long = "status")]
     pub statuses: Vec<String>,
     /// Minimum score.
+    #[arg(long, default_value_t = 0.0)]
     pub min_score: f64,
-    /// Overlap window (Unix ms), 0 = open.
+    /// Overlapping this window start (Unix ms).
+    #[arg(long, default_value_t = 0)]
     pub from_ms: i64,
-    /// Overlap window end, 0 = open.
+    /// Overlapping this window end (Unix ms).
+    #[arg(long, default_value_t = 0)]
     pub to_ms: i64,
     /// At most this many rows (0 = all).
+    #[arg(long, default_value_t = 50)]
     pub limit: usize,
+}
+
+/// `sentinel anomalies` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AnomaliesArgs {
+    #[command(flatten)]
+    filter: Filter,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+impl AnomaliesArgs {
+    /// Prints the filtered enforcement list of `server`.
+    ///
+    /// # Errors
+    /// Unknown kind/status names, or a failed call.
+    pub async fn run(self, server: &str) -> anyhow::Result<()> {
+        print!("{}", list(server, self.filter, self.format).await?);
+        Ok(())
+    }
+}
+
+/// `sentinel incidents` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IncidentsArgs {
+    /// Only these enterprises (repeatable).
+    #[arg(long = "enterprise")]
+    enterprises: Vec<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+impl IncidentsArgs {
+    /// Prints the incidents of `server`.
+    ///
+    /// # Errors
+    /// A failed call.
+    pub async fn run(self, server: &str) -> anyhow::Result<()> {
+        print!(
+            "{}",
+            incidents(server, self.enterprises, self.limit, self.format).await?
+        );
+        Ok(())
+    }
+}
+
+/// `sentinel hotspots` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HotspotsArgs {
+    /// Rank regions instead of enterprises.
+    #[arg(long)]
+    by_region: bool,
+    /// At most this many.
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+}
+
+impl HotspotsArgs {
+    /// Prints the hotspot ranking of `server`.
+    ///
+    /// # Errors
+    /// A failed call.
+    pub async fn run(self, server: &str) -> anyhow::Result<()> {
+        print!("{}", hotspots(server, self.by_region, self.limit).await?);
+        Ok(())
+    }
+}
+
+/// `sentinel review` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReviewArgs {
+    /// Anomaly id.
+    id: String,
+    /// Target status: dispatched, confirmed, false_positive, rectified, closed, open.
+    #[arg(long)]
+    status: String,
+    /// Note for the audit trail.
+    #[arg(long, default_value = "")]
+    note: String,
+    /// Who is reviewing (recorded in the audit trail).
+    #[arg(long, env = "USER")]
+    reviewer: String,
+}
+
+impl ReviewArgs {
+    /// Moves the anomaly on `server` to the target status and prints the outcome.
+    ///
+    /// # Errors
+    /// Unknown status, a refused transition, or a failed call.
+    pub async fn run(self, server: &str) -> anyhow::Result<()> {
+        println!(
+            "{}",
+            review(server, &self.id, &self.status, &self.note, &self.reviewer).await?
+        );
+        Ok(())
+    }
 }
 
 fn csv_field(s: &str) -> String {

@@ -1,5 +1,6 @@
-//! `sentinel bench ingest`: durable-ack ingest throughput over real gRPC into a real store, with detection running.
-//! Figures are printed, never asserted: machines here are noisy.
+//! `sentinel bench …`: durable-ack ingest throughput over real gRPC into a real store with detection running,
+//! `ListAnomalies` latency, the retraining loop's cost, and (in `hj212`) parse throughput. Figures are printed,
+//! never asserted: machines here are noisy.
 
 use super::feed::{self, percentile};
 use super::table::render;
@@ -7,18 +8,78 @@ use crate::pb;
 use crate::pb::ingest_service_client::IngestServiceClient;
 use crate::server::{self, ServeConfig};
 use crate::sim::{Scenario, SimConfig};
+use std::path::PathBuf;
 use std::time::Instant;
 
-/// Benchmark settings.
-#[derive(Debug, Clone)]
+/// `sentinel bench …`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BenchCommand {
+    /// HJ 212 parse throughput (framing, CRC, data segment, records) over a packet file.
+    Hj212 {
+        /// Packet file (default: the conformance corpus).
+        #[arg(long, default_value = "tests/data/hj212/real_packets.txt")]
+        file: PathBuf,
+        /// Passes over the file.
+        #[arg(long, default_value_t = 2000)]
+        rounds: usize,
+    },
+    /// ListAnomalies latency over gRPC with many stored anomalies.
+    List {
+        /// Anomalies to store first.
+        #[arg(long, default_value_t = 1_000_000)]
+        anomalies: usize,
+        /// Requests per query case.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+    },
+    /// The retraining loop's cost: train every outlet, evaluate one, export the dataset, over gRPC.
+    Models {
+        /// Simulated enterprises.
+        #[arg(long, default_value_t = 20)]
+        enterprises: usize,
+        /// Days of minute data.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+    },
+    /// Durable-ack ingest throughput and latency over gRPC, with detection running.
+    Ingest(BenchOptions),
+}
+
+impl BenchCommand {
+    /// Runs the benchmark and prints its figures.
+    ///
+    /// # Errors
+    /// When the service cannot start, a call fails, or the packet file cannot be read.
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            Self::Hj212 { file, rounds } => {
+                print!("{}", super::hj212::bench(&file, rounds)?);
+                Ok(())
+            }
+            Self::List {
+                anomalies,
+                requests,
+            } => list(anomalies, requests).await,
+            Self::Models { enterprises, days } => models(enterprises, days).await,
+            Self::Ingest(opts) => ingest(opts).await,
+        }
+    }
+}
+
+/// Ingest benchmark settings (`sentinel bench ingest` flags).
+#[derive(Debug, Clone, clap::Args)]
 pub struct BenchOptions {
-    /// Simulated enterprises (each one stack, 1–3 treatment meters, a production meter).
+    /// Simulated enterprises.
+    #[arg(long, default_value_t = 100)]
     pub enterprises: usize,
     /// Hours of minute data.
+    #[arg(long, default_value_t = 6)]
     pub hours: u32,
-    /// Concurrent `Push` streams (sources split between them).
+    /// Concurrent Push streams.
+    #[arg(long, default_value_t = 4)]
     pub streams: usize,
     /// Data minutes per batch.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i64).range(1..))]
     pub minutes_per_batch: i64,
 }
 

@@ -3,6 +3,7 @@
 //! score against the injected ground truth.
 
 use super::feed;
+use super::simulate::SimArgs;
 use super::table::{beijing, render, truncate};
 use crate::domain::AnomalyKind;
 use crate::domain::Language;
@@ -11,27 +12,35 @@ use crate::pb;
 use crate::pb::enforcement_service_client::EnforcementServiceClient;
 use crate::pb::ingest_service_client::IngestServiceClient;
 use crate::server::{self, ServeConfig};
-use crate::sim::{Scenario, SimConfig, TruthFile};
+use crate::sim::{Scenario, TruthFile};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Instant;
 use tonic::transport::Channel;
 
-/// Demo settings.
-#[derive(Debug, Clone)]
-pub struct DemoOptions {
-    /// Keep the store here (default: a temporary directory, removed at exit).
-    pub data_dir: Option<PathBuf>,
-    /// Where the service listens.
-    pub listen: SocketAddr,
-    /// Simulation settings.
-    pub sim: SimConfig,
+/// `sentinel demo` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    sim: SimArgs,
+    /// Keep the store in this directory (default: a temporary one, removed at exit); truth.json is written there.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address for the demo's service.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
     /// Rows of the enforcement list to print.
-    pub top: usize,
+    #[arg(long, default_value_t = 20)]
+    top: usize,
     /// Keep serving after the report, until Ctrl-C.
-    pub keep_serving: bool,
-    /// Summary language.
-    pub language: Language,
+    #[arg(long)]
+    keep_serving: bool,
+    /// Language of anomaly summaries.
+    #[arg(long, default_value = "zh")]
+    language: Language,
+    /// Also write the score report as Markdown (as `sentinel eval --markdown` does) to this file.
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
 }
 
 /// Lists every anomaly, all pages, in rank order.
@@ -161,109 +170,115 @@ pub fn score_table(r: &Report) -> String {
     out
 }
 
-/// Runs the demo.
-///
-/// # Errors
-/// When the service cannot start or a call fails.
-pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
-    let temp = match &opts.data_dir {
-        Some(_) => None,
-        None => Some(tempfile::tempdir()?),
-    };
-    let data_dir = match (&opts.data_dir, &temp) {
-        (Some(d), _) => d.clone(),
-        (None, Some(t)) => t.path().to_path_buf(),
-        (None, None) => anyhow::bail!("no data directory"),
-    };
-    let mut config = ServeConfig::new(data_dir.clone());
-    config.language = opts.language;
-    let listener = tokio::net::TcpListener::bind(opts.listen).await?;
-    let running = server::start(config, listener).await?;
-    let addr = running.addr;
-    println!(
-        "cems-sentinel demo: service on {addr}, store in {}",
-        data_dir.display()
-    );
-
-    let t0 = Instant::now();
-    let mut scenario = Scenario::new(opts.sim.clone());
-    let channel = feed::connect(&addr.to_string()).await?;
-    feed::register(&channel, &scenario).await?;
-    let batches = feed::batches(&mut scenario, 10);
-    let truth = scenario.truth_file();
-    println!(
-        "simulated {} enterprises × {} days ({} injected violations, {} clean enterprises) in {:.1} s",
-        scenario.enterprises.len(),
-        opts.sim.days,
-        truth.events.len(),
-        truth.clean_enterprises.len(),
-        t0.elapsed().as_secs_f64()
-    );
-    if opts.data_dir.is_some() {
-        let path = data_dir.join("truth.json");
-        std::fs::write(&path, serde_json::to_vec_pretty(&truth)?)?;
-        println!("ground truth written to {}", path.display());
-    }
-    let t1 = Instant::now();
-    let stats = feed::push(&channel, batches, None).await?;
-    let ingest_s = t1.elapsed().as_secs_f64();
-    let sync = IngestServiceClient::new(channel.clone())
-        .sync(pb::SyncRequest { finalize: true })
-        .await?
-        .into_inner();
-    let total_s = t1.elapsed().as_secs_f64();
-    println!(
-        "streamed {} measurements in {} batches over gRPC Push: {:.1} s to durable acks ({:.0}/s), {:.1} s including detection; {} rejected, {} late",
-        stats.measurements,
-        stats.batches,
-        ingest_s,
-        stats.measurements as f64 / ingest_s,
-        total_s,
-        stats.rejected,
-        sync.measurements_late_total
-    );
-
-    let anomalies = list_all(&channel, pb::ListAnomaliesRequest::default()).await?;
-    let names: std::collections::HashMap<String, String> = scenario
-        .enterprises
-        .iter()
-        .map(|e| (e.id.clone(), format!("{} {}", e.id, e.name)))
-        .collect();
-    let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_string());
-    println!(
-        "\n== Enforcement list: top {} of {} anomalies ==\n",
-        opts.top.min(anomalies.len()),
-        anomalies.len()
-    );
-    print!(
-        "{}",
-        anomaly_table(&anomalies[..opts.top.min(anomalies.len())], &name)
-    );
-    let report = score(&truth, &anomalies);
-    println!("\n== Score against the injected ground truth ==\n");
-    print!("{}", score_table(&report));
-    println!("\nEvery anomaly carries its evidence. While the service runs (--keep-serving):");
-    println!("  sentinel anomalies --server {addr} --format json --limit 5");
-    println!(
-        "  sentinel incidents --server {addr}   |   sentinel hotspots --server {addr} --by-region"
-    );
-    println!("  grpcurl -plaintext -d '{{\"page_size\":5}}' {addr} sentinel.v1.EnforcementService/ListAnomalies");
-    println!(
-        "  sentinel models list --server {addr}   |   sentinel train --server {addr} --outlet {}   (then models evaluate / activate)",
-        truth
-            .events
-            .first()
-            .map_or("<outlet>", |e| e.outlet_id.as_str())
-    );
-    if opts.keep_serving {
-        println!("\nService still running on {addr} (Ctrl-C to stop).");
-        tokio::signal::ctrl_c().await?;
-    } else {
+impl DemoArgs {
+    /// Runs the demo.
+    ///
+    /// # Errors
+    /// When the service cannot start, a call fails, or the Markdown report cannot be written.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let temp = match &self.data_dir {
+            Some(_) => None,
+            None => Some(tempfile::tempdir()?),
+        };
+        let data_dir = match (&self.data_dir, &temp) {
+            (Some(d), _) => d.clone(),
+            (None, Some(t)) => t.path().to_path_buf(),
+            (None, None) => anyhow::bail!("no data directory"),
+        };
+        let mut config = ServeConfig::new(data_dir.clone());
+        config.language = self.language;
+        let listener = tokio::net::TcpListener::bind(self.listen).await?;
+        let running = server::start(config, listener).await?;
+        let addr = running.addr;
         println!(
-            "\nTo explore further, keep the service running: `sentinel demo --keep-serving` (or `--data-dir DIR`, then `sentinel serve --data-dir DIR`)."
+            "cems-sentinel demo: service on {addr}, store in {}",
+            data_dir.display()
         );
+
+        let t0 = Instant::now();
+        let mut scenario = Scenario::new(self.sim.config());
+        let channel = feed::connect(&addr.to_string()).await?;
+        feed::register(&channel, &scenario).await?;
+        let batches = feed::batches(&mut scenario, 10);
+        let truth = scenario.truth_file();
+        println!(
+            "simulated {} enterprises × {} days ({} injected violations, {} clean enterprises) in {:.1} s",
+            scenario.enterprises.len(),
+            self.sim.days,
+            truth.events.len(),
+            truth.clean_enterprises.len(),
+            t0.elapsed().as_secs_f64()
+        );
+        if self.data_dir.is_some() {
+            let path = data_dir.join("truth.json");
+            std::fs::write(&path, serde_json::to_vec_pretty(&truth)?)?;
+            println!("ground truth written to {}", path.display());
+        }
+        let t1 = Instant::now();
+        let stats = feed::push(&channel, batches, None).await?;
+        let ingest_s = t1.elapsed().as_secs_f64();
+        let sync = IngestServiceClient::new(channel.clone())
+            .sync(pb::SyncRequest { finalize: true })
+            .await?
+            .into_inner();
+        let total_s = t1.elapsed().as_secs_f64();
+        println!(
+            "streamed {} measurements in {} batches over gRPC Push: {:.1} s to durable acks ({:.0}/s), {:.1} s including detection; {} rejected, {} late",
+            stats.measurements,
+            stats.batches,
+            ingest_s,
+            stats.measurements as f64 / ingest_s,
+            total_s,
+            stats.rejected,
+            sync.measurements_late_total
+        );
+
+        let anomalies = list_all(&channel, pb::ListAnomaliesRequest::default()).await?;
+        let names: std::collections::HashMap<String, String> = scenario
+            .enterprises
+            .iter()
+            .map(|e| (e.id.clone(), format!("{} {}", e.id, e.name)))
+            .collect();
+        let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_string());
+        println!(
+            "\n== Enforcement list: top {} of {} anomalies ==\n",
+            self.top.min(anomalies.len()),
+            anomalies.len()
+        );
+        print!(
+            "{}",
+            anomaly_table(&anomalies[..self.top.min(anomalies.len())], &name)
+        );
+        let report = score(&truth, &anomalies);
+        println!("\n== Score against the injected ground truth ==\n");
+        print!("{}", score_table(&report));
+        if let Some(path) = &self.markdown {
+            super::eval::write_markdown(path, &report, &truth, "`sentinel demo`")?;
+            println!("\nScore report written to {} (Markdown).", path.display());
+        }
+        println!("\nEvery anomaly carries its evidence. While the service runs (--keep-serving):");
+        println!("  sentinel anomalies --server {addr} --format json --limit 5");
+        println!(
+            "  sentinel incidents --server {addr}   |   sentinel hotspots --server {addr} --by-region"
+        );
+        println!("  grpcurl -plaintext -d '{{\"page_size\":5}}' {addr} sentinel.v1.EnforcementService/ListAnomalies");
+        println!(
+            "  sentinel models list --server {addr}   |   sentinel train --server {addr} --outlet {}   (then models evaluate / activate)",
+            truth
+                .events
+                .first()
+                .map_or("<outlet>", |e| e.outlet_id.as_str())
+        );
+        if self.keep_serving {
+            println!("\nService still running on {addr} (Ctrl-C to stop).");
+            tokio::signal::ctrl_c().await?;
+        } else {
+            println!(
+                "\nTo explore further, keep the service running: `sentinel demo --keep-serving` (or `--data-dir DIR`, then `sentinel serve --data-dir DIR`)."
+            );
+        }
+        running.shutdown().await?;
+        drop(temp);
+        Ok(())
     }
-    running.shutdown().await?;
-    drop(temp);
-    Ok(())
 }

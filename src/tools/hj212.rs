@@ -5,9 +5,67 @@ use crate::hj212::records::ConvertConfig;
 use crate::hj212::{check_line, FrameError, Framer, Packet, Verdict};
 use anyhow::Context as _;
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// `sentinel hj212 …`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Hj212Command {
+    /// One verdict per packet (ok / warnings / rejected with reason) and totals; exits 1 if any was rejected.
+    Check {
+        /// File with one packet per line.
+        file: PathBuf,
+        /// MNs whose devices send the MODBUS CRC dialect (repeatable).
+        #[arg(long = "modbus-mn")]
+        modbus_mns: Vec<String>,
+    },
+    /// Sends a file of packets to a gateway and reports the replies.
+    Send {
+        /// File with one packet per line.
+        file: PathBuf,
+        /// Gateway address.
+        #[arg(long)]
+        to: String,
+        /// Seconds of silence after which no more replies are expected.
+        #[arg(long, default_value_t = 2.0)]
+        reply_timeout_secs: f64,
+    },
+}
+
+impl Hj212Command {
+    /// Runs the command and prints its report. `check` fails (exit status 1) when any packet was rejected.
+    ///
+    /// # Errors
+    /// An unreadable file, a bad timeout, or an unreachable gateway.
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Self::Check { file, modbus_mns } => {
+                let (report, all_ok) = check(&file, &modbus_mns, &ConvertConfig::default())?;
+                print!("{report}");
+                Ok(if all_ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            }
+            Self::Send {
+                file,
+                to,
+                reply_timeout_secs,
+            } => {
+                let timeout = Duration::try_from_secs_f64(reply_timeout_secs).map_err(|_| {
+                    anyhow::anyhow!(
+                        "--reply-timeout-secs must be a finite number of seconds ≥ 0, got {reply_timeout_secs}"
+                    )
+                })?;
+                print!("{}", send(&file, &to, timeout).await?);
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+}
 
 /// Lines of a packet file (one frame per line; blank lines skipped).
 fn read_lines(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {

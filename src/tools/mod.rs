@@ -1,11 +1,15 @@
-//! Client-side tools behind the CLI: feeding a server with simulated enterprises, the demo, scoring a server's
-//! anomalies against ground truth, and the ingest benchmark. They talk to the service only through its gRPC API,
-//! exactly as a monitoring platform would.
+//! The commands behind the CLI, each module owning its flags (`clap` args) and a `run`: serving, feeding a server
+//! with simulated enterprises, the demo, scoring a server's anomalies against ground truth, the enforcement list,
+//! models, HJ 212 and the benchmarks. The client commands talk to the service only through its gRPC API, exactly as
+//! a monitoring platform would.
 
 pub mod anomalies;
 pub mod bench;
 pub mod demo;
+pub mod eval;
 pub mod feed;
 pub mod hj212;
 pub mod models;
+pub mod serve;
+pub mod simulate;
 pub mod table;

@@ -2,6 +2,7 @@
 //! `models build-priors`, which fits the shipped per-industry priors offline from simulated clean enterprises.
 
 use super::feed;
+use super::simulate::SimArgs;
 use super::table::{beijing, render};
 use crate::domain::AnomalyKind;
 use crate::models::artifact::ModelScope;
@@ -14,8 +15,149 @@ use crate::pb::model_service_client::ModelServiceClient;
 use crate::sim::{Scenario, SimConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// `sentinel train` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrainArgs {
+    /// One model per outlet (repeatable).
+    #[arg(long = "outlet", conflicts_with = "industry")]
+    outlets: Vec<String>,
+    /// Or one pooled prior over every stack outlet of this industry.
+    #[arg(long)]
+    industry: Option<String>,
+    /// Training window start (Unix ms; default 14 days before its end).
+    #[arg(long, default_value_t = 0)]
+    from_ms: i64,
+    /// Training window end (Unix ms; default the latest data).
+    #[arg(long, default_value_t = 0)]
+    to_ms: i64,
+    /// Activate each new version once trained.
+    #[arg(long)]
+    activate: bool,
+    /// False alarms per enterprise-day to calibrate the thresholds for (default 0.01).
+    #[arg(long, default_value_t = 0.0)]
+    false_alarms_per_day: f64,
+    /// Return once the job has started instead of waiting for it.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+impl TrainArgs {
+    /// Starts a training job on `server` and (unless `--no-wait`) follows it to the end.
+    ///
+    /// # Errors
+    /// A failed call or a failed job.
+    pub async fn run(self, server: &str) -> anyhow::Result<()> {
+        let req = pb::TrainRequest {
+            outlet_ids: self.outlets,
+            industry: self.industry.unwrap_or_default(),
+            from_ms: self.from_ms,
+            to_ms: self.to_ms,
+            activate: self.activate,
+            false_alarms_per_day: self.false_alarms_per_day,
+        };
+        println!("{}", train(server, req, !self.no_wait).await?);
+        Ok(())
+    }
+}
+
+/// `sentinel models …`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ModelsCommand {
+    /// Every version (optionally of one scope) with its state, training window and fit.
+    List {
+        /// `outlet:<id>` or `industry:<name>`.
+        #[arg(long, default_value = "")]
+        scope: String,
+    },
+    /// One version as JSON (the format of the shipped priors); to a file with --out.
+    Show {
+        /// Model id, e.g. outlet:E01-S1@2.
+        id: String,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Make a version the active one of its scope (activating the previous version rolls back).
+    Activate {
+        /// Model id.
+        id: String,
+    },
+    /// Score a version on a holdout period and on the reviewed anomalies in it.
+    Evaluate {
+        /// Model id.
+        id: String,
+        /// Period start (Unix ms; default 14 days before its end).
+        #[arg(long, default_value_t = 0)]
+        from_ms: i64,
+        /// Period end (Unix ms; default the latest data).
+        #[arg(long, default_value_t = 0)]
+        to_ms: i64,
+    },
+    /// The aligned feature rows with reviewed labels (CONFIRMED / FALSE_POSITIVE), as CSV for pandas.
+    Export {
+        /// Outlets (repeatable; default all stack outlets).
+        #[arg(long = "outlet")]
+        outlets: Vec<String>,
+        /// Period start (Unix ms; default 14 days before its end).
+        #[arg(long, default_value_t = 0)]
+        from_ms: i64,
+        /// Period end (Unix ms; default the latest data).
+        #[arg(long, default_value_t = 0)]
+        to_ms: i64,
+        /// CSV file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Fit the shipped per-industry priors offline from simulated clean enterprises (writes models/priors/*.json).
+    BuildPriors {
+        /// The simulated enterprises to fit on (kept all clean).
+        #[command(flatten)]
+        sim: SimArgs,
+        /// Output directory.
+        #[arg(long, default_value = "models/priors")]
+        out: PathBuf,
+    },
+}
+
+impl ModelsCommand {
+    /// Runs the command against `server` (`build-priors` needs none).
+    ///
+    /// # Errors
+    /// A failed call, or a file that cannot be written.
+    pub async fn run(self, server: &str) -> anyhow::Result<()> {
+        match self {
+            Self::List { scope } => print!("{}", list(server, &scope).await?),
+            Self::Show { id, out } => {
+                let json = show(server, &id).await?;
+                match out {
+                    Some(path) => {
+                        std::fs::write(&path, json + "\n")?;
+                        println!("wrote {id} to {}", path.display());
+                    }
+                    None => println!("{json}"),
+                }
+            }
+            Self::Activate { id } => println!("{}", activate(server, &id).await?),
+            Self::Evaluate { id, from_ms, to_ms } => {
+                print!("{}", evaluate(server, &id, from_ms, to_ms).await?)
+            }
+            Self::Export {
+                outlets,
+                from_ms,
+                to_ms,
+                out,
+            } => {
+                let n = export(server, outlets, from_ms, to_ms, &out).await?;
+                println!("wrote {n} rows to {}", out.display());
+            }
+            Self::BuildPriors { sim, out } => print!("{}", build_priors(sim.config(), &out)?),
+        }
+        Ok(())
+    }
+}
 
 async fn client(server: &str) -> anyhow::Result<ModelServiceClient<tonic::transport::Channel>> {
     Ok(ModelServiceClient::new(feed::connect(server).await?))
