@@ -15,4 +15,4 @@ pub use enforcement::EnforcementApi;
 pub use ingest::IngestApi;
 pub use models::ModelApi;
 pub use registry::RegistryApi;
-pub use summary::{request_language, Summaries, LANGUAGE_KEY};
+pub use summary::{request_language, summary_of, Names, Summaries, LANGUAGE_KEY};

@@ -23,10 +23,9 @@
 //! just under the limit (a bell bends the straight extrapolation over their pile).
 
 use super::kit::period::PeriodClock;
-use super::kit::{push_bounded, Names};
+use super::kit::push_bounded;
 use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
-use crate::domain::codes::display_name;
-use crate::domain::{units, AnomalyKind, Evidence, Language, MS_PER_MINUTE};
+use crate::domain::{units, AnomalyKind, Evidence, MS_PER_MINUTE};
 use crate::signal::cems::{self, Resolution};
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
@@ -41,14 +40,14 @@ const DAY_MIN: i64 = 1440;
 const DAY_MS: i64 = DAY_MIN * MS_PER_MINUTE;
 /// Lowest share of the limit binned, and the bin width.
 const LOW: f64 = 0.50;
-const BIN: f64 = 0.01;
+pub(crate) const BIN: f64 = 0.01;
 /// Bins from 50 % to 110 % of the limit.
 const BINS: usize = 60;
 /// Candidate ceilings: the upper edges of the pile, in bins (90 % … 100 % of the limit).
 const EDGES: std::ops::RangeInclusive<usize> = 40..=50;
 /// Widths of the pile, of the tail above it, and of the fitted region below the pile, in bins.
 const PILES: [usize; 2] = [2, 4];
-const TAIL: usize = 4;
+pub(crate) const TAIL: usize = 4;
 const FIT: usize = 8;
 /// Candidate ceilings judged: every edge with every pile width.
 const CANDIDATES: usize = (*EDGES.end() - *EDGES.start() + 1) * PILES.len();
@@ -144,25 +143,6 @@ pub(crate) struct Figures {
     pub(crate) dispersion: f64,
     pub(crate) p_value: f64,
     pub(crate) window_days: u32,
-}
-
-impl super::kit::Figures for Figures {
-    fn summary(&self, n: &Names<'_>, language: Language) -> String {
-        let (zh, en) = display_name(&self.code);
-        let (lo, hi) = (self.pile_from_pct_of_limit, self.pile_to_pct_of_limit);
-        let tail_hi = hi + 100.0 * TAIL as f64 * BIN;
-        let days = self.window_days;
-        match language {
-            Language::Zh => format!(
-                "{}{}：{}（{}）近 {} 天折算值有 {:.0} 分钟堆积在限值的 {:.0}–{:.0}%（按本排口自身分布应约 {:.0} 分钟），其上 {:.0}–{:.0}% 仅 {:.0} 分钟（应约 {:.0} 分钟），p={:.1e}，疑似在限值下方被截顶。",
-                n.enterprise, n.outlet, zh, self.code, days, self.minutes_in_pile, lo, hi, self.minutes_expected_in_pile, hi, tail_hi, self.minutes_in_tail_above, self.minutes_expected_in_tail_above, self.p_value
-            ),
-            Language::En => format!(
-                "{} {}: {} ({}) converted values pile up at {:.0}–{:.0}% of the limit over {} days ({:.0} min where the outlet's own distribution gives {:.0}), with {:.0} min at {:.0}–{:.0}% where {:.0} were expected (p={:.1e}): clamped under the limit.",
-                n.enterprise, n.outlet, en, self.code, lo, hi, days, self.minutes_in_pile, self.minutes_expected_in_pile, self.minutes_in_tail_above, hi, tail_hi, self.minutes_expected_in_tail_above, self.p_value
-            ),
-        }
-    }
 }
 
 /// The finding of a ceiling found on `code` over `span`, raised at `raised`. Bunching keeps its own episodes: an

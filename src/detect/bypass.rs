@@ -11,10 +11,10 @@
 //! Stack switching (production feeding several stacks) makes one stack's flow meaningless on its own; the flow-deficit
 //! signal is off for an outlet whose production meters also feed another outlet.
 
-use super::kit::{duration_score, Due, Names, Runs, Timing};
+use super::kit::{duration_score, Due, Runs, Timing};
 use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
 use crate::domain::codes::{DAMPER_OPEN_PCT, FLOW, TEMPERATURE};
-use crate::domain::{AnomalyKind, Language};
+use crate::domain::AnomalyKind;
 use serde::{Deserialize, Serialize};
 
 /// Detector name and version.
@@ -119,34 +119,6 @@ pub(crate) struct Figures {
     /// Over the minutes the bypass monitor was active.
     pub(crate) bypass_flow_mean_m3_s: Option<f64>,
     pub(crate) bypass_temperature_mean_c: Option<f64>,
-}
-
-impl super::kit::Figures for Figures {
-    fn summary(&self, n: &Names<'_>, language: Language) -> String {
-        let duct_seen = self.minutes_bypass_monitor_active > 0;
-        match language {
-            Language::Zh => format!(
-                "{}{}：生产设施运行（平均 {:.0} kW）期间，排口烟气流量 {:.1} m³/s，仅为按生产负荷应有的 {:.0}%{}，持续 {:.0} 分钟，疑似旁路排放。",
-                n.enterprise,
-                n.outlet,
-                self.production_kw_mean,
-                self.stack_flow_mean_m3_s,
-                100.0 * (1.0 - self.flow_deficit_fraction),
-                if duct_seen { "，旁路烟道监测到烟气流动" } else { "" },
-                self.duration_min
-            ),
-            Language::En => format!(
-                "{} {}: stack flow {:.1} m³/s, {:.0}% of what production ({:.0} kW) implies{}, for {:.0} min: suspected bypass.",
-                n.enterprise,
-                n.outlet,
-                self.stack_flow_mean_m3_s,
-                100.0 * (1.0 - self.flow_deficit_fraction),
-                self.production_kw_mean,
-                if duct_seen { "; the bypass duct monitor shows flow" } else { "" },
-                self.duration_min
-            ),
-        }
-    }
 }
 
 /// The detector.

@@ -9,10 +9,10 @@
 //! 30-minute grace), a stopped plant (O2 at ambient, but production off and flow collapsed).
 
 use super::kit::null::RunLengths;
-use super::kit::{duration_score, Due, Names, Runs, Timing};
+use super::kit::{duration_score, Due, Runs, Timing};
 use super::{monitored_codes, DetectConfig, Detector, Finding, Minute, OutletContext};
 use crate::domain::codes::{O2, PM};
-use crate::domain::{AnomalyKind, Language};
+use crate::domain::AnomalyKind;
 use crate::signal::cems::{self, Resolution};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -23,7 +23,7 @@ pub const NAME: &str = "calibration_gas/2";
 /// Half an hour of the signature before raising (blow-back and zero checks take minutes).
 const TIMING: Timing = Timing::minutes(30, 5, 120);
 /// O2 (%) at or below which the sample is nitrogen / zero gas.
-const ZERO_GAS_O2: f64 = 0.5;
+pub(crate) const ZERO_GAS_O2: f64 = 0.5;
 /// O2 (%) at or above which the sample is air.
 const AIR_O2: f64 = 20.5;
 /// Share of normal stack flow that shows the plant running.
@@ -58,34 +58,7 @@ pub(crate) struct Figures {
 }
 
 /// Suffix of a gas channel's constant reading in the evidence.
-const CONSTANT: &str = "_constant";
-
-impl super::kit::Figures for Figures {
-    fn summary(&self, n: &Names<'_>, language: Language) -> String {
-        let gas = if self.o2_mean_pct <= ZERO_GAS_O2 {
-            ("氮气/零气", "nitrogen / zero gas")
-        } else {
-            ("空气", "air")
-        };
-        // In channel-code order, as the detector saw them.
-        let constants: BTreeMap<&str, f64> = self
-            .constants
-            .iter()
-            .filter_map(|(name, v)| name.strip_suffix(CONSTANT).map(|code| (code, *v)))
-            .collect();
-        let values: Vec<String> = constants.iter().map(|(c, v)| format!("{c}={v}")).collect();
-        match language {
-            Language::Zh => format!(
-                "{}{}：氧含量 {:.2}%（{}特征），污染物读数恒定（{}），烟气流量为正常的 {:.0}%，持续 {:.0} 分钟，且无校准标记，疑似通入标气/零气冒充样气。",
-                n.enterprise, n.outlet, self.o2_mean_pct, gas.0, values.join(", "), 100.0 * self.flow_fraction_of_normal_mean, self.duration_min
-            ),
-            Language::En => format!(
-                "{} {}: O2 {:.2}% ({}) with constant pollutant readings ({}) while the stack carried {:.0}% of normal flow, for {:.0} min without a calibration flag: standard/zero gas fed as sample.",
-                n.enterprise, n.outlet, self.o2_mean_pct, gas.1, values.join(", "), 100.0 * self.flow_fraction_of_normal_mean, self.duration_min
-            ),
-        }
-    }
-}
+pub(crate) const CONSTANT: &str = "_constant";
 
 /// The detector.
 pub struct CalibrationGas {

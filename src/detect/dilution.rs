@@ -14,10 +14,10 @@
 //! nature), real duct leaks (converted values unchanged), calibrations (flagged).
 
 use super::kit::null::RunLengths;
-use super::kit::{duration_score, Due, Names, Runs, Timing};
+use super::kit::{duration_score, Due, Runs, Timing};
 use super::{monitored_codes, DetectConfig, Detector, Finding, Minute, OutletContext};
 use crate::domain::codes::O2;
-use crate::domain::{units, AnomalyKind, Language};
+use crate::domain::{units, AnomalyKind};
 use crate::signal::cems;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -91,21 +91,6 @@ pub(crate) struct Figures {
     pub(crate) pollutants_fraction_of_normal: f64,
     /// O2 raised (air let in) rather than lowered with the pollutants (nitrogen or zero gas).
     pub(crate) air_dilution: bool,
-}
-
-impl super::kit::Figures for Figures {
-    fn summary(&self, n: &Names<'_>, language: Language) -> String {
-        match language {
-            Language::Zh => format!(
-                "{}{}：正常负荷下氧含量 {:.1}%（正常 {:.1}%），折算污染物同时降至正常的 {:.0}%，持续 {:.0} 分钟，疑似{}稀释。",
-                n.enterprise, n.outlet, self.o2_mean_pct, self.o2_normal_pct, 100.0 * self.pollutants_fraction_of_normal, self.duration_min, if self.air_dilution { "空气" } else { "氮气/零气" }
-            ),
-            Language::En => format!(
-                "{} {}: O2 {:.1}% (normal {:.1}%) at normal load while converted pollutants fell to {:.0}% of normal, for {:.0} min: suspected {} dilution.",
-                n.enterprise, n.outlet, self.o2_mean_pct, self.o2_normal_pct, 100.0 * self.pollutants_fraction_of_normal, self.duration_min, if self.air_dilution { "air" } else { "nitrogen/zero-gas" }
-            ),
-        }
-    }
 }
 
 /// The detector.

@@ -14,10 +14,10 @@
 //! in-situ NH3 analyzers (hourly averaging; single high minutes do not count).
 
 use super::kit::period::PeriodClock;
-use super::kit::{saturating, Due, Names, Runs, Timing};
+use super::kit::{saturating, Due, Runs, Timing};
 use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
-use crate::domain::codes::{self, display_name};
-use crate::domain::{units, AnomalyKind, Language, MS_PER_HOUR};
+use crate::domain::codes::{self};
+use crate::domain::{units, AnomalyKind, MS_PER_HOUR};
 use crate::signal::cems::{self, CemsValue};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -83,22 +83,6 @@ pub(crate) struct Figures {
     pub(crate) reference_o2_pct: f64,
     /// The NOx over the same hours, as evidence for ammonia slip.
     pub(crate) nox_mean_mg_m3: Option<f64>,
-}
-
-impl super::kit::Figures for Figures {
-    fn summary(&self, n: &Names<'_>, language: Language) -> String {
-        let (zh, en) = display_name(&self.code);
-        match language {
-            Language::Zh => format!(
-                "{}{}：{}（{}）小时折算均值连续 {} 小时超标，最高 {:.1} mg/m³，限值 {:.1} mg/m³（{:.1} 倍）。",
-                n.enterprise, n.outlet, zh, self.code, self.exceeding_hours, self.max_hour_mean_mg_m3, self.limit_mg_m3, self.max_ratio_to_limit
-            ),
-            Language::En => format!(
-                "{} {}: hourly converted {} ({}) over the limit for {} h, peak {:.1} mg/m³ vs limit {:.1} ({:.1}×).",
-                n.enterprise, n.outlet, en, self.code, self.exceeding_hours, self.max_hour_mean_mg_m3, self.limit_mg_m3, self.max_ratio_to_limit
-            ),
-        }
-    }
 }
 
 /// The detector.

@@ -11,10 +11,10 @@
 //! Look-alikes: the daily calibration (about 10 min of C flags, some with span gas over the limit), a planned CEMS
 //! maintenance of an hour or two with unremarkable values, and a plant that really is stopped (production off).
 
-use super::kit::{duration_score, Due, Names, Runs, Timing};
+use super::kit::{duration_score, Due, Runs, Timing};
 use super::{monitored_codes, DetectConfig, Detector, Finding, Minute, OutletContext};
 use crate::domain::codes::O2;
-use crate::domain::{units, AnomalyKind, Language, ValueFlag};
+use crate::domain::{units, AnomalyKind, ValueFlag};
 use serde::{Deserialize, Serialize};
 
 /// Detector name and version.
@@ -53,26 +53,6 @@ pub(crate) struct Figures {
     pub(crate) minutes_over_limit_under_flag: u32,
     pub(crate) flow_fraction_of_normal_mean: f64,
     pub(crate) production_kw_mean: f64,
-}
-
-impl super::kit::Figures for Figures {
-    fn summary(&self, n: &Names<'_>, language: Language) -> String {
-        let flow_pct = 100.0 * self.flow_fraction_of_normal_mean;
-        let (stopped, over) = (
-            self.minutes_flag_stopped,
-            self.minutes_over_limit_under_flag,
-        );
-        match language {
-            Language::Zh => format!(
-                "{}{}：生产运行、烟气流量为正常的 {:.0}% 时，在线监测标记停运/维护/校准 {:.0} 分钟（停运标记 {} 分钟，标记下超标 {} 分钟）。",
-                n.enterprise, n.outlet, flow_pct, self.duration_min, stopped, over
-            ),
-            Language::En => format!(
-                "{} {}: CEMS flagged stopped/maintenance/calibration for {:.0} min while production ran and the stack carried {:.0}% of normal flow ({} min stop flags, {} min over the limit under the flags).",
-                n.enterprise, n.outlet, self.duration_min, flow_pct, stopped, over
-            ),
-        }
-    }
 }
 
 /// The detector.

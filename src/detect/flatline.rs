@@ -10,10 +10,9 @@
 //! power variation: no evidence), calibration and stop periods (flagged, not valid).
 
 use super::kit::null::RunLengths;
-use super::kit::{duration_score, Due, Names, Runs, Timing};
+use super::kit::{duration_score, Due, Runs, Timing};
 use super::{monitored_codes, DetectConfig, Detector, Finding, Minute, OutletContext};
-use crate::domain::codes::display_name;
-use crate::domain::{AnomalyKind, Language};
+use crate::domain::AnomalyKind;
 use crate::signal::cems::{self, Resolution};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -102,22 +101,6 @@ pub(crate) struct Figures {
     pub(crate) resolution: f64,
     pub(crate) flow_cv_during_run: f64,
     pub(crate) production_cv_during_run: f64,
-}
-
-impl super::kit::Figures for Figures {
-    fn summary(&self, n: &Names<'_>, language: Language) -> String {
-        let (zh, en) = display_name(&self.code);
-        match language {
-            Language::Zh => format!(
-                "{}{}：{}（{}）读数在 {:.0} 分钟内恒定为 {}（变化不超过 {}），而烟气流量与生产负荷仍在变化。",
-                n.enterprise, n.outlet, zh, self.code, self.duration_min, self.stuck_value, self.range_during_run
-            ),
-            Language::En => format!(
-                "{} {}: {} ({}) stuck at {} (range {}) for {:.0} min while flow and production kept varying.",
-                n.enterprise, n.outlet, en, self.code, self.stuck_value, self.range_during_run, self.duration_min
-            ),
-        }
-    }
 }
 
 /// The detector.

@@ -30,9 +30,9 @@
 use super::kit::null::HourlyNull;
 use super::kit::period::period_start_ms;
 use super::kit::stats::{correlation, fisher_z, sd};
-use super::kit::{push_bounded, saturating, Names};
+use super::kit::{push_bounded, saturating};
 use super::{monitored_codes, DetectConfig, Detector, Finding, Minute, OutletContext};
-use crate::domain::{AnomalyKind, Evidence, Language, MS_PER_HOUR, MS_PER_MINUTE};
+use crate::domain::{AnomalyKind, Evidence, MS_PER_HOUR, MS_PER_MINUTE};
 use crate::signal::cems::{self, Resolution};
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ChiSquared, ContinuousCDF};
@@ -193,38 +193,6 @@ pub(crate) struct Figures {
     pub(crate) production_correlation_window: Option<f64>,
     pub(crate) production_correlation_usual: Option<f64>,
     pub(crate) hours_raised_by_comovement_only: u32,
-}
-
-impl super::kit::Figures for Figures {
-    fn summary(&self, n: &Names<'_>, language: Language) -> String {
-        let comovement = self
-            .production_correlation_window
-            .zip(self.production_correlation_usual)
-            .filter(|_| self.hours_raised_by_comovement_only > 0);
-        let (channels, ratio, p) = (
-            self.channels_tested,
-            self.variance_ratio_to_history,
-            self.p_value,
-        );
-        match (language, comovement) {
-            (Language::Zh, None) => format!(
-                "{}{}：{} 个监测因子的分钟变化方差仅为自身历史同工况的 {:.0}%（p={:.1e}），数据异常平滑，疑似编造。",
-                n.enterprise, n.outlet, channels, 100.0 * ratio, p
-            ),
-            (Language::Zh, Some((r, usual))) => format!(
-                "{}{}：{} 个监测因子的分钟变化方差降至自身历史同工况的 {:.0}%（p={:.1e}），且不再随生产负荷变化（相关系数 {:.2}，平时 {:.2}），疑似编造。",
-                n.enterprise, n.outlet, channels, 100.0 * ratio, p, r, usual
-            ),
-            (Language::En, None) => format!(
-                "{} {}: minute-to-minute variance of {} channels at {:.0}% of their own history in the same operating state (p={:.1e}): implausibly smooth data.",
-                n.enterprise, n.outlet, channels, 100.0 * ratio, p
-            ),
-            (Language::En, Some((r, usual))) => format!(
-                "{} {}: minute-to-minute variance of {} channels down to {:.0}% of their own history in the same operating state (p={:.1e}), and no longer following production (correlation {:.2}, usually {:.2}): invented data.",
-                n.enterprise, n.outlet, channels, 100.0 * ratio, p, r, usual
-            ),
-        }
-    }
 }
 
 /// The detector.

@@ -40,11 +40,10 @@ pub mod treatment_not_running;
 pub mod unmonitored;
 
 use crate::domain::OutletTopology;
-use crate::domain::{AnomalyKind, Evidence, Language};
+use crate::domain::{AnomalyKind, Evidence};
 use crate::signal::align::OutletRow;
 use crate::signal::equipment::Thresholds;
 use crate::signal::process::ProcessState;
-use kit::figures::{render, Names, RenderFn};
 use serde::{Deserialize, Serialize};
 
 /// Settings shared by all detectors.
@@ -109,7 +108,7 @@ pub struct Finding {
     pub score: f64,
     /// Sources the finding rests on.
     pub source_ids: Vec<String>,
-    /// The figures behind it (the summary is rendered from them when read: [`summary`]).
+    /// The figures behind it (the summary an officer reads is written from them when served, at the API edge).
     pub evidence: Evidence,
     /// Still open.
     pub ongoing: bool,
@@ -150,67 +149,38 @@ pub struct DetectorSpec {
     pub name: &'static str,
     /// Builds it for one outlet.
     pub build: DetectorFactory,
-    /// Renders the summary of one of its anomalies from the stored evidence.
-    pub summary: RenderFn,
 }
 
 macro_rules! spec {
-    ($module:ident :: $detector:ident, fn $summary:ident) => {
+    ($module:ident :: $detector:ident) => {
         DetectorSpec {
             name: $module::NAME,
             build: $module::$detector::boxed,
-            summary: $module::$summary,
-        }
-    };
-    ($module:ident :: $detector:ident, $figures:ident) => {
-        DetectorSpec {
-            name: $module::NAME,
-            build: $module::$detector::boxed,
-            summary: render::<$module::$figures>,
         }
     };
 }
 
 /// Every detector family, run on every stack outlet in this order (order only fixes the order of findings).
 pub const DETECTORS: &[DetectorSpec] = &[
-    spec!(treatment_not_running::TreatmentNotRunning, Figures),
-    spec!(exceedance::Exceedance, Figures),
-    spec!(unmonitored::Unmonitored, Figures),
-    spec!(flag_abuse::FlagAbuse, Figures),
-    spec!(bypass::Bypass, Figures),
-    spec!(restriction::Restriction, Figures),
-    spec!(treatment_low_power::TreatmentLowPower, Figures),
-    spec!(permit::Permit, Figures),
-    spec!(flatline::Flatline, Figures),
-    spec!(calibration_gas::CalibrationGas, Figures),
-    spec!(dilution::Dilution, Figures),
-    spec!(tampering::Tampering, fn summary),
-    spec!(substitution::Substitution, Figures),
-    spec!(low_variance::LowVariance, Figures),
-    spec!(replay::Replay, fn summary),
-    spec!(bunching::Bunching, Figures),
-    spec!(selective_gap::SelectiveGap, fn summary),
-    spec!(model_residual::ModelResidual, fn summary),
+    spec!(treatment_not_running::TreatmentNotRunning),
+    spec!(exceedance::Exceedance),
+    spec!(unmonitored::Unmonitored),
+    spec!(flag_abuse::FlagAbuse),
+    spec!(bypass::Bypass),
+    spec!(restriction::Restriction),
+    spec!(treatment_low_power::TreatmentLowPower),
+    spec!(permit::Permit),
+    spec!(flatline::Flatline),
+    spec!(calibration_gas::CalibrationGas),
+    spec!(dilution::Dilution),
+    spec!(tampering::Tampering),
+    spec!(substitution::Substitution),
+    spec!(low_variance::LowVariance),
+    spec!(replay::Replay),
+    spec!(bunching::Bunching),
+    spec!(selective_gap::SelectiveGap),
+    spec!(model_residual::ModelResidual),
 ];
-
-/// The summary of an anomaly raised by `detector` (name with version), rendered from its evidence in `language`.
-/// An anomaly whose detector or figures are unknown (a retired version) reads as its kind and names.
-pub fn summary(
-    detector: &str,
-    kind: AnomalyKind,
-    evidence: &Evidence,
-    names: &Names<'_>,
-    language: Language,
-) -> String {
-    DETECTORS
-        .iter()
-        .find(|d| d.name == detector)
-        .and_then(|d| (d.summary)(evidence, names, language))
-        .unwrap_or_else(|| match language {
-            Language::Zh => format!("{}{}：{}。", names.enterprise, names.outlet, kind.as_str()),
-            Language::En => format!("{} {}: {}.", names.enterprise, names.outlet, kind.as_str()),
-        })
-}
 
 /// The CEMS channels that say whether an outlet is monitored: its limited pollutants, or its flow when no limit is
 /// registered.
@@ -382,23 +352,32 @@ pub(crate) mod testutil {
         r
     }
 
-    /// A finding's summary as an English-reading client would get it, with the test topology's names.
+    /// A finding's summary as an English-reading client gets it from the API, with the test topology's names.
     pub fn summary_en(f: &Finding) -> String {
-        let names = Names {
-            enterprise: "Test Power",
-            outlet: "1# stack",
-        };
-        super::summary(f.detector, f.kind, &f.evidence, &names, Language::En)
+        crate::api::summary_of(
+            f.detector,
+            f.kind,
+            &f.evidence,
+            &TEST_NAMES,
+            crate::domain::Language::En,
+        )
     }
 
     /// The same in Chinese.
     pub fn summary_zh(f: &Finding) -> String {
-        let names = Names {
-            enterprise: "Test Power",
-            outlet: "1# stack",
-        };
-        super::summary(f.detector, f.kind, &f.evidence, &names, Language::Zh)
+        crate::api::summary_of(
+            f.detector,
+            f.kind,
+            &f.evidence,
+            &TEST_NAMES,
+            crate::domain::Language::Zh,
+        )
     }
+
+    const TEST_NAMES: crate::api::Names<'static> = crate::api::Names {
+        enterprise: "Test Power",
+        outlet: "1# stack",
+    };
 }
 
 #[cfg(test)]
@@ -425,21 +404,5 @@ mod tests {
                 "the registry names what the detector reports"
             );
         }
-    }
-
-    #[test]
-    fn an_unknown_detectors_anomaly_still_reads_as_its_kind() {
-        let names = Names {
-            enterprise: "E",
-            outlet: "S",
-        };
-        let s = summary(
-            "retired/9",
-            AnomalyKind::Exceedance,
-            &Evidence::default(),
-            &names,
-            Language::En,
-        );
-        assert_eq!(s, "E S: exceedance.");
     }
 }

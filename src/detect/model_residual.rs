@@ -11,12 +11,12 @@
 //! (outside its production range: not judged), treatment off (`TREATMENT_NOT_RUNNING`'s, not judged here), calibration and maintenance (flagged
 //! minutes carry no values), a new model version (windows restart).
 
-use super::kit::{duration_score, Due, Names, Runs, Timing};
+use super::kit::{duration_score, Due, Runs, Timing};
 use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
-use crate::domain::{codes, AnomalyKind, Evidence, Language, MS_PER_MINUTE};
+use crate::domain::{AnomalyKind, MS_PER_MINUTE};
 use crate::models::artifact::JOINT_TEST;
 use crate::models::calibrate::{WindowMean, MIN_EFFECT};
-use crate::models::features::{feature_row, FLOW_TARGET, TREATMENT_TARGET};
+use crate::models::features::{feature_row, TREATMENT_TARGET};
 use crate::models::{ModelArtifact, ModelScope};
 use crate::signal::equipment::EquipmentState;
 use serde::{Deserialize, Serialize};
@@ -92,51 +92,6 @@ pub(crate) struct Figures {
     pub(crate) residual_sd: Option<f64>,
 }
 
-impl super::kit::Figures for Figures {
-    fn summary(&self, _names: &Names<'_>, language: Language) -> String {
-        let what = describe(&self.test, language);
-        let minutes = self.duration_min;
-        let id = &self.model_id;
-        let (z, threshold) = (self.window_z, self.threshold_z);
-        match (language, self.test == JOINT_TEST) {
-            (Language::Zh, false) => format!(
-                "{what}与模型预测持续偏离：窗口均值实测 {:.2}、预测 {:.2}，标准化残差 {:.1}（阈值 {:.1}），持续 {minutes:.0} 分钟（模型 {id}）",
-                self.observed_window_mean.unwrap_or(f64::NAN),
-                self.predicted_window_mean.unwrap_or(f64::NAN),
-                z,
-                threshold
-            ),
-            (Language::En, false) => format!(
-                "{what} departs from the model: window mean observed {:.2} vs predicted {:.2}, standardized residual \
-                 {:.1} (threshold {:.1}) for {minutes:.0} min (model {id})",
-                self.observed_window_mean.unwrap_or(f64::NAN),
-                self.predicted_window_mean.unwrap_or(f64::NAN),
-                z,
-                threshold
-            ),
-            (Language::Zh, true) => format!(
-                "{what}偏离正常工况：重构误差 Q 窗口均值 {:.2}，标准化 {:.1}（阈值 {:.1}），持续 {minutes:.0} 分钟（模型 {id}）",
-                self.q_window_mean.unwrap_or(f64::NAN),
-                z,
-                threshold
-            ),
-            (Language::En, true) => format!(
-                "{what} leaves its normal plane: reconstruction error Q window mean {:.2}, standardized {:.1} \
-                 (threshold {:.1}) for {minutes:.0} min (model {id})",
-                self.q_window_mean.unwrap_or(f64::NAN),
-                z,
-                threshold
-            ),
-        }
-    }
-}
-
-/// The summary of one of its anomalies, for the registry: the variant (a target or the joint test) is the figures'
-/// `test`.
-pub fn summary(evidence: &Evidence, names: &Names<'_>, language: Language) -> Option<String> {
-    super::kit::figures::render::<Figures>(evidence, names, language)
-}
-
 /// The detector.
 pub struct ModelResidual {
     state: State,
@@ -186,37 +141,6 @@ fn finding(ctx: &OutletContext<'_>, model: &ModelArtifact, due: &Due<Stats>) -> 
     finding.end_ms = (s.last_anomalous_ms + MS_PER_MINUTE)
         .clamp(finding.start_ms + MS_PER_MINUTE, finding.end_ms);
     finding
-}
-
-/// A test's name for an officer.
-fn describe(test: &str, language: Language) -> String {
-    let zh = language == Language::Zh;
-    if test == FLOW_TARGET {
-        return if zh { "烟气流量" } else { "Stack flow" }.into();
-    }
-    if test == TREATMENT_TARGET {
-        return if zh {
-            "治污设施用电"
-        } else {
-            "Treatment power"
-        }
-        .into();
-    }
-    if test == JOINT_TEST {
-        return if zh {
-            "各监测量的联合关系"
-        } else {
-            "The joint pattern of the streams"
-        }
-        .into();
-    }
-    let code = test.trim_end_matches("_limit_fraction");
-    let (zh_name, en_name) = codes::display_name(code);
-    if zh {
-        format!("{zh_name}（{code}）折算浓度（占限值比例）")
-    } else {
-        format!("{en_name} ({code}) converted concentration (share of limit)")
-    }
 }
 
 impl Detector for ModelResidual {
@@ -398,9 +322,10 @@ pub fn run_offline(
 mod tests {
     use super::*;
     use crate::detect::testutil::{noise, row, summary_en, topology_with_limits, with_cems, T0};
-    use crate::domain::OutletTopology;
+    use crate::domain::{codes, OutletTopology};
     use crate::models::artifact::ModelScope;
     use crate::models::calibrate::Calibration;
+    use crate::models::features::FLOW_TARGET;
     use crate::models::features::{pollutant_target, targets_of};
     use crate::models::train::{fit, TrainSpec};
     use crate::models::{dataset, ModelArtifact};

@@ -8,10 +8,10 @@
 //! is updated daily. The year is the calendar year in Beijing time.
 
 use super::kit::period::{period_start_ms, BEIJING_OFFSET_MS};
-use super::kit::{push_bounded, Names};
+use super::kit::push_bounded;
 use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
-use crate::domain::codes::{display_name, FLOW};
-use crate::domain::{AnomalyKind, Evidence, Language, MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE};
+use crate::domain::codes::FLOW;
+use crate::domain::{AnomalyKind, Evidence, MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -58,28 +58,6 @@ pub(crate) struct Figures {
     pub(crate) projected_ratio_to_permit: f64,
     /// Minutes without valid data while production ran, filled with the last hour's highest mass rate.
     pub(crate) substituted_minutes: u32,
-}
-
-impl super::kit::Figures for Figures {
-    fn summary(&self, n: &Names<'_>, language: Language) -> String {
-        let (zh, en) = display_name(&self.code);
-        let (cumulative, days, projected) = (
-            self.cumulative_t,
-            self.observed_days,
-            self.projected_t_per_year,
-        );
-        let (permitted, ratio) = (self.permitted_t_per_year, self.projected_ratio_to_permit);
-        match language {
-            Language::Zh => format!(
-                "{}{}：{}（{}）本年已排放 {:.2} t（{:.1} 天），按此推算全年 {:.1} t，为许可排放量 {:.1} t 的 {:.1} 倍。",
-                n.enterprise, n.outlet, zh, self.code, cumulative, days, projected, permitted, ratio
-            ),
-            Language::En => format!(
-                "{} {}: {} ({}) {:.2} t emitted in {:.1} days projects to {:.1} t/year, {:.1}× the permitted {:.1} t.",
-                n.enterprise, n.outlet, en, self.code, cumulative, days, projected, ratio, permitted
-            ),
-        }
-    }
 }
 
 /// The detector.

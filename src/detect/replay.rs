@@ -21,13 +21,12 @@
 //! Look-alikes: identical constant values (a flat line has no differences to correlate and too few distinct values
 //! to hash: `FLATLINE`'s), repeated daily operating patterns (differences of real data carry fresh noise every day).
 
-use super::kit::figures::render;
 use super::kit::null::HourlyNull;
 use super::kit::stats::{correlation, fisher_z};
-use super::kit::{push_bounded, saturating, Names};
+use super::kit::{push_bounded, saturating};
 use super::{monitored_codes, DetectConfig, Detector, Finding, Minute, OutletContext};
-use crate::domain::codes::{display_name, O2};
-use crate::domain::{AnomalyKind, Evidence, Language, MS_PER_HOUR, MS_PER_MINUTE};
+use crate::domain::codes::O2;
+use crate::domain::{AnomalyKind, Evidence, MS_PER_HOUR, MS_PER_MINUTE};
 use crate::signal::cems::{self, Resolution};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -207,23 +206,6 @@ pub(crate) struct CorrelationFigures {
     pub(crate) hours_matched: u32,
 }
 
-impl super::kit::Figures for CorrelationFigures {
-    fn summary(&self, n: &Names<'_>, language: Language) -> String {
-        let lag_min = self.lag_min as i64;
-        let (d, h) = (lag_min / 1440, (lag_min % 1440) as f64 / 60.0);
-        match language {
-            Language::Zh => format!(
-                "{}{}：{} 个监测因子的数据与 {} 天 {:.1} 小时前的数据高度一致（相关系数 ≥ {:.3}），持续 {} 小时，疑似重复上传历史数据。",
-                n.enterprise, n.outlet, self.channels_matched, d, h, self.min_correlation, self.hours_matched
-            ),
-            Language::En => format!(
-                "{} {}: {} channels repeat the data of {} d {:.1} h earlier (correlation ≥ {:.3}) for {} h: replayed data.",
-                n.enterprise, n.outlet, self.channels_matched, d, h, self.min_correlation, self.hours_matched
-            ),
-        }
-    }
-}
-
 /// The figures of an exact copy (episode key `exact`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -240,34 +222,6 @@ pub(crate) struct ExactFigures {
     /// Minutes per hashed window.
     pub(crate) window_min: f64,
     pub(crate) from_another_channel: bool,
-}
-
-impl super::kit::Figures for ExactFigures {
-    fn summary(&self, n: &Names<'_>, language: Language) -> String {
-        let lag_min = self.lag_min as i64;
-        let (d, h) = (lag_min / 1440, (lag_min % 1440) as f64 / 60.0);
-        let ((zs, es), (zt, et)) = (display_name(&self.source), display_name(&self.target));
-        match language {
-            Language::Zh => format!(
-                "{}{}：{}（{}）有 {} 段各 {} 分钟的数据与 {} 天 {:.1} 小时前{}（{}）的数据逐值完全相同，疑似复制历史数据上传。",
-                n.enterprise, n.outlet, zt, self.target, self.copied_windows, self.window_min, d, h, zs, self.source
-            ),
-            Language::En => format!(
-                "{} {}: {} ({}) repeats, value for value, {} {}-minute stretches of {} ({}) from {} d {:.1} h earlier: copied data.",
-                n.enterprise, n.outlet, et, self.target, self.copied_windows, self.window_min, es, self.source, d, h
-            ),
-        }
-    }
-}
-
-/// The summary of a replay anomaly, from its evidence: an exact copy names the channels it pairs (`target`), a
-/// correlated copy does not.
-pub fn summary(evidence: &Evidence, names: &Names<'_>, language: Language) -> Option<String> {
-    if evidence.text("target").is_some() {
-        render::<ExactFigures>(evidence, names, language)
-    } else {
-        render::<CorrelationFigures>(evidence, names, language)
-    }
 }
 
 /// The finding of a correlated-copy episode. The episode is its own, not a [`super::kit::Runs`] one: it is

@@ -6,9 +6,9 @@
 //! floor of `min_fraction` applies to stop orders), the first hour of an order (plants ramp down on notice), and
 //! A-grade enterprises, which are exempt from mandatory cuts.
 
-use super::kit::{duration_score, Due, Names, Runs, Timing};
+use super::kit::{duration_score, Due, Runs, Timing};
 use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
-use crate::domain::{AnomalyKind, Language, RestrictionOrder, MS_PER_MINUTE};
+use crate::domain::{AnomalyKind, RestrictionOrder, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
 
 /// Detector name and version.
@@ -45,27 +45,6 @@ pub(crate) struct Figures {
     /// The order's window, when the order is still registered.
     pub(crate) order_start_ms: Option<f64>,
     pub(crate) order_end_ms: Option<f64>,
-}
-
-impl super::kit::Figures for Figures {
-    fn summary(&self, n: &Names<'_>, language: Language) -> String {
-        let (allowed, fraction) = (
-            self.max_load_fraction,
-            self.production_fraction_of_normal_mean,
-        );
-        match language {
-            Language::Zh => format!(
-                "{}：{}级管控期间（允许负荷 {:.0}%），生产负荷为正常的 {:.0}%（平均 {:.0} kW），持续 {:.0} 分钟。",
-                n.enterprise, self.level, 100.0 * allowed, 100.0 * fraction, self.production_kw_mean,
-                self.duration_min
-            ),
-            Language::En => format!(
-                "{}: production at {:.0}% of normal ({:.0} kW) for {:.0} min during a {} order allowing {:.0}%.",
-                n.enterprise, 100.0 * fraction, self.production_kw_mean, self.duration_min, self.level,
-                100.0 * allowed
-            ),
-        }
-    }
 }
 
 /// The detector.

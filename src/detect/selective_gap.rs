@@ -35,10 +35,9 @@
 //! the hour of peak load looks like the cheat; the evidence gives the predicted levels an officer needs to ask why.
 
 use super::kit::period::period_start_ms;
-use super::kit::{push_bounded, Names};
+use super::kit::push_bounded;
 use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
-use crate::domain::codes::display_name;
-use crate::domain::{units, AnomalyKind, Evidence, Language, MS_PER_HOUR, MS_PER_MINUTE};
+use crate::domain::{units, AnomalyKind, Evidence, MS_PER_HOUR, MS_PER_MINUTE};
 use crate::models::features::{input_row, pollutant_target};
 use crate::models::ModelScope;
 use crate::signal::cems::{self, CemsValue};
@@ -323,7 +322,7 @@ pub(crate) struct Figures {
 
 impl Figures {
     /// (raised by the observed climb, raised by the model), if the signature is known.
-    fn tests(&self) -> Option<(bool, bool)> {
+    pub(crate) fn tests(&self) -> Option<(bool, bool)> {
         match self.signature.as_str() {
             OBSERVED_CLIMB => Some((true, false)),
             MODEL_PREDICTION => Some((false, true)),
@@ -331,107 +330,6 @@ impl Figures {
             _ => None,
         }
     }
-}
-
-impl super::kit::Figures for Figures {
-    fn summary(&self, n: &Names<'_>, language: Language) -> String {
-        let (by_observed_climb, by_model) = self.tests().unwrap_or_default();
-        let names = |zh: bool| {
-            self.high_codes
-                .split(',')
-                .filter(|c| !c.is_empty())
-                .map(|c| {
-                    let (z, e) = display_name(c);
-                    if zh {
-                        format!("{z}（{c}）")
-                    } else {
-                        format!("{e} ({c})")
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(if zh { "、" } else { ", " })
-        };
-        let model_id = &self.model_id;
-        let predicted_high = self.gaps_predicted_high.unwrap_or(0);
-        let pct = |x: Option<f64>| 100.0 * x.unwrap_or(f64::NAN);
-        let mean_rank_pct = pct(self.mean_predicted_rank_of_high_gaps);
-        let q_pct = pct(self.chance_of_predicted_high_gap);
-        let mean_level_pct = self.mean_predicted_pct_of_limit_in_gaps.unwrap_or(f64::NAN);
-        let median_level_pct = self.median_predicted_pct_of_limit.unwrap_or(f64::NAN);
-        let p_model = self.p_value_model.unwrap_or(f64::NAN);
-        let mut parts = Vec::new();
-        match language {
-            Language::Zh => {
-                if by_observed_climb {
-                    parts.push(format!(
-                        "{} 次紧接在{}异常升高之后（正常仅 {:.1}% 的时间处于该状态，p={:.1e}）",
-                        self.gaps_after_high_values,
-                        names(true),
-                        100.0 * self.share_of_high_minutes,
-                        self.p_value
-                    ));
-                }
-                if by_model {
-                    parts.push(format!(
-                        "{} 次落在模型 {model_id} 预测排放偏高的时段（预测值平均位于本排口的第 {:.0} 百分位，预测 {:.0}% 限值，中位 {:.0}%；随机缺失落在该时段的概率 {:.0}%，p={:.1e}）",
-                        predicted_high,
-                        mean_rank_pct,
-                        mean_level_pct,
-                        median_level_pct,
-                        q_pct,
-                        p_model
-                    ));
-                }
-            }
-            Language::En => {
-                if by_observed_climb {
-                    parts.push(format!(
-                        "{} began right after {} climbed unusually high, a state seen only {:.1}% of the time (p={:.1e})",
-                        self.gaps_after_high_values,
-                        names(false),
-                        100.0 * self.share_of_high_minutes,
-                        self.p_value
-                    ));
-                }
-                if by_model {
-                    parts.push(format!(
-                        "{} fell where model {model_id} predicts high emissions (mean rank {:.0}% of the outlet's predictions, {:.0}% of the limit predicted vs a median {:.0}%; a random gap falls there with probability {:.0}%, p={:.1e})",
-                        predicted_high,
-                        mean_rank_pct,
-                        mean_level_pct,
-                        median_level_pct,
-                        q_pct,
-                        p_model
-                    ));
-                }
-            }
-        }
-        match language {
-            Language::Zh => format!(
-                "{}{}：近一周生产期间 {} 次整段数据缺失中，{}，疑似选择性缺失。",
-                n.enterprise,
-                n.outlet,
-                self.gaps,
-                parts.join("；")
-            ),
-            Language::En => format!(
-                "{} {}: of {} gaps while production ran this week, {}: data missing where emissions are high.",
-                n.enterprise,
-                n.outlet,
-                self.gaps,
-                parts.join("; ")
-            ),
-        }
-    }
-}
-
-/// The summary of a selective-gap anomaly, rendered from its evidence (whichever tests raised it).
-pub fn summary(evidence: &Evidence, names: &Names<'_>, language: Language) -> Option<String> {
-    let figures = evidence.fields::<Figures>()?;
-    figures.tests()?;
-    Some(<Figures as super::kit::Figures>::summary(
-        &figures, names, language,
-    ))
 }
 
 /// The detector.

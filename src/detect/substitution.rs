@@ -19,12 +19,10 @@
 
 use super::kit::null::HourlyNull;
 use super::kit::stats::{correlation, fisher_z, sd};
-use super::kit::{push_bounded, saturating, Due, Names, Runs, Timing};
+use super::kit::{push_bounded, saturating, Due, Runs, Timing};
 use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
-use crate::domain::codes::{
-    display_name, FLOW, HUMIDITY, NH3, NMHC, NOX, O2, PM, SO2, TEMPERATURE, VELOCITY,
-};
-use crate::domain::{AnomalyKind, Language, MS_PER_HOUR};
+use crate::domain::codes::{FLOW, HUMIDITY, NH3, NMHC, NOX, O2, PM, SO2, TEMPERATURE, VELOCITY};
+use crate::domain::{AnomalyKind, MS_PER_HOUR};
 use crate::signal::cems::{self, Resolution};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -102,25 +100,6 @@ pub(crate) struct Figures {
     pub(crate) min_abs_correlation_of_changes: f64,
     /// Mean sd of the second channel's changes over the first's.
     pub(crate) scale_of_copy: f64,
-}
-
-impl super::kit::Figures for Figures {
-    fn summary(&self, n: &Names<'_>, language: Language) -> String {
-        let (a, b) = (self.code_a.as_str(), self.code_b.as_str());
-        let ((za, ea), (zb, eb)) = (display_name(a), display_name(b));
-        let hours = f64::from(self.hours_matched.max(1));
-        let r_min = self.min_abs_correlation_of_changes;
-        match language {
-            Language::Zh => format!(
-                "{}{}：{}（{}）与{}（{}）两个本应各自独立的监测因子，逐分钟变化的相关系数持续 {:.0} 小时 ≥ {:.3}，疑似一个因子由另一个因子换算生成。",
-                n.enterprise, n.outlet, za, a, zb, b, hours, r_min
-            ),
-            Language::En => format!(
-                "{} {}: {} ({}) and {} ({}), measured by separate instruments, change minute by minute in lockstep (|r| ≥ {:.3}) for {:.0} h: one channel is generated from the other.",
-                n.enterprise, n.outlet, ea, a, eb, b, r_min, hours
-            ),
-        }
-    }
 }
 
 /// The detector.

@@ -20,15 +20,12 @@
 //! band, or swings the outlet's own history holds), recalibration during a flagged calibration or maintenance
 //! window, routine shelter visits that change nothing.
 
-use super::kit::figures::render;
 use super::kit::null::HourlyNull;
 use super::kit::period::period_start_ms;
-use super::kit::{duration_score, Due, Names, Runs, Timing};
+use super::kit::{duration_score, Due, Runs, Timing};
 use super::{monitored_codes, DetectConfig, Detector, Finding, Minute, OutletContext};
-use crate::domain::codes::{display_name, NH3, NOX, O2};
-use crate::domain::{
-    units, AnomalyKind, Evidence, Language, ValueFlag, MS_PER_HOUR, MS_PER_MINUTE,
-};
+use crate::domain::codes::{NH3, NOX, O2};
+use crate::domain::{units, AnomalyKind, ValueFlag, MS_PER_HOUR, MS_PER_MINUTE};
 use crate::signal::cems::{self, Resolution};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -150,89 +147,6 @@ pub(crate) struct Parameter {
     pub(crate) duration_min: f64,
     pub(crate) old_value: f64,
     pub(crate) new_value: f64,
-}
-
-impl super::kit::Figures for Formula {
-    fn summary(&self, n: &Names<'_>, language: Language) -> String {
-        let (zh, en) = display_name(&self.code);
-        let (reported, formula) = (self.reported_converted_mean, self.formula_converted_mean);
-        match language {
-            Language::Zh => format!(
-                "{}{}：{}（{}）上报折算值平均 {:.1}，按实测值与氧含量公式计算应为 {:.1}（{:.0}%），持续 {:.0} 分钟，折算参数疑被篡改。",
-                n.enterprise, n.outlet, zh, self.code, reported, formula, 100.0 * reported / formula, self.duration_min
-            ),
-            Language::En => format!(
-                "{} {}: reported converted {} ({}) averages {:.1} where the formula from raw and O2 gives {:.1} ({:.0}%), for {:.0} min: conversion tampered.",
-                n.enterprise, n.outlet, en, self.code, reported, formula, 100.0 * reported / formula, self.duration_min
-            ),
-        }
-    }
-}
-
-impl super::kit::Figures for Step {
-    fn summary(&self, n: &Names<'_>, language: Language) -> String {
-        let (zh, en) = display_name(&self.code);
-        let (ratio, production_ratio) = (
-            self.level_ratio_to_previous_days,
-            self.production_ratio_to_previous_days,
-        );
-        match language {
-            Language::Zh => format!(
-                "{}{}：{}（{}）折算浓度水平降至前几日的 {:.0}%，而生产负荷为前几日的 {:.0}%，持续 {:.0} 分钟，疑似仪器增益/斜率被修改。",
-                n.enterprise, n.outlet, zh, self.code, 100.0 * ratio, 100.0 * production_ratio, self.duration_min
-            ),
-            Language::En => format!(
-                "{} {}: converted {} ({}) level fell to {:.0}% of the previous days while production ran at {:.0}% of them, for {:.0} min: gain or slope changed.",
-                n.enterprise, n.outlet, en, self.code, 100.0 * ratio, 100.0 * production_ratio, self.duration_min
-            ),
-        }
-    }
-}
-
-impl super::kit::Figures for Door {
-    fn summary(&self, n: &Names<'_>, language: Language) -> String {
-        let (zh, en) = display_name(&self.code);
-        let (ratio, production_ratio) = (
-            self.level_ratio_after_to_before_door,
-            self.production_ratio_after_to_before_door,
-        );
-        match language {
-            Language::Zh => format!(
-                "{}{}：分析小屋门禁开启后，{}（{}）折算浓度水平降至开门前 6 小时的 {:.0}%，生产负荷为开门前的 {:.0}%，期间无校准/维护标记，疑似现场人为改动仪器。",
-                n.enterprise, n.outlet, zh, self.code, 100.0 * ratio, 100.0 * production_ratio
-            ),
-            Language::En => format!(
-                "{} {}: after the analyzer shelter's door opened, converted {} ({}) fell to {:.0}% of its level in the 6 h before, with production at {:.0}% of then and no calibration or maintenance flag: the analyzer was touched.",
-                n.enterprise, n.outlet, en, self.code, 100.0 * ratio, 100.0 * production_ratio
-            ),
-        }
-    }
-}
-
-impl super::kit::Figures for Parameter {
-    fn summary(&self, n: &Names<'_>, language: Language) -> String {
-        match language {
-            Language::Zh => format!(
-                "{}{}：仪器参数 {} 在无校准/维护标记时由 {} 改为 {}。",
-                n.enterprise, n.outlet, self.code, self.old_value, self.new_value
-            ),
-            Language::En => format!(
-                "{} {}: instrument parameter {} changed from {} to {} outside any calibration or maintenance window.",
-                n.enterprise, n.outlet, self.code, self.old_value, self.new_value
-            ),
-        }
-    }
-}
-
-/// The summary of a tampering anomaly, rendered from its evidence through the figures of its signature.
-pub fn summary(evidence: &Evidence, names: &Names<'_>, language: Language) -> Option<String> {
-    match evidence.text("signature")? {
-        "formula" => render::<Formula>(evidence, names, language),
-        "step" => render::<Step>(evidence, names, language),
-        "door" => render::<Door>(evidence, names, language),
-        "param" => render::<Parameter>(evidence, names, language),
-        _ => None,
-    }
 }
 
 /// The finding of an episode (or event) of any signature, from its key (`<signature>/<code>`) and sums.

@@ -6,9 +6,9 @@
 //! below `RATIO_DROP` of the learned ratio. The ratio test is what keeps variable-speed fans at low load quiet: when
 //! production falls, a healthy facility's power falls with it and the ratio holds.
 
-use super::kit::{duration_score, Due, Names, Runs, Timing};
+use super::kit::{duration_score, Due, Runs, Timing};
 use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
-use crate::domain::{AnomalyKind, Language};
+use crate::domain::AnomalyKind;
 use crate::signal::equipment::EquipmentState;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -89,21 +89,6 @@ pub(crate) struct Figures {
     pub(crate) normal_ratio_to_production: f64,
     pub(crate) production_kw_mean: f64,
     pub(crate) production_fraction_of_normal_mean: f64,
-}
-
-impl super::kit::Figures for Figures {
-    fn summary(&self, n: &Names<'_>, language: Language) -> String {
-        match language {
-            Language::Zh => format!(
-                "{}{}：治污设施 {}（{}）功率仅为正常的 {:.0}%（平均 {:.0} kW），而生产负荷为正常的 {:.0}%，持续 {:.0} 分钟，疑似不正常运行。",
-                n.enterprise, n.outlet, self.meter_id, self.equipment, 100.0 * self.treatment_fraction_of_normal, self.treatment_kw_mean, 100.0 * self.production_fraction_of_normal_mean, self.duration_min
-            ),
-            Language::En => format!(
-                "{} {}: treatment {} ({}) at {:.0}% of its normal power ({:.0} kW) while production ran at {:.0}% of normal, for {:.0} min.",
-                n.enterprise, n.outlet, self.meter_id, self.equipment, 100.0 * self.treatment_fraction_of_normal, self.treatment_kw_mean, 100.0 * self.production_fraction_of_normal_mean, self.duration_min
-            ),
-        }
-    }
 }
 
 /// The detector.

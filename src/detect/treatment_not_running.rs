@@ -7,9 +7,9 @@
 //! reports faults (unknown, never "off"), and short dips (the grace period; gaps shorter than `close_after_min`
 //! bridge one episode instead of opening many).
 
-use super::kit::{duration_score, Due, Names, Runs, Timing};
+use super::kit::{duration_score, Due, Runs, Timing};
 use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
-use crate::domain::{AnomalyKind, Language};
+use crate::domain::AnomalyKind;
 use crate::signal::equipment::EquipmentState;
 use serde::{Deserialize, Serialize};
 
@@ -49,31 +49,6 @@ pub(crate) struct Figures {
     pub(crate) late_start: bool,
     /// Treatment stopped before production.
     pub(crate) early_stop: bool,
-}
-
-impl super::kit::Figures for Figures {
-    fn summary(&self, n: &Names<'_>, language: Language) -> String {
-        let phase_zh = match (self.late_start, self.early_stop) {
-            (true, _) => "（生产先于治污设施启动）",
-            (_, true) => "（治污设施先于生产停运）",
-            _ => "",
-        };
-        let phase_en = match (self.late_start, self.early_stop) {
-            (true, _) => " (production started before treatment)",
-            (_, true) => " (treatment stopped before production)",
-            _ => "",
-        };
-        match language {
-            Language::Zh => format!(
-                "{}{}：生产设施运行（平均 {:.0} kW）期间，治污设施 {}（{}）未运行（平均 {:.1} kW，正常 {:.0} kW），持续 {:.0} 分钟{}。",
-                n.enterprise, n.outlet, self.production_kw_mean, self.meter_id, self.equipment, self.treatment_kw_mean, self.treatment_normal_kw, self.duration_min, phase_zh
-            ),
-            Language::En => format!(
-                "{} {}: treatment {} ({}) not running ({:.1} kW vs normal {:.0} kW) while production ran ({:.0} kW) for {:.0} min{}.",
-                n.enterprise, n.outlet, self.meter_id, self.equipment, self.treatment_kw_mean, self.treatment_normal_kw, self.production_kw_mean, self.duration_min, phase_en
-            ),
-        }
-    }
 }
 
 /// The detector.

@@ -7,9 +7,9 @@
 //! failure (D flag), still reportable but scored lower; maintenance and calibration flags (M/C) are left to
 //! `FLAG_ABUSE`, which judges whether they are plausible.
 
-use super::kit::{duration_score, Due, Names, Runs, Timing};
+use super::kit::{duration_score, Due, Runs, Timing};
 use super::{monitored_codes, DetectConfig, Detector, Finding, Minute, OutletContext};
-use crate::domain::{AnomalyKind, Language, ValueFlag};
+use crate::domain::{AnomalyKind, ValueFlag};
 use crate::signal::align::OutletRow;
 use serde::{Deserialize, Serialize};
 
@@ -84,39 +84,6 @@ pub(crate) struct Figures {
     pub(crate) minutes_flag_comm_error: u32,
     pub(crate) production_kw_mean: f64,
     pub(crate) production_fraction_of_normal: f64,
-}
-
-impl super::kit::Figures for Figures {
-    fn summary(&self, n: &Names<'_>, language: Language) -> String {
-        let silence = self.minutes_silent
-            >= self.minutes_flag_stopped + self.minutes_flag_fault + self.minutes_flag_comm_error;
-        match language {
-            Language::Zh => format!(
-                "{}{}：生产设施运行（平均 {:.0} kW）期间，在线监测{}，持续 {:.0} 分钟。",
-                n.enterprise,
-                n.outlet,
-                self.production_kw_mean,
-                if silence {
-                    "无数据上传"
-                } else {
-                    "标记停运/故障/通讯异常"
-                },
-                self.duration_min
-            ),
-            Language::En => format!(
-                "{} {}: CEMS {} for {:.0} min while production ran ({:.0} kW).",
-                n.enterprise,
-                n.outlet,
-                if silence {
-                    "sent no data"
-                } else {
-                    "flagged stopped/fault/comm error"
-                },
-                self.duration_min,
-                self.production_kw_mean
-            ),
-        }
-    }
 }
 
 /// The detector.

@@ -3,7 +3,7 @@
 //!
 //! - [`episode`]: the one episode machinery (grace, bridging, updates, closing) over minutes, hours or days.
 //! - [`period`]: the one hour/day boundary.
-//! - [`figures`]: a signature's typed figures, stored as evidence, and the summary rendered from them.
+//! - [`figures`]: a signature's typed figures, stored as evidence (summaries are written from them at the API edge).
 //! - [`score`]: the one score function, so kinds rank alike.
 //! - [`null`]: the outlet's own empirical null (what its honest history makes likely), [`stats`]: the statistics.
 //! - [`window`], [`persist`]: bounded history and checkpointed state.
@@ -18,6 +18,6 @@ pub mod stats;
 pub mod window;
 
 pub use episode::{Due, Run, Runs, Timing};
-pub use figures::{Figures, Names};
+pub use figures::Figures;
 pub use score::{duration_score, saturating};
 pub use window::push_bounded;
