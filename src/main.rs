@@ -1,6 +1,8 @@
 //! `sentinel`: the service and its tools. Each command's flags and behaviour live in its `tools` module.
 
-use cems_sentinel::tools::{anomalies, bench, demo, eval, hj212, models, serve, simulate};
+use cems_sentinel::tools::{
+    anomalies, availability, bench, demo, eval, hj212, models, serve, simulate,
+};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -37,6 +39,8 @@ enum Command {
     Incidents(anomalies::IncidentsArgs),
     /// Enterprises (or regions) ranked by unresolved anomaly severity.
     Hotspots(anomalies::HotspotsArgs),
+    /// Data availability per stack outlet and month: transmission rate, outages, the longest.
+    Availability(availability::AvailabilityArgs),
     /// Move an anomaly through the review workflow (open → dispatched → confirmed / false_positive → rectified → closed).
     Review(anomalies::ReviewArgs),
     /// Fit new model versions for outlets or an industry on a running server (in the background, with progress).
@@ -77,6 +81,7 @@ fn main() -> anyhow::Result<ExitCode> {
             Command::Anomalies(a) => a.run(&server).await?,
             Command::Incidents(a) => a.run(&server).await?,
             Command::Hotspots(a) => a.run(&server).await?,
+            Command::Availability(a) => a.run(&server).await?,
             Command::Review(a) => a.run(&server).await?,
             Command::Train(a) => a.run(&server).await?,
             Command::Models(c) => c.run(&server).await?,

@@ -203,6 +203,8 @@ pub async fn start_with(
         book,
         registry: registry.clone(),
         language: config.language,
+        store: store.clone(),
+        equipment: config.detect.equipment,
     });
 
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();

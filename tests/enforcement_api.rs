@@ -80,6 +80,29 @@ async fn idle_scrubber_is_listed_with_evidence_and_a_stopped_plant_is_not() {
         .expect("get")
         .into_inner();
     assert_eq!(&got, a);
+    // The same stored anomaly reads in English to a client that asks for it, with the same figures.
+    let mut english = tonic::Request::new(pb::GetAnomalyRequest { id: a.id.clone() });
+    english
+        .metadata_mut()
+        .insert("accept-language", "en-GB, zh;q=0.5".parse().expect("ascii"));
+    let en = s
+        .enforcement
+        .get_anomaly(english)
+        .await
+        .expect("get in English")
+        .into_inner();
+    assert!(
+        en.summary
+            .starts_with("e1 Power 1# stack: treatment e1-t1 (desulfurization) not running"),
+        "{}",
+        en.summary
+    );
+    assert_eq!(
+        (en.evidence.clone(), en.score),
+        (a.evidence.clone(), a.score)
+    );
+    assert_eq!(en.evidence_text["meter_id"], "e1-t1");
+    assert_eq!(en.evidence_text["equipment"], "desulfurization");
     let err = s
         .enforcement
         .get_anomaly(pb::GetAnomalyRequest { id: "nope".into() })
@@ -489,4 +512,95 @@ async fn bypass_and_idle_scrubber_become_one_incident_listed_watched_reviewed_an
         .into_inner()
         .hotspots;
     assert_eq!(hot[0].anomalies as usize, all.len() - 1);
+}
+
+/// Availability is a statistic first: a 90-minute and a 20-minute silence of the stack while production runs are
+/// two outages in the month's figures, whatever detection makes of them.
+#[tokio::test]
+async fn data_availability_counts_the_outages_of_a_month() {
+    let mut s = start().await;
+    register_plant(&mut s, "e1").await;
+    let silent = |m: i64| (200..290).contains(&m) || (400..420).contains(&m);
+    let mut batches = plant_batches("e1", 0..720, 0..0, 30);
+    for b in &mut batches {
+        b.records
+            .retain(|r| !(r.source_id == "e1-s1" && silent((r.time_ms - T0) / MINUTE)));
+    }
+    push_all(&mut s, batches).await;
+    s.ingest
+        .sync(pb::SyncRequest { finalize: true })
+        .await
+        .expect("sync");
+
+    let months = s
+        .enforcement
+        .get_data_availability(pb::GetDataAvailabilityRequest {
+            enterprise_ids: vec!["e1".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("availability")
+        .into_inner()
+        .months;
+    assert_eq!(months.len(), 1, "{months:#?}");
+    let m = &months[0];
+    assert_eq!(
+        (m.outlet_id.as_str(), m.enterprise_id.as_str()),
+        ("e1-s1", "e1")
+    );
+    assert!(m.production_minutes >= 700, "{m:#?}");
+    assert_eq!(m.valid_minutes, m.production_minutes - 110, "{m:#?}");
+    assert_eq!((m.outages, m.longest_outage_min), (2, 90), "{m:#?}");
+    let rate = f64::from(m.valid_minutes) / f64::from(m.production_minutes);
+    assert!((m.transmission_rate - rate).abs() < 1e-12);
+
+    // The same month asked by name, and a month without data (nothing was owed).
+    let named = |from: &str, to: &str| pb::GetDataAvailabilityRequest {
+        outlet_ids: vec!["e1-s1".into()],
+        from_month: from.into(),
+        to_month: to.into(),
+        ..Default::default()
+    };
+    let two = s
+        .enforcement
+        .get_data_availability(named(&m.month, &next_month(&m.month)))
+        .await
+        .expect("two months")
+        .into_inner()
+        .months;
+    assert_eq!(two.len(), 2);
+    assert_eq!(two[0], *m);
+    assert_eq!(
+        (two[1].production_minutes, two[1].transmission_rate),
+        (0, 1.0)
+    );
+
+    for (req, code) in [
+        (
+            pb::GetDataAvailabilityRequest::default(),
+            Code::InvalidArgument,
+        ),
+        (named("2025-03", "2025-02"), Code::InvalidArgument),
+        (named("2025-01", "2026-01"), Code::InvalidArgument),
+        (named("2025-3", ""), Code::InvalidArgument),
+        (
+            pb::GetDataAvailabilityRequest {
+                outlet_ids: vec!["nope".into()],
+                ..Default::default()
+            },
+            Code::NotFound,
+        ),
+    ] {
+        let err = s
+            .enforcement
+            .get_data_availability(req.clone())
+            .await
+            .expect_err("refused");
+        assert_eq!(err.code(), code, "{req:?}: {err}");
+    }
+}
+
+fn next_month(month: &str) -> String {
+    let m: cems_sentinel::domain::Month = month.parse().expect("month");
+    m.next().to_string()
 }

@@ -5,14 +5,17 @@ use super::convert::{
     review_status_from_pb,
 };
 use super::summary::{request_language, Summaries};
-use crate::domain::Anomaly;
+use crate::domain::{Anomaly, Month};
 use crate::domain::{AnomalyFilter, Language, ReviewStatus};
+use crate::enforce::availability;
 use crate::enforce::cases;
 use crate::enforce::{AnomalyBook, ReviewRequest};
 use crate::error::task_failed;
 use crate::ingest::system_now_ms;
 use crate::pb::{self, enforcement_service_server::EnforcementService};
 use crate::registry::RegistryRef;
+use crate::signal::equipment::Thresholds;
+use crate::store::Store;
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,7 +32,14 @@ pub struct EnforcementApi {
     pub registry: RegistryRef,
     /// Language of summaries when a request does not ask for one.
     pub language: Language,
+    /// The store, for data availability.
+    pub store: Store,
+    /// Equipment states as detection judges them (availability counts the minutes production ran).
+    pub equipment: Thresholds,
 }
+
+/// Most outlets one `GetDataAvailability` may cover.
+const MAX_AVAILABILITY_OUTLETS: usize = 100;
 
 impl EnforcementApi {
     fn summaries<T>(&self, req: &Request<T>) -> Summaries {
@@ -257,5 +267,89 @@ impl EnforcementService for EnforcementApi {
             .map_err(task_failed)??;
         let summary = summaries.of(&a);
         Ok(Response::new(anomaly_to_pb(a, summary)))
+    }
+
+    async fn get_data_availability(
+        &self,
+        req: Request<pb::GetDataAvailabilityRequest>,
+    ) -> Result<Response<pb::DataAvailabilityResponse>, Status> {
+        let q = req.into_inner();
+        if q.outlet_ids.is_empty() && q.enterprise_ids.is_empty() {
+            return Err(Status::invalid_argument(
+                "name outlet_ids or enterprise_ids",
+            ));
+        }
+        let month = |s: &str, field: &str| -> Result<Option<Month>, Status> {
+            if s.is_empty() {
+                return Ok(None);
+            }
+            s.parse()
+                .map(Some)
+                .map_err(|e: String| Status::invalid_argument(format!("{field}: {e}")))
+        };
+        let (from, to) = (
+            month(&q.from_month, "from_month")?,
+            month(&q.to_month, "to_month")?,
+        );
+        if from.is_none() && to.is_some() {
+            return Err(Status::invalid_argument("to_month needs from_month"));
+        }
+        let all = self.registry.stack_topologies();
+        let mut outlets = Vec::new();
+        for id in &q.outlet_ids {
+            let t = all.iter().find(|t| &t.outlet.id == id).ok_or_else(|| {
+                Status::not_found(format!("stack outlet {id:?} is not registered"))
+            })?;
+            outlets.push(t.clone());
+        }
+        outlets.extend(
+            all.iter()
+                .filter(|t| q.enterprise_ids.contains(&t.enterprise.id))
+                .filter(|t| !q.outlet_ids.contains(&t.outlet.id))
+                .cloned(),
+        );
+        if outlets.len() > MAX_AVAILABILITY_OUTLETS {
+            return Err(Status::invalid_argument(format!(
+                "{} outlets asked; at most {MAX_AVAILABILITY_OUTLETS} per request",
+                outlets.len()
+            )));
+        }
+        let span = match from {
+            Some(f) => {
+                Some(availability::months(f, to.unwrap_or(f)).map_err(Status::invalid_argument)?)
+            }
+            None => None,
+        };
+        let (store, equipment) = (self.store.clone(), self.equipment);
+        let months = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for t in &outlets {
+                let months = match &span {
+                    Some(m) => m.clone(),
+                    // The month of the outlet's latest data; none yet, nothing to report.
+                    None => match store.time_bounds(&t.outlet.id, &[])? {
+                        Some((_, last)) => vec![Month::of_ms(last)],
+                        None => continue,
+                    },
+                };
+                for (month, a) in availability::of_outlet(&store, t, &months, equipment)? {
+                    out.push(pb::OutletMonthAvailability {
+                        outlet_id: t.outlet.id.clone(),
+                        enterprise_id: t.enterprise.id.clone(),
+                        month: month.to_string(),
+                        month_start_ms: month.start_ms(),
+                        production_minutes: a.production_minutes,
+                        valid_minutes: a.valid_minutes,
+                        transmission_rate: a.transmission_rate(),
+                        outages: a.outages,
+                        longest_outage_min: a.longest_outage_min,
+                    });
+                }
+            }
+            Ok::<_, crate::store::StoreError>(out)
+        })
+        .await
+        .map_err(task_failed)??;
+        Ok(Response::new(pb::DataAvailabilityResponse { months }))
     }
 }

@@ -23,9 +23,9 @@
 //! just under the limit (a bell bends the straight extrapolation over their pile).
 
 use super::kit::period::PeriodClock;
-use super::kit::push_bounded;
+use super::kit::{push_bounded, Span};
 use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
-use crate::domain::{units, AnomalyKind, Evidence, MS_PER_MINUTE};
+use crate::domain::{units, AnomalyKind, MS_PER_MINUTE};
 use crate::signal::cems::{self, Resolution};
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
@@ -175,18 +175,20 @@ fn finding(
     let score = (1.0 - 0.5 * (c.p_value.max(1e-300).log10() / -6.0).recip().min(1.0))
         .clamp(0.5, 1.0)
         * if c.tail == 0.0 { 1.0 } else { 0.9 };
-    Finding {
-        kind: AnomalyKind::LimitBunching,
+    Span {
         key: code.to_string(),
         start_ms: span.0,
         end_ms: span.1,
         detected_at_ms: raised,
-        score,
-        source_ids: vec![t.outlet.id.clone()],
-        evidence: Evidence::of(&figures),
         ongoing,
-        detector: NAME,
     }
+    .finding(
+        AnomalyKind::LimitBunching,
+        NAME,
+        score,
+        vec![t.outlet.id.clone()],
+        &figures,
+    )
 }
 
 /// Poisson log-linear fit `ln μ = β₀ + β₁ u` of counts `y` at positions `u`: coefficients and their unscaled

@@ -10,7 +10,7 @@
 
 use super::kit::null::RunLengths;
 use super::kit::{duration_score, Due, Runs, Timing};
-use super::{monitored_codes, DetectConfig, Detector, Finding, Minute, OutletContext};
+use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
 use crate::domain::codes::{O2, PM};
 use crate::domain::AnomalyKind;
 use crate::signal::cems::{self, Resolution};
@@ -124,7 +124,7 @@ impl Detector for CalibrationGas {
         let mut gas_values = BTreeMap::new();
         let mut seen = 0;
         // Only gas analyzers can be fed cylinder gas; particulate is measured optically.
-        for code in monitored_codes(t).into_iter().filter(|c| c != PM) {
+        for code in t.monitored_codes().into_iter().filter(|c| c != PM) {
             let Some(v) = cems::raw(row, &code) else {
                 continue;
             };

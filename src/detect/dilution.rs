@@ -15,7 +15,7 @@
 
 use super::kit::null::RunLengths;
 use super::kit::{duration_score, Due, Runs, Timing};
-use super::{monitored_codes, DetectConfig, Detector, Finding, Minute, OutletContext};
+use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
 use crate::domain::codes::O2;
 use crate::domain::{units, AnomalyKind};
 use crate::signal::cems;
@@ -156,7 +156,7 @@ impl Detector for Dilution {
         }
         let mut ratios = Vec::new();
         let mut logs = Vec::new();
-        for code in monitored_codes(t) {
+        for code in t.monitored_codes() {
             let Some(cz) =
                 cems::converted(row, &code, reference, units::DEFAULT_O2_CEILING_PCT).valid()
             else {

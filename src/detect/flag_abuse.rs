@@ -12,7 +12,7 @@
 //! maintenance of an hour or two with unremarkable values, and a plant that really is stopped (production off).
 
 use super::kit::{duration_score, Due, Runs, Timing};
-use super::{monitored_codes, DetectConfig, Detector, Finding, Minute, OutletContext};
+use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
 use crate::domain::codes::O2;
 use crate::domain::{units, AnomalyKind, ValueFlag};
 use serde::{Deserialize, Serialize};
@@ -100,7 +100,7 @@ impl Detector for FlagAbuse {
         let p = minute.process;
         let row = minute.row;
         let now = row.minute_ms;
-        let monitored = monitored_codes(t);
+        let monitored = t.monitored_codes();
         let flags: Vec<ValueFlag> = monitored
             .iter()
             .filter_map(|c| row.cems.get(c))

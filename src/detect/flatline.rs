@@ -11,7 +11,7 @@
 
 use super::kit::null::RunLengths;
 use super::kit::{duration_score, Due, Runs, Timing};
-use super::{monitored_codes, DetectConfig, Detector, Finding, Minute, OutletContext};
+use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
 use crate::domain::AnomalyKind;
 use crate::signal::cems::{self, Resolution};
 use serde::{Deserialize, Serialize};
@@ -157,7 +157,7 @@ impl Detector for Flatline {
         let t = ctx.topology;
         let now = minute.row.minute_ms;
         let p = minute.process;
-        for code in monitored_codes(t) {
+        for code in t.monitored_codes() {
             let Some(v) = cems::raw(minute.row, &code) else {
                 // A gap or a flagged minute breaks the run: values before and after a stop or a maintenance that
                 // happen to agree are not a stuck channel.

@@ -30,9 +30,9 @@
 use super::kit::null::HourlyNull;
 use super::kit::period::period_start_ms;
 use super::kit::stats::{correlation, fisher_z, sd};
-use super::kit::{push_bounded, saturating};
-use super::{monitored_codes, DetectConfig, Detector, Finding, Minute, OutletContext};
-use crate::domain::{AnomalyKind, Evidence, MS_PER_HOUR, MS_PER_MINUTE};
+use super::kit::{push_bounded, saturating, Span};
+use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
+use crate::domain::{AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
 use crate::signal::cems::{self, Resolution};
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ChiSquared, ContinuousCDF};
@@ -243,18 +243,20 @@ impl LowVariance {
             production_correlation_usual: self.state.production_correlation_usual,
             hours_raised_by_comovement_only: ep.comovement_hours,
         };
-        Finding {
-            kind: AnomalyKind::LowVariance,
+        Span {
             key: String::new(),
             start_ms: ep.start_ms,
             end_ms: ep.end_ms,
             detected_at_ms: ep.raised_at_ms,
-            score,
-            source_ids: vec![t.outlet.id.clone()],
-            evidence: Evidence::of(&figures),
             ongoing,
-            detector: NAME,
         }
+        .finding(
+            AnomalyKind::LowVariance,
+            NAME,
+            score,
+            vec![t.outlet.id.clone()],
+            &figures,
+        )
     }
 }
 
@@ -313,7 +315,7 @@ impl Detector for LowVariance {
         push_bounded(&mut self.state.production, production, WINDOW);
         let state = operating_state(p.production_fraction());
         let learning = self.state.noisy_hours == 0 || self.state.noisy_hours > MAX_NOISY_HOURS;
-        for code in monitored_codes(ctx.topology) {
+        for code in ctx.topology.monitored_codes() {
             let ch = self.state.channels.entry(code.clone()).or_default();
             // Analyzer noise is largely proportional to the reading, so differences are taken in log space: a night
             // at lower load is not "smoother" just because its values are smaller. Readings within ten resolution

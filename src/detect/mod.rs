@@ -182,16 +182,6 @@ pub const DETECTORS: &[DetectorSpec] = &[
     spec!(model_residual::ModelResidual),
 ];
 
-/// The CEMS channels that say whether an outlet is monitored: its limited pollutants, or its flow when no limit is
-/// registered.
-pub fn monitored_codes(t: &OutletTopology) -> Vec<String> {
-    if t.outlet.limits_mg_m3.is_empty() {
-        vec![crate::domain::codes::FLOW.to_string()]
-    } else {
-        t.outlet.limits_mg_m3.keys().cloned().collect()
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod testutil {
     //! Builders for detector tests: a topology with one stack, production and treatment meters.

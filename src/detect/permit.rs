@@ -8,10 +8,10 @@
 //! is updated daily. The year is the calendar year in Beijing time.
 
 use super::kit::period::{period_start_ms, BEIJING_OFFSET_MS};
-use super::kit::push_bounded;
+use super::kit::{push_bounded, Span};
 use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
 use crate::domain::codes::FLOW;
-use crate::domain::{AnomalyKind, Evidence, MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE};
+use crate::domain::{AnomalyKind, MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -113,18 +113,20 @@ impl Permit {
             substituted_minutes: u32::try_from(c.substituted_minutes).unwrap_or(u32::MAX),
         };
         let start = c.open_since_ms.unwrap_or(self.state.last_minute_ms);
-        Finding {
-            kind: AnomalyKind::PermitExceeded,
+        Span {
             key: format!("{code}/{}", self.state.year),
             start_ms: start,
             end_ms: self.state.last_minute_ms + MS_PER_MINUTE,
             detected_at_ms: c.raised_at_ms,
-            score,
-            source_ids: vec![t.outlet.id.clone()],
-            evidence: Evidence::of(&figures),
             ongoing,
-            detector: NAME,
         }
+        .finding(
+            AnomalyKind::PermitExceeded,
+            NAME,
+            score,
+            vec![t.outlet.id.clone()],
+            &figures,
+        )
     }
 }
 

@@ -23,10 +23,10 @@
 
 use super::kit::null::HourlyNull;
 use super::kit::stats::{correlation, fisher_z};
-use super::kit::{push_bounded, saturating};
-use super::{monitored_codes, DetectConfig, Detector, Finding, Minute, OutletContext};
+use super::kit::{push_bounded, saturating, Span};
+use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
 use crate::domain::codes::O2;
-use crate::domain::{AnomalyKind, Evidence, MS_PER_HOUR, MS_PER_MINUTE};
+use crate::domain::{AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
 use crate::signal::cems::{self, Resolution};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -236,18 +236,20 @@ fn finding(ctx: &OutletContext<'_>, ep: &Episode, ongoing: bool) -> Finding {
         channels_matched: u32::try_from(ep.channels).unwrap_or(u32::MAX),
         hours_matched: ep.hours,
     };
-    Finding {
-        kind: AnomalyKind::ReplayedData,
+    Span {
         key: String::new(),
         start_ms: ep.start_ms,
         end_ms: ep.end_ms,
         detected_at_ms: ep.raised_at_ms,
-        score: saturating((f64::from(ep.hours) - 1.0) / 2.0),
-        source_ids: vec![t.outlet.id.clone()],
-        evidence: Evidence::of(&figures),
         ongoing,
-        detector: NAME,
     }
+    .finding(
+        AnomalyKind::ReplayedData,
+        NAME,
+        saturating((f64::from(ep.hours) - 1.0) / 2.0),
+        vec![t.outlet.id.clone()],
+        &figures,
+    )
 }
 
 /// The finding of an exact-copy episode. Its own episode too: raised by two copied anchors within four hours,
@@ -263,18 +265,20 @@ fn exact_finding(ctx: &OutletContext<'_>, ep: &ExactEpisode, ongoing: bool) -> F
         window_min: HASH_WINDOW as f64,
         from_another_channel: ep.source != ep.target,
     };
-    Finding {
-        kind: AnomalyKind::ReplayedData,
+    Span {
         key: "exact".into(),
         start_ms: ep.start_ms,
         end_ms: ep.end_ms,
         detected_at_ms: ep.raised_at_ms.unwrap_or(ep.end_ms),
-        score: saturating((f64::from(ep.matches) - 2.0) / 3.0).min(0.99),
-        source_ids: vec![t.outlet.id.clone()],
-        evidence: Evidence::of(&figures),
         ongoing,
-        detector: NAME,
     }
+    .finding(
+        AnomalyKind::ReplayedData,
+        NAME,
+        saturating((f64::from(ep.matches) - 2.0) / 3.0).min(0.99),
+        vec![t.outlet.id.clone()],
+        &figures,
+    )
 }
 
 /// The detector.
@@ -416,7 +420,7 @@ impl Detector for Replay {
 
     fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
         let now = minute.row.minute_ms;
-        let mut codes = monitored_codes(ctx.topology);
+        let mut codes = ctx.topology.monitored_codes();
         codes.push(O2.to_string());
         let bucket_end = (now + MS_PER_MINUTE) % (BUCKET_MIN * MS_PER_MINUTE) == 0;
         let mut copies = Vec::new();

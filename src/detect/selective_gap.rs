@@ -35,9 +35,9 @@
 //! the hour of peak load looks like the cheat; the evidence gives the predicted levels an officer needs to ask why.
 
 use super::kit::period::period_start_ms;
-use super::kit::push_bounded;
+use super::kit::{push_bounded, Span};
 use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
-use crate::domain::{units, AnomalyKind, Evidence, MS_PER_HOUR, MS_PER_MINUTE};
+use crate::domain::{units, AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
 use crate::models::features::{input_row, pollutant_target};
 use crate::models::ModelScope;
 use crate::signal::cems::{self, CemsValue};
@@ -483,18 +483,20 @@ impl SelectiveGap {
             _ => j.p_observed,
         };
         let score = (1.0 - 0.5 * (p.max(1e-300).log10() / -4.0).recip().min(1.0)).clamp(0.5, 1.0);
-        Finding {
-            kind: AnomalyKind::SelectiveGap,
+        Span {
             key: KEY.to_string(),
             start_ms: ep.start_ms,
             end_ms: ep.end_ms,
             detected_at_ms: raised,
-            score,
-            source_ids: vec![t.outlet.id.clone()],
-            evidence: Evidence::of(&figures),
             ongoing,
-            detector: NAME,
         }
+        .finding(
+            AnomalyKind::SelectiveGap,
+            NAME,
+            score,
+            vec![t.outlet.id.clone()],
+            &figures,
+        )
     }
 }
 

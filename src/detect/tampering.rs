@@ -23,7 +23,7 @@
 use super::kit::null::HourlyNull;
 use super::kit::period::period_start_ms;
 use super::kit::{duration_score, Due, Runs, Timing};
-use super::{monitored_codes, DetectConfig, Detector, Finding, Minute, OutletContext};
+use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
 use crate::domain::codes::{NH3, NOX, O2};
 use crate::domain::{units, AnomalyKind, ValueFlag, MS_PER_HOUR, MS_PER_MINUTE};
 use crate::signal::cems::{self, Resolution};
@@ -489,7 +489,7 @@ impl Detector for Tampering {
 
     fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
         let reference = ctx.topology.outlet.reference_o2_pct;
-        for code in monitored_codes(ctx.topology) {
+        for code in ctx.topology.monitored_codes() {
             if reference > 0.0 {
                 self.formula(ctx, minute, &code, out);
             }

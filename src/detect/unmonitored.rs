@@ -8,9 +8,9 @@
 //! `FLAG_ABUSE`, which judges whether they are plausible.
 
 use super::kit::{duration_score, Due, Runs, Timing};
-use super::{monitored_codes, DetectConfig, Detector, Finding, Minute, OutletContext};
-use crate::domain::{AnomalyKind, ValueFlag};
-use crate::signal::align::OutletRow;
+use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
+use crate::domain::AnomalyKind;
+use crate::signal::cems::{cems_status, CemsStatus};
 use serde::{Deserialize, Serialize};
 
 /// Detector name and version.
@@ -18,50 +18,6 @@ pub const NAME: &str = "unmonitored_emission/1";
 
 /// Default timing: 30 min of grace (longer than a blip, shorter than an hour's validity).
 pub const TIMING: Timing = Timing::minutes(30, 10, 60);
-
-/// What the CEMS says about itself in one minute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CemsStatus {
-    /// At least one monitored channel has a valid reading.
-    Valid,
-    /// No reading at all.
-    Silent,
-    /// Flagged stopped (F).
-    Stopped,
-    /// Flagged fault (D).
-    Fault,
-    /// Flagged communication error (B).
-    CommError,
-    /// Flagged maintenance or calibration (M/C) or another invalid flag.
-    Other,
-}
-
-/// The CEMS status of a row over the monitored channels: the most common invalid flag wins.
-pub fn cems_status(row: &OutletRow, codes: &[String]) -> CemsStatus {
-    let readings: Vec<_> = codes.iter().filter_map(|c| row.cems.get(c)).collect();
-    if readings.is_empty() {
-        return CemsStatus::Silent;
-    }
-    if readings.iter().any(|r| r.is_valid()) {
-        return CemsStatus::Valid;
-    }
-    let count = |f: ValueFlag| readings.iter().filter(|r| r.flag == f).count();
-    let (stopped, fault, comm) = (
-        count(ValueFlag::Stopped),
-        count(ValueFlag::Fault),
-        count(ValueFlag::CommError),
-    );
-    let best = stopped.max(fault).max(comm);
-    if best == 0 {
-        CemsStatus::Other
-    } else if best == stopped {
-        CemsStatus::Stopped
-    } else if best == fault {
-        CemsStatus::Fault
-    } else {
-        CemsStatus::CommError
-    }
-}
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Stats {
@@ -140,7 +96,7 @@ impl Detector for Unmonitored {
     fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
         let p = minute.process;
         let now = minute.row.minute_ms;
-        let status = cems_status(minute.row, &monitored_codes(ctx.topology));
+        let status = cems_status(minute.row, &ctx.topology.monitored_codes());
         let silent_like = matches!(
             status,
             CemsStatus::Silent | CemsStatus::Stopped | CemsStatus::Fault | CemsStatus::CommError
@@ -181,7 +137,8 @@ mod tests {
     use crate::detect::testutil::{
         row, run_detector, summary_en, summary_zh, topology_with_limits, with_cems, T0,
     };
-    use crate::domain::MS_PER_MINUTE;
+    use crate::domain::{ValueFlag, MS_PER_MINUTE};
+    use crate::signal::align::OutletRow;
 
     fn topo() -> crate::domain::OutletTopology {
         topology_with_limits(&[("a21026", 35.0)])

@@ -3,6 +3,7 @@
 //! reads only these.
 
 mod anomaly;
+mod calendar;
 pub mod codes;
 mod evidence;
 mod incoming;
@@ -15,6 +16,7 @@ pub mod units;
 pub use anomaly::{
     Anomaly, AnomalyFilter, AnomalyKind, ReviewEntry, ReviewStatus, ReviewTransitionError,
 };
+pub use calendar::Month;
 pub use evidence::{Evidence, Figure};
 pub use incoming::{IncomingMeasurement, IncomingRecord};
 pub use language::Language;

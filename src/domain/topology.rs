@@ -45,6 +45,16 @@ impl OutletTopology {
         }
     }
 
+    /// The CEMS channels that say whether the outlet is monitored: its limited pollutants, or its flow when no
+    /// limit is registered.
+    pub fn monitored_codes(&self) -> Vec<String> {
+        if self.outlet.limits_mg_m3.is_empty() {
+            vec![super::codes::FLOW.to_string()]
+        } else {
+            self.outlet.limits_mg_m3.keys().cloned().collect()
+        }
+    }
+
     /// Every source feeding this outlet's aligned rows.
     pub fn source_ids(&self) -> Vec<String> {
         std::iter::once(self.outlet.id.clone())

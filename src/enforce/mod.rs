@@ -2,6 +2,7 @@
 //! region, kind, period, score, review status), watchable as it changes, and reviewable through the closed loop of
 //! the city plan with an audit trail.
 
+pub mod availability;
 mod book;
 pub mod cases;
 

@@ -2,7 +2,7 @@
 //! value and O2, not evaluable above the O2 ceiling, invalid under F/M/D/C/B flags. One place, so the exceedance,
 //! bunching and tampering detectors judge the same number.
 
-use crate::domain::{codes, units};
+use crate::domain::{codes, units, ValueFlag};
 use crate::signal::align::OutletRow;
 
 /// What one minute says about one pollutant.
@@ -84,5 +84,48 @@ impl Resolution {
     /// The learned step (a tiny floor before any step is seen).
     pub fn step(&self) -> f64 {
         self.step.unwrap_or(1e-6).max(1e-6)
+    }
+}
+/// What the CEMS says about itself in one minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CemsStatus {
+    /// At least one monitored channel has a valid reading.
+    Valid,
+    /// No reading at all.
+    Silent,
+    /// Flagged stopped (F).
+    Stopped,
+    /// Flagged fault (D).
+    Fault,
+    /// Flagged communication error (B).
+    CommError,
+    /// Flagged maintenance or calibration (M/C) or another invalid flag.
+    Other,
+}
+
+/// The CEMS status of a row over the monitored channels: the most common invalid flag wins.
+pub fn cems_status(row: &OutletRow, codes: &[String]) -> CemsStatus {
+    let readings: Vec<_> = codes.iter().filter_map(|c| row.cems.get(c)).collect();
+    if readings.is_empty() {
+        return CemsStatus::Silent;
+    }
+    if readings.iter().any(|r| r.is_valid()) {
+        return CemsStatus::Valid;
+    }
+    let count = |f: ValueFlag| readings.iter().filter(|r| r.flag == f).count();
+    let (stopped, fault, comm) = (
+        count(ValueFlag::Stopped),
+        count(ValueFlag::Fault),
+        count(ValueFlag::CommError),
+    );
+    let best = stopped.max(fault).max(comm);
+    if best == 0 {
+        CemsStatus::Other
+    } else if best == stopped {
+        CemsStatus::Stopped
+    } else if best == fault {
+        CemsStatus::Fault
+    } else {
+        CemsStatus::CommError
     }
 }

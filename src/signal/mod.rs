@@ -3,6 +3,7 @@
 //! and read by both detection and the models, so they agree on what "running" and "converted" mean.
 
 pub mod align;
+pub mod availability;
 pub mod cems;
 pub mod equipment;
 pub mod process;

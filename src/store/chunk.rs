@@ -91,7 +91,11 @@ impl Chunk {
         }
     }
 
-    pub fn encode(&self) -> Vec<u8> {
+    /// The stored bytes (format byte, start, postcard of the columns).
+    ///
+    /// # Errors
+    /// When the columns cannot be encoded (an error rather than an empty value, which would lose the hour).
+    pub fn encode(&self) -> Result<Vec<u8>, String> {
         let wire = Wire {
             offset_ms: self
                 .points
@@ -106,8 +110,8 @@ impl Chunk {
         let mut out = Vec::with_capacity(8 + self.points.len() * 14);
         out.push(CHUNK_FORMAT_V1);
         out.extend_from_slice(&self.start_ms.to_be_bytes());
-        out.extend(postcard::to_stdvec(&wire).unwrap_or_default());
-        out
+        out.extend(postcard::to_stdvec(&wire).map_err(|e| e.to_string())?);
+        Ok(out)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {

@@ -198,7 +198,13 @@ impl Store {
         }
         let mut batch = sled::Batch::default();
         for (key, chunk) in chunks.iter().filter(|(_, c)| c.dirty) {
-            batch.insert(key.as_slice(), chunk.encode());
+            batch.insert(
+                key.as_slice(),
+                chunk.encode().map_err(|reason| StoreError::Encode {
+                    what: "chunk",
+                    reason,
+                })?,
+            );
         }
         if !new_points.is_empty() {
             batch.insert(
@@ -208,7 +214,7 @@ impl Store {
         }
         for a in &audits {
             let id = self.db.generate_id()?;
-            batch.insert(&keys::seq_key(keys::AUDIT, id)[..], json(a));
+            batch.insert(&keys::seq_key(keys::AUDIT, id)[..], json("audit entry", a)?);
         }
         self.db.apply_batch(batch)?;
         Ok(outcomes)
@@ -428,7 +434,7 @@ impl Store {
     /// # Errors
     /// Engine failure.
     pub fn put_registry(&self, item: &RegistryItem) -> Result<()> {
-        self.db.insert(item.key(), json(item))?;
+        self.db.insert(item.key(), json("registry item", item)?)?;
         Ok(())
     }
 
@@ -514,8 +520,10 @@ impl Store {
     /// # Errors
     /// Engine failure.
     pub fn put_meta_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
-        self.db
-            .insert(keys::str_key(keys::META, name), json(value))?;
+        self.db.insert(
+            keys::str_key(keys::META, name),
+            json("meta document", value)?,
+        )?;
         self.flush()
     }
 
@@ -571,9 +579,11 @@ fn decode_versioned<T: DeserializeOwned>(key: &[u8], v: &[u8]) -> Result<T> {
     }
 }
 
-fn json<T: Serialize>(v: &T) -> Vec<u8> {
-    // serde_json fails only on maps with non-string keys or failing Serialize impls (none here).
-    serde_json::to_vec(v).unwrap_or_default()
+fn json<T: Serialize>(what: &'static str, v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Encode {
+        what,
+        reason: e.to_string(),
+    })
 }
 
 fn corrupt(key: &[u8], reason: &str) -> StoreError {

@@ -4,6 +4,7 @@
 //! a monitoring platform would.
 
 pub mod anomalies;
+pub mod availability;
 pub mod bench;
 pub mod demo;
 pub mod eval;

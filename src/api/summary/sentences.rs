@@ -61,10 +61,7 @@ pub(super) const SENTENCES: &[(&str, RenderFn)] = &[
 ];
 
 mod treatment_not_running {
-    #[allow(unused_imports)]
-    use super::*;
-    #[allow(unused_imports)]
-    use crate::detect::treatment_not_running::*;
+    use {super::*, crate::detect::treatment_not_running::*};
 
     impl Summary for Figures {
         fn summary(&self, n: &Names<'_>, language: Language) -> String {
@@ -93,10 +90,7 @@ mod treatment_not_running {
 }
 
 mod exceedance {
-    #[allow(unused_imports)]
-    use super::*;
-    #[allow(unused_imports)]
-    use crate::detect::exceedance::*;
+    use {super::*, crate::detect::exceedance::*};
 
     impl Summary for Figures {
         fn summary(&self, n: &Names<'_>, language: Language) -> String {
@@ -116,10 +110,7 @@ mod exceedance {
 }
 
 mod unmonitored {
-    #[allow(unused_imports)]
-    use super::*;
-    #[allow(unused_imports)]
-    use crate::detect::unmonitored::*;
+    use {super::*, crate::detect::unmonitored::*};
 
     impl Summary for Figures {
         fn summary(&self, n: &Names<'_>, language: Language) -> String {
@@ -158,10 +149,7 @@ mod unmonitored {
 }
 
 mod flag_abuse {
-    #[allow(unused_imports)]
-    use super::*;
-    #[allow(unused_imports)]
-    use crate::detect::flag_abuse::*;
+    use {super::*, crate::detect::flag_abuse::*};
 
     impl Summary for Figures {
         fn summary(&self, n: &Names<'_>, language: Language) -> String {
@@ -185,10 +173,7 @@ mod flag_abuse {
 }
 
 mod bypass {
-    #[allow(unused_imports)]
-    use super::*;
-    #[allow(unused_imports)]
-    use crate::detect::bypass::*;
+    use {super::*, crate::detect::bypass::*};
 
     impl Summary for Figures {
         fn summary(&self, n: &Names<'_>, language: Language) -> String {
@@ -220,10 +205,7 @@ mod bypass {
 }
 
 mod restriction {
-    #[allow(unused_imports)]
-    use super::*;
-    #[allow(unused_imports)]
-    use crate::detect::restriction::*;
+    use {super::*, crate::detect::restriction::*};
 
     impl Summary for Figures {
         fn summary(&self, n: &Names<'_>, language: Language) -> String {
@@ -248,10 +230,7 @@ mod restriction {
 }
 
 mod treatment_low_power {
-    #[allow(unused_imports)]
-    use super::*;
-    #[allow(unused_imports)]
-    use crate::detect::treatment_low_power::*;
+    use {super::*, crate::detect::treatment_low_power::*};
 
     impl Summary for Figures {
         fn summary(&self, n: &Names<'_>, language: Language) -> String {
@@ -270,10 +249,7 @@ mod treatment_low_power {
 }
 
 mod permit {
-    #[allow(unused_imports)]
-    use super::*;
-    #[allow(unused_imports)]
-    use crate::detect::permit::*;
+    use {super::*, crate::detect::permit::*};
 
     impl Summary for Figures {
         fn summary(&self, n: &Names<'_>, language: Language) -> String {
@@ -299,10 +275,7 @@ mod permit {
 }
 
 mod flatline {
-    #[allow(unused_imports)]
-    use super::*;
-    #[allow(unused_imports)]
-    use crate::detect::flatline::*;
+    use {super::*, crate::detect::flatline::*};
 
     impl Summary for Figures {
         fn summary(&self, n: &Names<'_>, language: Language) -> String {
@@ -322,10 +295,7 @@ mod flatline {
 }
 
 mod calibration_gas {
-    #[allow(unused_imports)]
-    use super::*;
-    #[allow(unused_imports)]
-    use crate::detect::calibration_gas::*;
+    use {super::*, crate::detect::calibration_gas::*};
 
     impl Summary for Figures {
         fn summary(&self, n: &Names<'_>, language: Language) -> String {
@@ -356,10 +326,7 @@ mod calibration_gas {
 }
 
 mod dilution {
-    #[allow(unused_imports)]
-    use super::*;
-    #[allow(unused_imports)]
-    use crate::detect::dilution::*;
+    use {super::*, crate::detect::dilution::*};
 
     impl Summary for Figures {
         fn summary(&self, n: &Names<'_>, language: Language) -> String {
@@ -378,10 +345,7 @@ mod dilution {
 }
 
 mod tampering {
-    #[allow(unused_imports)]
-    use super::*;
-    #[allow(unused_imports)]
-    use crate::detect::tampering::*;
+    use {super::*, crate::detect::tampering::*};
 
     impl Summary for Formula {
         fn summary(&self, n: &Names<'_>, language: Language) -> String {
@@ -472,10 +436,7 @@ mod tampering {
 }
 
 mod substitution {
-    #[allow(unused_imports)]
-    use super::*;
-    #[allow(unused_imports)]
-    use crate::detect::substitution::*;
+    use {super::*, crate::detect::substitution::*};
 
     impl Summary for Figures {
         fn summary(&self, n: &Names<'_>, language: Language) -> String {
@@ -498,10 +459,7 @@ mod substitution {
 }
 
 mod low_variance {
-    #[allow(unused_imports)]
-    use super::*;
-    #[allow(unused_imports)]
-    use crate::detect::low_variance::*;
+    use {super::*, crate::detect::low_variance::*};
 
     impl Summary for Figures {
         fn summary(&self, n: &Names<'_>, language: Language) -> String {
@@ -537,10 +495,7 @@ mod low_variance {
 }
 
 mod replay {
-    #[allow(unused_imports)]
-    use super::*;
-    #[allow(unused_imports)]
-    use crate::detect::replay::*;
+    use {super::*, crate::detect::replay::*};
 
     impl Summary for CorrelationFigures {
         fn summary(&self, n: &Names<'_>, language: Language) -> String {
@@ -593,10 +548,7 @@ mod replay {
 }
 
 mod bunching {
-    #[allow(unused_imports)]
-    use super::*;
-    #[allow(unused_imports)]
-    use crate::detect::bunching::*;
+    use {super::*, crate::detect::bunching::*};
 
     impl Summary for Figures {
         fn summary(&self, n: &Names<'_>, language: Language) -> String {
@@ -619,10 +571,7 @@ mod bunching {
 }
 
 mod selective_gap {
-    #[allow(unused_imports)]
-    use super::*;
-    #[allow(unused_imports)]
-    use crate::detect::selective_gap::*;
+    use {super::*, crate::detect::selective_gap::*};
 
     impl Summary for Figures {
         fn summary(&self, n: &Names<'_>, language: Language) -> String {
@@ -729,10 +678,7 @@ mod selective_gap {
 }
 
 mod model_residual {
-    #[allow(unused_imports)]
-    use super::*;
-    #[allow(unused_imports)]
-    use crate::detect::model_residual::*;
+    use {super::*, crate::detect::model_residual::*};
 
     /// A test's name for an officer.
     fn describe(test: &str, language: Language) -> String {

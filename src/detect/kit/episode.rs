@@ -112,12 +112,50 @@ impl<S> Due<S> {
         source_ids: Vec<String>,
         figures: &F,
     ) -> Finding {
-        Finding {
-            kind,
+        Span {
             key: self.key.clone(),
             start_ms: self.run.start_ms,
             end_ms: self.run.end_ms(),
             detected_at_ms: self.run.raised_at_ms.unwrap_or(self.run.end_ms()),
+            ongoing: self.ongoing,
+        }
+        .finding(kind, detector, score, source_ids, figures)
+    }
+}
+
+/// Where and when an episode lies, for the detectors whose episodes are back-dated to the evidence that raised them
+/// (a window of hours, a month's density, a year's projection) and so keep their own bookkeeping; every finding,
+/// [`Runs`]' included, is built here.
+#[derive(Debug, Clone)]
+pub struct Span {
+    /// Distinguishes parallel episodes of one kind at one outlet.
+    pub key: String,
+    /// Episode start (data time, ms).
+    pub start_ms: i64,
+    /// Episode end so far (exclusive).
+    pub end_ms: i64,
+    /// Data time at which the episode was raised.
+    pub detected_at_ms: i64,
+    /// Still open.
+    pub ongoing: bool,
+}
+
+impl Span {
+    /// The finding of this span with the detector's judgement.
+    pub fn finding<F: Figures>(
+        self,
+        kind: AnomalyKind,
+        detector: &'static str,
+        score: f64,
+        source_ids: Vec<String>,
+        figures: &F,
+    ) -> Finding {
+        Finding {
+            kind,
+            key: self.key,
+            start_ms: self.start_ms,
+            end_ms: self.end_ms,
+            detected_at_ms: self.detected_at_ms,
             score,
             source_ids,
             evidence: Evidence::of(figures),

@@ -17,7 +17,7 @@ pub mod score;
 pub mod stats;
 pub mod window;
 
-pub use episode::{Due, Run, Runs, Timing};
+pub use episode::{Due, Run, Runs, Span, Timing};
 pub use figures::Figures;
 pub use score::{duration_score, saturating};
 pub use window::push_bounded;
