@@ -18,5 +18,7 @@ mod service_discovery;
 mod hj212_tcp;
 // Models on real plant data: false alarms on a real turbine, clustering of a real steel plant's power.
 mod real_data;
+// The registry's declared operating changes.
+mod registry_api;
 // The retraining loop: train, evaluate, activate, rollback, labelled export.
 mod models_api;

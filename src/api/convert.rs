@@ -3,8 +3,8 @@
 
 use crate::domain::AnomalyFilter;
 use crate::domain::{
-    Anomaly, AnomalyKind, Enterprise, Meter, MeterRole, Outlet, OutletKind, Point,
-    RestrictionOrder, ReviewStatus, ValueFlag,
+    Anomaly, AnomalyKind, Enterprise, Meter, MeterRole, OperatingChange, OperatingChangeKind,
+    Outlet, OutletKind, Point, RestrictionOrder, ReviewStatus, ValueFlag,
 };
 use crate::domain::{IncomingMeasurement, IncomingRecord};
 use crate::ingest::Rejection;
@@ -138,6 +138,56 @@ pub fn restriction_to_pb(r: RestrictionOrder) -> pb::RestrictionOrder {
         end_ms: r.end_ms,
         max_load_fraction: r.max_load_fraction,
         level: r.level,
+    }
+}
+
+/// Wire operating change to domain form (id and record time are the server's).
+pub fn operating_change_from_pb(c: pb::OperatingChange) -> Result<OperatingChange, Status> {
+    let kind = match pb::OperatingChangeKind::try_from(c.kind) {
+        Ok(pb::OperatingChangeKind::Fuel) => OperatingChangeKind::Fuel,
+        Ok(pb::OperatingChangeKind::RawMaterial) => OperatingChangeKind::RawMaterial,
+        Ok(pb::OperatingChangeKind::AnalyzerReplacement) => {
+            OperatingChangeKind::AnalyzerReplacement
+        }
+        Ok(pb::OperatingChangeKind::Recalibration) => OperatingChangeKind::Recalibration,
+        Ok(pb::OperatingChangeKind::ControlDevice) => OperatingChangeKind::ControlDevice,
+        Ok(pb::OperatingChangeKind::Unspecified) | Err(_) => {
+            return Err(Status::invalid_argument(format!(
+                "kind: unknown or unspecified operating change kind {}",
+                c.kind
+            )))
+        }
+    };
+    Ok(OperatingChange {
+        id: String::new(),
+        enterprise_id: c.enterprise_id,
+        outlet_id: c.outlet_id,
+        kind,
+        effective_ms: c.effective_ms,
+        description: c.description,
+        declared_by: c.declared_by,
+        recorded_at_ms: 0,
+    })
+}
+
+/// Domain operating change to wire form.
+pub fn operating_change_to_pb(c: OperatingChange) -> pb::OperatingChange {
+    let kind = match c.kind {
+        OperatingChangeKind::Fuel => pb::OperatingChangeKind::Fuel,
+        OperatingChangeKind::RawMaterial => pb::OperatingChangeKind::RawMaterial,
+        OperatingChangeKind::AnalyzerReplacement => pb::OperatingChangeKind::AnalyzerReplacement,
+        OperatingChangeKind::Recalibration => pb::OperatingChangeKind::Recalibration,
+        OperatingChangeKind::ControlDevice => pb::OperatingChangeKind::ControlDevice,
+    };
+    pb::OperatingChange {
+        id: c.id,
+        enterprise_id: c.enterprise_id,
+        outlet_id: c.outlet_id,
+        kind: kind as i32,
+        effective_ms: c.effective_ms,
+        description: c.description,
+        declared_by: c.declared_by,
+        recorded_at_ms: c.recorded_at_ms,
     }
 }
 

@@ -59,6 +59,31 @@ impl RegistryService for RegistryApi {
         Ok(Response::new(restriction_to_pb(saved)))
     }
 
+    async fn record_operating_change(
+        &self,
+        req: Request<pb::OperatingChange>,
+    ) -> Result<Response<pb::OperatingChange>, Status> {
+        let r = self.registry.clone();
+        let c = operating_change_from_pb(req.into_inner())?;
+        let saved =
+            blocking(move || Ok(r.record_operating_change(c, crate::ingest::system_now_ms())?))
+                .await?;
+        Ok(Response::new(operating_change_to_pb(saved)))
+    }
+
+    async fn list_operating_changes(
+        &self,
+        req: Request<pb::ListOperatingChangesRequest>,
+    ) -> Result<Response<pb::ListOperatingChangesResponse>, Status> {
+        let changes = self
+            .registry
+            .operating_changes(&req.into_inner().enterprise_id)
+            .into_iter()
+            .map(operating_change_to_pb)
+            .collect();
+        Ok(Response::new(pb::ListOperatingChangesResponse { changes }))
+    }
+
     async fn list_enterprises(
         &self,
         req: Request<pb::ListEnterprisesRequest>,

@@ -222,6 +222,7 @@ pub(crate) mod testutil {
             treatment: vec![meter("t1", MeterRole::Treatment, 200.0)],
             bypasses: vec![],
             restrictions: vec![],
+            operating_changes: vec![],
         }
     }
 

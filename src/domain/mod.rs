@@ -21,5 +21,8 @@ pub use evidence::{Evidence, Figure};
 pub use incoming::{IncomingMeasurement, IncomingRecord};
 pub use language::Language;
 pub use record::{Clock, Interval, Point, ValueFlag, MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE};
-pub use registry::{Enterprise, Meter, MeterRole, Outlet, OutletKind, RestrictionOrder};
+pub use registry::{
+    Enterprise, Meter, MeterRole, OperatingChange, OperatingChangeKind, Outlet, OutletKind,
+    RestrictionOrder,
+};
 pub use topology::{routing, EnterpriseTopology, OutletTopology, SourceRole};

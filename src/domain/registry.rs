@@ -103,3 +103,59 @@ pub struct RestrictionOrder {
     /// yellow / orange / red / staggered.
     pub level: String,
 }
+/// What kind of operating change an enterprise or officer declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum OperatingChangeKind {
+    /// Another fuel or fuel blend (e.g. lower-sulphur coal): every pollutant it feeds steps at unchanged load.
+    #[default]
+    Fuel,
+    /// Another raw material.
+    RawMaterial,
+    /// The analyzer was replaced.
+    AnalyzerReplacement,
+    /// The analyzer was recalibrated.
+    Recalibration,
+    /// A control device commissioned or switched seasonally (a scrubber, SCR, filter).
+    ControlDevice,
+}
+
+/// A declared operating change: the legitimate cause a level shift at `effective_ms` is judged against.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct OperatingChange {
+    /// Derived from (enterprise, outlet, kind, effective time): the same declaration twice is one record.
+    pub id: String,
+    /// Enterprise it applies to.
+    pub enterprise_id: String,
+    /// Outlet; empty = every outlet of the enterprise.
+    pub outlet_id: String,
+    /// What changed.
+    pub kind: OperatingChangeKind,
+    /// When it took effect, Unix ms.
+    pub effective_ms: i64,
+    /// In the declarer's words.
+    pub description: String,
+    /// Who declared it.
+    pub declared_by: String,
+    /// When the server recorded it, Unix ms.
+    pub recorded_at_ms: i64,
+}
+
+impl OperatingChange {
+    /// The id a declaration gets: FNV-1a of its identity, so a re-sent declaration finds its record.
+    pub fn derived_id(&self) -> String {
+        let identity = format!(
+            "{}\u{1f}{}\u{1f}{:?}\u{1f}{}",
+            self.enterprise_id, self.outlet_id, self.kind, self.effective_ms
+        );
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in identity.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("C{h:016x}")
+    }
+
+    /// Whether it applies to `outlet_id`.
+    pub fn applies_to(&self, outlet_id: &str) -> bool {
+        self.outlet_id.is_empty() || self.outlet_id == outlet_id
+    }
+}

@@ -2,7 +2,7 @@
 //! enterprise with everything registered under it, and the routing of a source's data to the outlets it informs.
 //! Built by the registry; read by detection, models and the API.
 
-use super::{Enterprise, Meter, Outlet, RestrictionOrder};
+use super::{Enterprise, Meter, OperatingChange, Outlet, RestrictionOrder};
 use std::collections::HashMap;
 
 /// What a source is to the outlet being aligned.
@@ -31,6 +31,8 @@ pub struct OutletTopology {
     pub bypasses: Vec<Outlet>,
     /// Restriction orders of the enterprise.
     pub restrictions: Vec<RestrictionOrder>,
+    /// Declared operating changes that apply to this outlet, oldest first.
+    pub operating_changes: Vec<OperatingChange>,
 }
 
 impl OutletTopology {

@@ -5,8 +5,8 @@
 //! treatment run, and which bypass ducts could take its gas ([`OutletTopology`]).
 
 use crate::domain::{
-    Enterprise, EnterpriseTopology, Meter, MeterRole, Outlet, OutletKind, OutletTopology,
-    RestrictionOrder,
+    Enterprise, EnterpriseTopology, Meter, MeterRole, OperatingChange, Outlet, OutletKind,
+    OutletTopology, RestrictionOrder,
 };
 use crate::store::{RegistryItem, Store, StoreError};
 use std::collections::BTreeMap;
@@ -52,6 +52,7 @@ struct Maps {
     outlets: BTreeMap<String, Outlet>,
     meters: BTreeMap<String, Meter>,
     restrictions: BTreeMap<String, RestrictionOrder>,
+    operating_changes: BTreeMap<String, OperatingChange>,
 }
 
 /// The shared registry. Reads are cheap (a read lock); writes persist first.
@@ -249,6 +250,70 @@ impl Registry {
         Ok(r)
     }
 
+    /// Records a declared operating change at server time `now_ms`: its id is derived from what it declares, and
+    /// a declaration already on record is returned as it was first recorded (records are never rewritten).
+    ///
+    /// # Errors
+    /// Unknown enterprise, an outlet not of that enterprise, no effective time, or store failure.
+    pub fn record_operating_change(
+        &self,
+        mut c: OperatingChange,
+        now_ms: i64,
+    ) -> Result<OperatingChange, RegistryError> {
+        self.require_enterprise(&c.enterprise_id)?;
+        if !c.outlet_id.is_empty() {
+            let owner = self
+                .read()
+                .outlets
+                .get(&c.outlet_id)
+                .map(|o| o.enterprise_id.clone());
+            match owner {
+                None => {
+                    return Err(RegistryError::NotFound {
+                        what: "outlet",
+                        id: c.outlet_id,
+                    })
+                }
+                Some(e) if e != c.enterprise_id => {
+                    return Err(RegistryError::Invalid {
+                        field: "outlet_id",
+                        reason: format!(
+                            "outlet {:?} is not of enterprise {:?}",
+                            c.outlet_id, c.enterprise_id
+                        ),
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+        if c.effective_ms <= 0 {
+            return Err(RegistryError::Invalid {
+                field: "effective_ms",
+                reason: "must be set (Unix ms)".into(),
+            });
+        }
+        c.id = c.derived_id();
+        if let Some(existing) = self.read().operating_changes.get(&c.id) {
+            return Ok(existing.clone());
+        }
+        c.recorded_at_ms = now_ms;
+        self.persist(RegistryItem::OperatingChange(c.clone()))?;
+        Ok(c)
+    }
+
+    /// The declared operating changes of an enterprise, in effective order.
+    pub fn operating_changes(&self, enterprise_id: &str) -> Vec<OperatingChange> {
+        let mut out: Vec<OperatingChange> = self
+            .read()
+            .operating_changes
+            .values()
+            .filter(|c| c.enterprise_id == enterprise_id)
+            .cloned()
+            .collect();
+        out.sort_by_key(|c| (c.effective_ms, c.id.clone()));
+        out
+    }
+
     /// What a source id is, if registered.
     pub fn source_kind(&self, source_id: &str) -> Option<SourceKind> {
         let maps = self.read();
@@ -365,6 +430,16 @@ impl Registry {
                         .filter(|r| r.enterprise_id == o.enterprise_id)
                         .cloned()
                         .collect(),
+                    operating_changes: {
+                        let mut changes: Vec<OperatingChange> = maps
+                            .operating_changes
+                            .values()
+                            .filter(|c| c.enterprise_id == o.enterprise_id && c.applies_to(&o.id))
+                            .cloned()
+                            .collect();
+                        changes.sort_by_key(|c| c.effective_ms);
+                        changes
+                    },
                     outlet: o.clone(),
                 }
             })
@@ -405,6 +480,9 @@ impl Maps {
             }
             RegistryItem::Restriction(r) => {
                 self.restrictions.insert(r.id.clone(), r);
+            }
+            RegistryItem::OperatingChange(c) => {
+                self.operating_changes.insert(c.id.clone(), c);
             }
         }
     }
@@ -504,5 +582,42 @@ mod tests {
         let store = Store::open(dir.path(), 8 << 20).unwrap();
         let r2 = Registry::load(store).unwrap();
         assert_eq!(r2.counts(), (1, 2, 2));
+    }
+
+    #[test]
+    fn topologies_hold_the_changes_declared_for_the_outlet_or_its_enterprise_across_a_reload() {
+        let (dir, r) = registry();
+        r.upsert_enterprise(Enterprise {
+            id: "e1".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        for id in ["s1", "s2"] {
+            r.upsert_outlet(Outlet {
+                id: id.into(),
+                enterprise_id: "e1".into(),
+                kind: OutletKind::Stack,
+                ..Default::default()
+            })
+            .unwrap();
+        }
+        let change = |outlet: &str, effective_ms| OperatingChange {
+            enterprise_id: "e1".into(),
+            outlet_id: outlet.into(),
+            effective_ms,
+            ..Default::default()
+        };
+        let s1 = r.record_operating_change(change("s1", 2_000), 10).unwrap();
+        let all = r.record_operating_change(change("", 1_000), 11).unwrap();
+        let changes_of = |r: &Registry, outlet: &str| -> Vec<String> {
+            let t = r.stack_topologies();
+            let t = t.iter().find(|t| t.outlet.id == outlet).unwrap();
+            t.operating_changes.iter().map(|c| c.id.clone()).collect()
+        };
+        assert_eq!(changes_of(&r, "s1"), vec![all.id.clone(), s1.id.clone()]);
+        assert_eq!(changes_of(&r, "s2"), vec![all.id.clone()]);
+        drop(r);
+        let reloaded = Registry::load(Store::open(dir.path(), 8 << 20).unwrap()).unwrap();
+        assert_eq!(changes_of(&reloaded, "s1"), vec![all.id, s1.id]);
     }
 }

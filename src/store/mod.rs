@@ -8,7 +8,7 @@
 mod chunk;
 mod keys;
 
-use crate::domain::{Anomaly, Enterprise, Meter, Outlet, Point, RestrictionOrder};
+use crate::domain::{Anomaly, Enterprise, Meter, OperatingChange, Outlet, Point, RestrictionOrder};
 use chunk::{Chunk, Insert};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::HashMap;
@@ -83,6 +83,8 @@ pub enum RegistryItem {
     Meter(Meter),
     /// A restriction order.
     Restriction(RestrictionOrder),
+    /// A declared operating change.
+    OperatingChange(OperatingChange),
 }
 
 impl RegistryItem {
@@ -92,6 +94,7 @@ impl RegistryItem {
             Self::Outlet(o) => (b'o', &o.id),
             Self::Meter(m) => (b'm', &m.id),
             Self::Restriction(r) => (b'r', &r.id),
+            Self::OperatingChange(c) => (b'c', &c.id),
         };
         let mut k = vec![keys::REGISTRY, tag];
         k.extend_from_slice(id.as_bytes());
