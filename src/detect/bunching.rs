@@ -411,10 +411,6 @@ impl Bunching {
 }
 
 impl Detector for Bunching {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
         let t = ctx.topology;
         if t.outlet.limits_mg_m3.is_empty() {

@@ -180,10 +180,6 @@ impl Bypass {
 }
 
 impl Detector for Bypass {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
         let t = ctx.topology;
         let p = minute.process;

@@ -102,10 +102,6 @@ impl CalibrationGas {
 }
 
 impl Detector for CalibrationGas {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
         let t = ctx.topology;
         if t.outlet.reference_o2_pct <= 0.0 {

@@ -135,10 +135,6 @@ impl Dilution {
 }
 
 impl Detector for Dilution {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
         let t = ctx.topology;
         let reference = t.outlet.reference_o2_pct;

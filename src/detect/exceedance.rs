@@ -172,10 +172,6 @@ fn finding(ctx: &OutletContext<'_>, limit: f64, due: &Due<Episode>) -> Finding {
 }
 
 impl Detector for Exceedance {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
         let limits = &ctx.topology.outlet.limits_mg_m3;
         if limits.is_empty() {

@@ -91,10 +91,6 @@ impl FlagAbuse {
 }
 
 impl Detector for FlagAbuse {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
         let t = ctx.topology;
         let p = minute.process;

@@ -149,10 +149,6 @@ impl Flatline {
 }
 
 impl Detector for Flatline {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
         let t = ctx.topology;
         let now = minute.row.minute_ms;

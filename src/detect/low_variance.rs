@@ -297,10 +297,6 @@ impl LowVariance {
 }
 
 impl Detector for LowVariance {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
         let now = minute.row.minute_ms;
         // Each hour is judged at its last minute, over the window ending with it.

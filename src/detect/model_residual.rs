@@ -144,10 +144,6 @@ fn finding(ctx: &OutletContext<'_>, model: &ModelArtifact, due: &Due<Stats>) -> 
 }
 
 impl Detector for ModelResidual {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
         let Some(model) = ctx.model else {
             return;

@@ -131,10 +131,6 @@ impl Permit {
 }
 
 impl Detector for Permit {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
         let t = ctx.topology;
         if t.outlet.permitted_t_per_year.is_empty() {

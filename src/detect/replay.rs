@@ -414,10 +414,6 @@ impl Replay {
 }
 
 impl Detector for Replay {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
         let now = minute.row.minute_ms;
         let mut codes = ctx.topology.monitored_codes();

@@ -98,10 +98,6 @@ impl Restriction {
 }
 
 impl Detector for Restriction {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
         let t = ctx.topology;
         let now = minute.row.minute_ms;

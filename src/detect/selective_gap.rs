@@ -501,10 +501,6 @@ impl SelectiveGap {
 }
 
 impl Detector for SelectiveGap {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
         let t = ctx.topology;
         if t.outlet.limits_mg_m3.is_empty() {

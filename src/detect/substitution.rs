@@ -232,10 +232,6 @@ impl Substitution {
 }
 
 impl Detector for Substitution {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
         let row = minute.row;
         let st = &mut self.state;

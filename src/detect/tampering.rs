@@ -483,10 +483,6 @@ impl Tampering {
 }
 
 impl Detector for Tampering {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
         let reference = ctx.topology.outlet.reference_o2_pct;
         for code in ctx.topology.monitored_codes() {

@@ -153,10 +153,6 @@ impl TreatmentLowPower {
 }
 
 impl Detector for TreatmentLowPower {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
         let t = ctx.topology;
         let p = minute.process;

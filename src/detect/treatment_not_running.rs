@@ -114,10 +114,6 @@ impl TreatmentNotRunning {
 }
 
 impl Detector for TreatmentNotRunning {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
         let t = ctx.topology;
         if t.production.is_empty() || t.treatment.is_empty() {

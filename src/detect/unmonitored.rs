@@ -89,10 +89,6 @@ impl Unmonitored {
 }
 
 impl Detector for Unmonitored {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn observe(&mut self, ctx: &OutletContext<'_>, minute: &Minute<'_>, out: &mut Vec<Finding>) {
         let p = minute.process;
         let now = minute.row.minute_ms;

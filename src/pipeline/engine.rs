@@ -224,19 +224,21 @@ impl Engine {
     pub fn snapshot(&self) -> Result<EngineSnapshot, String> {
         let mut outlets = BTreeMap::new();
         for (id, s) in &self.outlets {
+            // Detectors are built in registry order, so each one's state is filed under its registry name.
             let blobs = s
                 .detectors
                 .iter()
-                .map(|d| {
+                .zip(DETECTORS)
+                .map(|(d, spec)| {
                     d.save()
-                        .map(|blob| (d.name().to_string(), blob))
-                        .map_err(|e| format!("{} of outlet {id}: {e}", d.name()))
+                        .map(|blob| (spec.name.to_string(), blob))
+                        .map_err(|e| format!("{} of outlet {id}: {e}", spec.name))
                 })
                 .collect::<Result<_, _>>()?;
             outlets.insert(id.clone(), (s.aligner.clone(), s.process.clone(), blobs));
         }
         Ok(EngineSnapshot {
-            outlets: outlets.into_iter().collect(),
+            outlets,
             late_total: self.late_total,
         })
     }
@@ -252,10 +254,10 @@ impl Engine {
             };
             state.aligner = aligner;
             state.process = process;
-            for d in &mut state.detectors {
-                if let Some(blob) = blobs.get(d.name()) {
+            for (d, spec) in state.detectors.iter_mut().zip(DETECTORS) {
+                if let Some(blob) = blobs.get(spec.name) {
                     if let Err(e) = d.restore(blob) {
-                        problems.push(format!("{id}/{}: {e}", d.name()));
+                        problems.push(format!("{id}/{}: {e}", spec.name));
                     }
                 }
             }
