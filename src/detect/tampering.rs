@@ -44,6 +44,10 @@ const SHORT_ALPHA: f64 = 1.0 / 360.0;
 const STEP_LN: f64 = -0.287_682;
 /// Minutes of history before steps are judged.
 const MATURE: u64 = 1440;
+/// After a declared operating change (fuel, raw material, analyzer, recalibration, control device), the level the
+/// step test compares against follows the data for this long: the change re-bases the outlet instead of alarming.
+/// A day lets the short-term level (a six-hour time constant) settle on the new level.
+const REBASE_MS: i64 = 24 * 60 * MS_PER_MINUTE;
 /// Instrument parameters that calibrate a reading: range, intercept, slope.
 const PARAMETER_CODES: [&str; 3] = ["i13001", "i13007", "i13008"];
 /// The shelter's door-access state (non-zero: open).
@@ -293,6 +297,22 @@ impl Tampering {
         }
         level.short += SHORT_ALPHA * (x - level.short);
         level.production_short += SHORT_ALPHA * (prod - level.production_short);
+        let rebasing = ctx
+            .topology
+            .operating_changes
+            .iter()
+            .any(|c| (0..REBASE_MS).contains(&(row.minute_ms - c.effective_ms)));
+        if rebasing {
+            // A declared change: the new level is the reference from now on, and its settling is not evidence
+            // (nor part of the outlet's null of honest drops).
+            level.long = level.short;
+            level.production_long = level.production_short;
+            level.n += 1;
+            if let Some(due) = self.state.runs.good(&key, row.minute_ms, STEP) {
+                out.push(finding(ctx, &due));
+            }
+            return;
+        }
         let production_ratio = level.production_short / level.production_long.max(1e-9);
         let comparable = (0.85..=1.15).contains(&production_ratio);
         // NOx falling while ammonia slip rises is over-injection of ammonia (its own kind), not a changed gain.
@@ -509,7 +529,8 @@ impl Detector for Tampering {
 mod tests {
     use super::*;
     use crate::detect::testutil::{
-        row, run_detector, run_detector_at, summary_en, summary_zh, topology_with_limits, with_cems,
+        row, run_detector, run_detector_at, summary_en, summary_zh, topology_with_limits,
+        with_cems, T0,
     };
     use crate::signal::align::{OutletRow, Reading};
 
@@ -597,6 +618,50 @@ mod tests {
             quiet.iter().all(|f| !f.key.starts_with("step")),
             "{quiet:#?}"
         );
+    }
+
+    /// A legitimate fuel change (every level steps down at unchanged production) that the enterprise declared
+    /// re-bases the outlet: no step at it, but a gain cut two days after it is still found against the new level.
+    #[test]
+    fn a_step_at_a_declared_operating_change_rebases_the_outlet_and_a_later_gain_cut_is_still_found(
+    ) {
+        let n = 7 * 1440;
+        let change_at = 3 * 1440;
+        let mut declared = topo();
+        declared
+            .operating_changes
+            .push(crate::domain::OperatingChange {
+                enterprise_id: "e1".into(),
+                outlet_id: "s1".into(),
+                kind: crate::domain::OperatingChangeKind::Fuel,
+                effective_ms: T0 + change_at * MS_PER_MINUTE,
+                ..Default::default()
+            });
+        let fuel = |i: i64| if i >= change_at { 0.65 } else { 1.0 };
+        let steps = |topology: &crate::domain::OutletTopology, gain: &dyn Fn(i64) -> f64| {
+            run_detector(
+                Tampering::boxed,
+                topology,
+                (0..n).map(|i| minute(i, gain(i), |f| f, 800.0)),
+            )
+            .into_iter()
+            .filter(|f| f.key.starts_with("step"))
+            .collect::<Vec<_>>()
+        };
+        // Undeclared, the same fuel change is a step (an officer may review it as a false positive).
+        assert!(!steps(&topo(), &fuel).is_empty());
+        let rebased = steps(&declared, &fuel);
+        assert!(rebased.is_empty(), "{rebased:#?}");
+        // Two days after the declared change, the gain is cut to 60 %: judged against the new level, it is found.
+        let cut = steps(&declared, &|i| {
+            fuel(i) * if i >= change_at + 2 * 1440 { 0.6 } else { 1.0 }
+        });
+        assert!(!cut.is_empty());
+        assert!(
+            cut[0].start_ms >= T0 + (change_at + 2 * 1440) * MS_PER_MINUTE,
+            "{cut:#?}"
+        );
+        assert!(cut.last().unwrap().evidence["level_ratio_to_previous_days"] < 0.7);
     }
 
     #[test]
