@@ -494,6 +494,14 @@ async fn concurrent_training_of_one_outlet_gives_distinct_versions() {
     assert_eq!(list(&mut a, &format!("outlet:{OUTLET}")).await.len(), 2);
 }
 
+/// The batches' records as one batch (one atomic commit).
+fn one_batch(batches: Vec<pb::RecordBatch>) -> Vec<pb::RecordBatch> {
+    vec![pb::RecordBatch {
+        seq: batches.first().map_or(1, |b| b.seq),
+        records: batches.into_iter().flat_map(|b| b.records).collect(),
+    }]
+}
+
 /// Polls until `done` holds for the versions of `scope` (the schedule runs in the background).
 async fn wait_for_versions(
     models: &mut ModelServiceClient<Channel>,
@@ -515,6 +523,8 @@ async fn the_schedule_fits_first_models_then_refits_only_the_outlet_that_drifted
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = start_with(dir, |d| {
         let mut c = test_config(d);
+        // A day of one plant in one batch (see below).
+        c.ingest.max_batch_records = 5_000;
         c.retrain = Some(cems_sentinel::server::RetrainSchedule {
             every: std::time::Duration::from_millis(300),
             window_days: 14,
@@ -541,15 +551,21 @@ async fn the_schedule_fits_first_models_then_refits_only_the_outlet_that_drifted
         assert_eq!(v.len(), 1, "{v:#?}");
     }
 
-    // A third day: e1 as before, e2's SO2 analyzer reading 60 % of the truth all day. Only e2 has drifted.
+    // A third day: e1 as before, e2's SO2 analyzer reading 60 % of the truth all day. Only e2 has drifted. Each
+    // day goes in as one batch, so the schedule (running in the background) sees all of it or none of it.
     push_all(
         &mut s,
-        enterprise_with_low_so2("e1", 2 * DAY..3 * DAY, 0..0, 1.0),
+        one_batch(enterprise_with_low_so2("e1", 2 * DAY..3 * DAY, 0..0, 1.0)),
     )
     .await;
     push_all(
         &mut s,
-        enterprise_with_low_so2("e2", 2 * DAY..3 * DAY, 2 * DAY..3 * DAY, 0.6),
+        one_batch(enterprise_with_low_so2(
+            "e2",
+            2 * DAY..3 * DAY,
+            2 * DAY..3 * DAY,
+            0.6,
+        )),
     )
     .await;
     sync(&mut s, false).await;
