@@ -7,11 +7,11 @@
 //! observed`; an episode opens once the projection exceeds the permit after at least `MIN_OBSERVED_MIN` of data, and
 //! is updated daily. The year is the calendar year in Beijing time.
 
-use super::kit::period::{period_start_ms, BEIJING_OFFSET_MS};
+use super::kit::period::period_start_ms;
 use super::kit::{push_bounded, Span};
 use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
 use crate::domain::codes::FLOW;
-use crate::domain::{AnomalyKind, MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE};
+use crate::domain::{AnomalyKind, MS_PER_HOUR, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -67,15 +67,7 @@ pub struct Permit {
 
 /// Calendar year in Beijing time (UTC+8) of a Unix-ms time.
 fn beijing_year(ms: i64) -> i64 {
-    let days = (ms + BEIJING_OFFSET_MS).div_euclid(MS_PER_DAY);
-    // Civil-from-days, year only (H. Hinnant).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    yoe + era * 400 + i64::from(mp >= 10)
+    i64::from(crate::domain::Month::of_ms(ms).year)
 }
 
 impl Permit {

@@ -2,7 +2,13 @@
 
 use super::{MS_PER_DAY, MS_PER_HOUR};
 
-const BEIJING_OFFSET_MS: i64 = 8 * MS_PER_HOUR;
+/// Beijing time is UTC+8 all year (no daylight saving).
+pub const BEIJING_OFFSET_MS: i64 = 8 * MS_PER_HOUR;
+
+/// The Beijing calendar date (year, month, day) of a Unix-ms time.
+pub fn beijing_date(t_ms: i64) -> (i32, u32, u32) {
+    civil_from_days((t_ms + BEIJING_OFFSET_MS).div_euclid(MS_PER_DAY))
+}
 
 /// A calendar month.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -16,7 +22,7 @@ pub struct Month {
 impl Month {
     /// The Beijing month a Unix-ms time falls in.
     pub fn of_ms(t_ms: i64) -> Self {
-        let (year, month, _) = civil_from_days((t_ms + BEIJING_OFFSET_MS).div_euclid(MS_PER_DAY));
+        let (year, month, _) = beijing_date(t_ms);
         Self { year, month }
     }
 

@@ -1,23 +1,9 @@
 //! Plain-text tables and Beijing-time formatting for the terminal.
 
-/// Beijing time is UTC+8 all year (no daylight saving): how officers read times.
-const BEIJING_OFFSET_MS: i64 = 8 * 3_600_000;
-
 /// `YYYY-MM-DD HH:MM` in Beijing time.
 pub fn beijing(ms: i64) -> String {
-    let local = ms + BEIJING_OFFSET_MS;
-    let days = local.div_euclid(86_400_000);
-    let rem = local.rem_euclid(86_400_000);
-    // Civil-from-days (H. Hinnant), proleptic Gregorian.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = crate::domain::beijing_date(ms);
+    let rem = (ms + crate::domain::BEIJING_OFFSET_MS).rem_euclid(crate::domain::MS_PER_DAY);
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}",
         rem / 3_600_000,

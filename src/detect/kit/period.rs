@@ -1,11 +1,8 @@
 //! The one hour/day boundary: which period a minute belongs to, and when the period in progress has ended. Hourly
-//! and daily detectors judge a period once its last minute has been seen, the same way for all of them.
+//! and daily detectors judge a period once its last minute has been seen, the same way for all of them. Beijing
+//! calendar days, months and years are `domain::calendar`'s.
 
-use crate::domain::MS_PER_HOUR;
 use serde::{Deserialize, Serialize};
-
-/// Beijing time (UTC+8), for calendar days and years of Chinese permits and reporting.
-pub const BEIJING_OFFSET_MS: i64 = 8 * MS_PER_HOUR;
 
 /// Start of the period of length `period_ms` containing `t_ms` (periods aligned to the Unix epoch).
 pub fn period_start_ms(t_ms: i64, period_ms: i64) -> i64 {
@@ -46,6 +43,7 @@ impl PeriodClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::MS_PER_HOUR;
 
     #[test]
     fn a_period_ends_at_the_first_minute_of_the_next() {
