@@ -1,7 +1,7 @@
 //! `sentinel`: the service and its tools. Each command's flags and behaviour live in its `tools` module.
 
 use cems_sentinel::tools::{
-    anomalies, availability, bench, demo, eval, hj212, models, serve, simulate,
+    anomalies, availability, bench, demo, eval, hj212, models, replay_epa, serve, simulate,
 };
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -33,6 +33,8 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Score a server's anomalies against a ground-truth file.
     Eval(eval::EvalArgs),
+    /// Real US EPA hourly CEMS data, clean and with violations written in, through an embedded service, scored.
+    ReplayEpa(replay_epa::ReplayEpaArgs),
     /// The enforcement list from a running server.
     Anomalies(anomalies::AnomaliesArgs),
     /// Incidents: overlapping anomalies of one enterprise as one case.
@@ -56,19 +58,9 @@ enum Command {
     Bench(bench::BenchCommand),
 }
 
-fn init_logs() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 fn main() -> anyhow::Result<ExitCode> {
     let Cli { server, command } = Cli::parse();
-    init_logs();
+    cems_sentinel::tools::init_logs();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -78,6 +70,7 @@ fn main() -> anyhow::Result<ExitCode> {
             Command::Demo(a) => a.run().await?,
             Command::Simulate(a) => a.run().await?,
             Command::Eval(a) => a.run(&server).await?,
+            Command::ReplayEpa(a) => a.run().await?,
             Command::Anomalies(a) => a.run(&server).await?,
             Command::Incidents(a) => a.run(&server).await?,
             Command::Hotspots(a) => a.run(&server).await?,

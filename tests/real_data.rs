@@ -52,12 +52,7 @@ fn turbine() -> OutletTopology {
 }
 
 fn reading(value: f64) -> Reading {
-    Reading {
-        value,
-        flag: ValueFlag::Normal,
-        converted: None,
-        samples: 1,
-    }
+    Reading::of(value, ValueFlag::Normal, None)
 }
 
 /// The turbine's rows as minute rows: TEY (MWh/h) as the generator meter's kW, NOx and CO as CEMS channels.

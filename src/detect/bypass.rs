@@ -292,21 +292,11 @@ mod tests {
             let duct = r.bypass.entry("b1".into()).or_default();
             duct.insert(
                 FLOW.into(),
-                Reading {
-                    value: b,
-                    flag: ValueFlag::Normal,
-                    converted: None,
-                    samples: 1,
-                },
+                Reading::of(b, ValueFlag::Normal, None),
             );
             duct.insert(
                 TEMPERATURE.into(),
-                Reading {
-                    value: 120.0,
-                    flag: ValueFlag::Normal,
-                    converted: None,
-                    samples: 1,
-                },
+                Reading::of(120.0, ValueFlag::Normal, None),
             );
         }
         r
@@ -398,12 +388,7 @@ mod tests {
                 let open = if (100..130).contains(&i) { 100.0 } else { 0.0 };
                 r.bypass.entry("b1".into()).or_default().insert(
                     DAMPER_OPEN_PCT.into(),
-                    Reading {
-                        value: open,
-                        flag: ValueFlag::Normal,
-                        converted: None,
-                        samples: 1,
-                    },
+                    Reading::of(open, ValueFlag::Normal, None),
                 );
                 r
             }),

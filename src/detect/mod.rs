@@ -308,12 +308,7 @@ pub(crate) mod testutil {
         for (code, v) in values {
             row.cems.insert(
                 code.to_string(),
-                Reading {
-                    value: *v,
-                    flag: ValueFlag::Normal,
-                    converted: None,
-                    samples: 1,
-                },
+                Reading::of(*v, ValueFlag::Normal, None),
             );
         }
         row
@@ -329,12 +324,7 @@ pub(crate) mod testutil {
             if let Some(v) = kw {
                 r.power_kw.insert(
                     id.to_string(),
-                    Reading {
-                        value: *v,
-                        flag: ValueFlag::Normal,
-                        converted: None,
-                        samples: 1,
-                    },
+                    Reading::of(*v, ValueFlag::Normal, None),
                 );
             }
         }

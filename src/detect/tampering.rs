@@ -669,12 +669,7 @@ mod tests {
         let param = |mut r: OutletRow, slope: f64, flag: ValueFlag| {
             r.cems.insert(
                 "a21026-i13008".into(),
-                Reading {
-                    value: slope,
-                    flag: ValueFlag::Normal,
-                    converted: None,
-                    samples: 1,
-                },
+                Reading::of(slope, ValueFlag::Normal, None),
             );
             if let Some(x) = r.cems.get_mut("a21026") {
                 x.flag = flag;
@@ -797,12 +792,7 @@ mod tests {
                 let open = (door_at..door_at + 20).contains(&i);
                 r.cems.insert(
                     "i32001".into(),
-                    Reading {
-                        value: f64::from(u8::from(open)),
-                        flag: ValueFlag::Normal,
-                        converted: None,
-                        samples: 1,
-                    },
+                    Reading::of(f64::from(u8::from(open)), ValueFlag::Normal, None),
                 );
                 if open && flagged {
                     if let Some(x) = r.cems.get_mut("a21026") {

@@ -16,7 +16,7 @@ pub mod units;
 pub use anomaly::{
     Anomaly, AnomalyFilter, AnomalyKind, ReviewEntry, ReviewStatus, ReviewTransitionError,
 };
-pub use calendar::{beijing_date, Month, BEIJING_OFFSET_MS};
+pub use calendar::{beijing_date, days_from_civil, Month, BEIJING_OFFSET_MS};
 pub use evidence::{Evidence, Figure};
 pub use incoming::{IncomingMeasurement, IncomingRecord};
 pub use language::Language;

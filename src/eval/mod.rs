@@ -2,6 +2,8 @@
 //! alarms were right (precision), how long detection took in data time, and how often clean enterprises were
 //! flagged (false alarms per enterprise-day). Pure: it takes truth and detections, whatever server produced them.
 
+pub mod epa;
+
 use crate::domain::AnomalyKind;
 use crate::sim::TruthEvent;
 use serde::Serialize;

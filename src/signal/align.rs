@@ -6,8 +6,15 @@
 //! has passed its end by the allowed lateness. Points for minutes already handed over are stored but not detected
 //! on: they are counted as late. Minutes with no data at all are emitted as empty rows, because silence while
 //! production runs is evidence, not nothing.
+//!
+//! An outlet's resolution is a property of its data. An hour (CN 2061) or day (CN 2031) average covers every minute
+//! of its period, so it is laid over those minutes, each marked with the span it came from: the minute-level rules
+//! (45 valid minutes to an hour, silence while production runs) read an hourly outlet as fully reported, and the
+//! shape detectors read one sample per span ([`Reading::starts_sample`]). A platform that sends a channel at several
+//! resolutions (minute data and their hourly averages) is read at the finest: coarser averages of a channel that also
+//! arrives finer are stored, not detected on.
 
-use crate::domain::{Point, SourceRole, ValueFlag, MS_PER_MINUTE};
+use crate::domain::{Interval, Point, SourceRole, ValueFlag, MS_PER_DAY, MS_PER_MINUTE};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -26,16 +33,41 @@ pub struct Reading {
     pub converted: Option<f64>,
     /// Number of samples.
     pub samples: u32,
+    /// Minutes the reported value averages over: 1 for real-time and minute data, 60 for an hour average, 1,440 for
+    /// a day's.
+    #[serde(default = "one")]
+    pub span_min: u32,
+    /// Which minute of its span this is (0 for the first).
+    #[serde(default)]
+    pub minute_of_span: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Reading {
-    fn from_point(p: &Point) -> Self {
+    /// A reading of one minute-level sample.
+    pub fn of(value: f64, flag: ValueFlag, converted: Option<f64>) -> Self {
         Self {
-            value: p.value,
-            flag: p.flag,
-            converted: p.converted,
+            value,
+            flag,
+            converted,
             samples: 1,
+            span_min: 1,
+            minute_of_span: 0,
         }
+    }
+
+    fn from_point(p: &Point) -> Self {
+        Self::of(p.value, p.flag, p.converted)
+    }
+
+    /// Whether this minute starts a reported sample: every minute of minute data, the first minute of an hour or day
+    /// average. A detector that judges a series' shape (runs of equal values, repeats, spread) reads only these, so an
+    /// hourly outlet is judged on its hourly values, not on sixty copies of each.
+    pub fn starts_sample(&self) -> bool {
+        self.minute_of_span == 0
     }
 
     fn merge(&mut self, p: &Point) {
@@ -89,9 +121,52 @@ pub struct OutletAligner {
     /// Every minute before this has been handed to detection.
     pub emitted_through_ms: Option<i64>,
     rows: BTreeMap<i64, OutletRow>,
+    /// Per source and code, the finest span seen and the latest data time seen at it.
+    #[serde(default)]
+    finest: BTreeMap<String, BTreeMap<String, (u32, i64)>>,
+}
+
+/// How long a channel's finer data keeps its coarser averages out of detection after it was last seen: a day, so a
+/// device that falls back to hourly reporting is read hourly from the next day on.
+const FINER_MEMORY_MS: i64 = MS_PER_DAY;
+
+/// Minutes one reported value covers.
+pub fn span_min(interval: Interval) -> u32 {
+    match interval {
+        Interval::Realtime | Interval::Minute => 1,
+        Interval::Hour => 60,
+        Interval::Day => 1440,
+    }
 }
 
 impl OutletAligner {
+    /// Whether `p` is at its channel's finest current resolution, remembering it.
+    fn is_finest(&mut self, p: &Point, span: u32) -> bool {
+        let seen = match self
+            .finest
+            .get_mut(&p.source_id)
+            .and_then(|codes| codes.get_mut(&p.code))
+        {
+            Some(seen) => seen,
+            None => {
+                self.finest
+                    .entry(p.source_id.clone())
+                    .or_default()
+                    .insert(p.code.clone(), (span, p.time_ms));
+                return true;
+            }
+        };
+        let (finest, last_ms) = *seen;
+        if span == finest {
+            seen.1 = last_ms.max(p.time_ms);
+        } else if span < finest || p.time_ms - last_ms > FINER_MEMORY_MS {
+            *seen = (span, p.time_ms);
+        } else {
+            return false;
+        }
+        true
+    }
+
     /// Adds one point from a source of the given role.
     pub fn add(&mut self, p: &Point, role: SourceRole) -> Admission {
         if role == SourceRole::Meter && p.code != POWER_CODE {
@@ -101,33 +176,67 @@ impl OutletAligner {
         if self.emitted_through_ms.is_some_and(|t| minute < t) {
             return Admission::Late;
         }
-        self.watermark_ms = Some(self.watermark_ms.map_or(p.time_ms, |w| w.max(p.time_ms)));
-        let row = self.rows.entry(minute).or_insert_with(|| OutletRow {
-            minute_ms: minute,
-            ..OutletRow::default()
-        });
-        let channel = match role {
-            SourceRole::Cems => row.cems.entry(p.code.clone()),
-            SourceRole::Meter => row.power_kw.entry(p.source_id.clone()),
-            SourceRole::Bypass => row
-                .bypass
-                .entry(p.source_id.clone())
-                .or_default()
-                .entry(p.code.clone()),
-        };
-        channel
-            .and_modify(|r| r.merge(p))
-            .or_insert_with(|| Reading::from_point(p));
+        let span = span_min(p.interval);
+        if !self.is_finest(p, span) {
+            return Admission::Ignored;
+        }
+        // The data are known through the last minute the value covers.
+        let end = p
+            .time_ms
+            .max(minute + i64::from(span - 1) * MS_PER_MINUTE);
+        self.watermark_ms = Some(self.watermark_ms.map_or(end, |w| w.max(end)));
+        for k in 0..span {
+            let minute_ms = minute + i64::from(k) * MS_PER_MINUTE;
+            let row = self.rows.entry(minute_ms).or_insert_with(|| OutletRow {
+                minute_ms,
+                ..OutletRow::default()
+            });
+            let channel = match role {
+                SourceRole::Cems => row.cems.entry(p.code.clone()),
+                SourceRole::Meter => row.power_kw.entry(p.source_id.clone()),
+                SourceRole::Bypass => row
+                    .bypass
+                    .entry(p.source_id.clone())
+                    .or_default()
+                    .entry(p.code.clone()),
+            };
+            let reading = Reading {
+                span_min: span,
+                minute_of_span: k,
+                ..Reading::from_point(p)
+            };
+            channel
+                .and_modify(|r| {
+                    if span == 1 && r.span_min == 1 {
+                        r.merge(p);
+                    } else {
+                        // A coarse value laid over these minutes gives way to finer data, and a repeated one replaces.
+                        *r = reading;
+                    }
+                })
+                .or_insert(reading);
+        }
         Admission::Taken
     }
 
     /// Hands over, in time order, every minute whose end is at least `lateness_ms` behind the watermark, filling
-    /// minutes without data with empty rows.
+    /// minutes without data with empty rows. While a channel of the outlet reports averages over a longer span, the
+    /// wait grows by that span: an hour's CEMS average is sent after its hour closes, while the minute meters beside
+    /// it have already moved the watermark on.
     pub fn drain_ready(&mut self, lateness_ms: i64, out: &mut Vec<OutletRow>) {
         let Some(watermark) = self.watermark_ms else {
             return;
         };
-        let horizon = watermark.saturating_sub(lateness_ms);
+        let coarsest_live_min = self
+            .finest
+            .values()
+            .flat_map(BTreeMap::values)
+            .filter(|(_, last_ms)| watermark - last_ms <= FINER_MEMORY_MS)
+            .map(|(span, _)| *span)
+            .max()
+            .unwrap_or(1);
+        let wait = lateness_ms + i64::from(coarsest_live_min - 1) * MS_PER_MINUTE;
+        let horizon = watermark.saturating_sub(wait);
         self.drain_until(|minute| minute + MS_PER_MINUTE <= horizon, out);
     }
 
@@ -246,5 +355,61 @@ mod tests {
         let r = out[0].cems["a21026"];
         assert_eq!((r.value, r.flag, r.samples), (15.0, ValueFlag::Fault, 2));
         assert!(!r.is_valid());
+    }
+
+    fn hourly(source: &str, code: &str, t: i64, v: f64) -> Point {
+        Point {
+            interval: Interval::Hour,
+            ..p(source, code, t, v)
+        }
+    }
+
+    #[test]
+    fn an_hour_average_covers_its_hour_and_starts_one_sample() {
+        let mut a = OutletAligner::default();
+        let h = 60 * M;
+        for hour in 0..3 {
+            a.add(&hourly("o", "a21026", hour * h, 10.0 + hour as f64), SourceRole::Cems);
+        }
+        let mut out = Vec::new();
+        a.drain_ready(0, &mut out);
+        // The watermark is the last minute of hour 2; the wait grows by the hour the channel averages over.
+        assert_eq!(out.len(), 120, "hours 0 and 1; hour 2 waits for its lateness");
+        assert!(out.iter().all(|r| r.cems.contains_key("a21026")), "no gaps inside an hour");
+        let r = out[75].cems["a21026"];
+        assert_eq!((r.value, r.span_min, r.minute_of_span), (11.0, 60, 15));
+        let starts = out
+            .iter()
+            .filter(|r| r.cems["a21026"].starts_sample())
+            .count();
+        assert_eq!(starts, 2);
+    }
+
+    #[test]
+    fn a_channel_is_read_at_its_finest_resolution() {
+        let mut a = OutletAligner::default();
+        for i in 0..60 {
+            a.add(&p("o", "a21026", i * M, 10.0), SourceRole::Cems);
+        }
+        // The hour average of the same channel, sent after its hour: stored elsewhere, not laid over the minutes.
+        assert_eq!(
+            a.add(&hourly("o", "a21026", 0, 99.0), SourceRole::Cems),
+            Admission::Ignored
+        );
+        // Another channel that only comes hourly is taken.
+        assert_eq!(
+            a.add(&hourly("o", "a21002", 0, 50.0), SourceRole::Cems),
+            Admission::Taken
+        );
+        let mut out = Vec::new();
+        a.drain_all(&mut out);
+        assert!(out.iter().all(|r| r.cems["a21026"].value == 10.0));
+        assert!(out.iter().all(|r| r.cems["a21002"].span_min == 60));
+        // A day after its last minute value, the channel is read hourly.
+        let later = 60 * M + MS_PER_DAY + M;
+        assert_eq!(
+            a.add(&hourly("o", "a21026", later, 12.0), SourceRole::Cems),
+            Admission::Taken
+        );
     }
 }

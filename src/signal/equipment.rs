@@ -113,12 +113,7 @@ mod tests {
     use crate::domain::ValueFlag;
 
     fn r(v: f64) -> Reading {
-        Reading {
-            value: v,
-            flag: ValueFlag::Normal,
-            converted: None,
-            samples: 1,
-        }
+        Reading::of(v, ValueFlag::Normal, None)
     }
 
     #[test]

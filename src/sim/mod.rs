@@ -74,7 +74,7 @@ const INJECTED_KINDS: [AnomalyKind; 17] = [
 ];
 
 /// Kinds a detector may correctly report as a consequence of an injected kind.
-fn secondary_kinds(kind: AnomalyKind) -> Vec<AnomalyKind> {
+pub fn secondary_kinds(kind: AnomalyKind) -> Vec<AnomalyKind> {
     use AnomalyKind::*;
     let mut v = match kind {
         TreatmentNotRunning => vec![Exceedance, TreatmentLowPower, AmmoniaSlip, PermitExceeded],

@@ -4,7 +4,7 @@
 use crate::api::{
     enterprise_to_pb, meter_to_pb, outlet_to_pb, points_to_records, restriction_to_pb,
 };
-use crate::domain::{Outlet, OutletKind};
+use crate::domain::{Enterprise, Meter, Outlet, OutletKind, RestrictionOrder};
 use crate::pb;
 use crate::pb::ingest_service_client::IngestServiceClient;
 use crate::pb::registry_service_client::RegistryServiceClient;
@@ -38,19 +38,33 @@ pub async fn connect(addr: &str) -> anyhow::Result<Channel> {
 /// # Errors
 /// The first refused registration.
 pub async fn register(channel: &Channel, s: &Scenario) -> anyhow::Result<()> {
+    register_all(channel, &s.enterprises, &s.outlets, &s.meters, &s.restrictions).await
+}
+
+/// Registers enterprises, outlets (stacks before their bypasses), meters and orders.
+///
+/// # Errors
+/// The first refused registration.
+pub async fn register_all(
+    channel: &Channel,
+    enterprises: &[Enterprise],
+    outlets: &[Outlet],
+    meters: &[Meter],
+    restrictions: &[RestrictionOrder],
+) -> anyhow::Result<()> {
     let mut reg = RegistryServiceClient::new(channel.clone());
-    for e in &s.enterprises {
+    for e in enterprises {
         reg.upsert_enterprise(enterprise_to_pb(e.clone())).await?;
     }
     let (stacks, bypasses): (Vec<&Outlet>, Vec<&Outlet>) =
-        s.outlets.iter().partition(|o| o.kind == OutletKind::Stack);
+        outlets.iter().partition(|o| o.kind == OutletKind::Stack);
     for o in stacks.into_iter().chain(bypasses) {
         reg.upsert_outlet(outlet_to_pb(o.clone())).await?;
     }
-    for m in &s.meters {
+    for m in meters {
         reg.upsert_meter(meter_to_pb(m.clone())).await?;
     }
-    for r in &s.restrictions {
+    for r in restrictions {
         reg.upsert_restriction(restriction_to_pb(r.clone())).await?;
     }
     Ok(())

@@ -11,6 +11,18 @@ pub mod eval;
 pub mod feed;
 pub mod hj212;
 pub mod models;
+pub mod replay_epa;
 pub mod serve;
 pub mod simulate;
 pub mod table;
+
+/// Logs to stderr, at `info` unless `RUST_LOG` says otherwise.
+pub fn init_logs() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
