@@ -110,7 +110,7 @@ impl Detector for CalibrationGas {
         let row = minute.row;
         let p = minute.process;
         let now = row.minute_ms;
-        let Some(o2) = cems::raw(row, O2) else {
+        let Some(o2) = cems::minute_raw(row, O2) else {
             return;
         };
         let cylinder = o2 <= ZERO_GAS_O2 || o2 >= AIR_O2;
@@ -121,7 +121,7 @@ impl Detector for CalibrationGas {
         let mut seen = 0;
         // Only gas analyzers can be fed cylinder gas; particulate is measured optically.
         for code in t.monitored_codes().into_iter().filter(|c| c != PM) {
-            let Some(v) = cems::raw(row, &code) else {
+            let Some(v) = cems::minute_raw(row, &code) else {
                 continue;
             };
             seen += 1;

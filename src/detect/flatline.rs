@@ -22,6 +22,23 @@ pub const NAME: &str = "flatline/2";
 
 /// An hour of identical readings before raising; a changed reading closes the run at once.
 const TIMING: Timing = Timing::minutes(60, 1, 120);
+/// Identical hour (or day) averages before raising: an hour average of a live analyzer repeats to its resolution for
+/// a few hours at steady load, not for half a day.
+const FLAT_AVERAGES: u32 = 12;
+
+/// The timing for a channel whose readings average over `span_min` minutes: for minute data [`TIMING`], for averages
+/// one judgement per average.
+fn timing(span_min: u32) -> Timing {
+    if span_min <= 1 {
+        return TIMING;
+    }
+    Timing {
+        grace_min: FLAT_AVERAGES * span_min,
+        close_after_min: span_min,
+        update_every_min: 6 * span_min,
+        period_min: span_min,
+    }
+}
 /// Weight of a minute in the typical step once warmed up (~1 day).
 const TYPICAL_ALPHA: f64 = 1.0 / 1440.0;
 
@@ -86,6 +103,9 @@ struct State {
     runs: Runs<Stats>,
     /// How long flat runs last at this outlet, raised or not.
     lengths: RunLengths,
+    /// Minutes each channel's latest reading averaged over.
+    #[serde(default)]
+    span_min: BTreeMap<String, u32>,
 }
 
 /// The figures of a run.
@@ -99,6 +119,8 @@ pub(crate) struct Figures {
     pub(crate) range_during_run: f64,
     /// The channel's learned reading resolution.
     pub(crate) resolution: f64,
+    /// Minutes each reading averages over (60 for an outlet that reports hour averages).
+    pub(crate) reading_span_min: u32,
     pub(crate) flow_cv_during_run: f64,
     pub(crate) production_cv_during_run: f64,
 }
@@ -128,13 +150,15 @@ impl Flatline {
             .resolution
             .get(&due.key)
             .map_or(0.0, Resolution::step);
-        let score = duration_score(minutes - f64::from(TIMING.grace_min), 120.0);
+        let span = self.state.span_min.get(&due.key).copied().unwrap_or(1);
+        let score = duration_score(minutes - f64::from(timing(span).grace_min), 120.0);
         let figures = Figures {
             code: due.key.clone(),
             duration_min: minutes,
             stuck_value: s.value,
             range_during_run: s.max - s.min,
             resolution,
+            reading_span_min: span,
             flow_cv_during_run: s.flow.cv(),
             production_cv_during_run: s.production.cv(),
         };
@@ -154,6 +178,13 @@ impl Detector for Flatline {
         let now = minute.row.minute_ms;
         let p = minute.process;
         for code in t.monitored_codes() {
+            if let Some(r) = minute.row.cems.get(&code) {
+                if !r.starts_sample() {
+                    continue; // an hour average is judged once, at its first minute
+                }
+                self.state.span_min.insert(code.clone(), r.span_min);
+            }
+            let timing = timing(self.state.span_min.get(&code).copied().unwrap_or(1));
             let Some(v) = cems::raw(minute.row, &code) else {
                 // A gap or a flagged minute breaks the run: values before and after a stop or a maintenance that
                 // happen to agree are not a stuck channel.
@@ -161,7 +192,7 @@ impl Detector for Flatline {
                 self.state.previous.remove(&code);
                 let timing = Timing {
                     close_after_min: 0,
-                    ..TIMING
+                    ..timing
                 };
                 if let Some(due) =
                     self.state
@@ -208,7 +239,7 @@ impl Detector for Flatline {
                 self.state.runs.bad_when(
                     &code,
                     now,
-                    TIMING,
+                    timing,
                     || Stats {
                         value: anchor,
                         min: v,
@@ -234,7 +265,7 @@ impl Detector for Flatline {
                 self.state.anchor.insert(code.clone(), v);
                 self.state
                     .runs
-                    .good_recorded(&code, now, TIMING, &mut self.state.lengths)
+                    .good_recorded(&code, now, timing, &mut self.state.lengths)
             };
             if let Some(due) = due {
                 out.push(self.finding(ctx, &due));

@@ -317,7 +317,7 @@ impl Detector for LowVariance {
             // at lower load is not "smoother" just because its values are smaller. Readings within ten resolution
             // steps of zero carry no usable relative noise and break the window.
             let step_now = ch.resolution.step();
-            let reading = cems::raw(minute.row, &code).filter(|_| minute.process.running());
+            let reading = cems::minute_raw(minute.row, &code).filter(|_| minute.process.running());
             if let Some(v) = reading {
                 ch.resolution.observe(v);
             }

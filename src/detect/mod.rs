@@ -59,6 +59,9 @@ pub struct DetectConfig {
     /// calibration gas, dilution) may raise on honest data: its threshold against the outlet's own empirical null is
     /// set for this, divided over the tests (or runs) of a day.
     pub false_alarms_per_day: f64,
+    /// A Beijing month whose transmission rate (valid minutes over minutes production ran) falls below this is an
+    /// `UNMONITORED_EMISSION` for the month.
+    pub transmission_floor: f64,
 }
 
 impl Default for DetectConfig {
@@ -68,6 +71,7 @@ impl Default for DetectConfig {
             exceedance: exceedance::Config::default(),
             treatment_not_running: treatment_not_running::TIMING,
             false_alarms_per_day: 0.002,
+            transmission_floor: 0.9,
         }
     }
 }

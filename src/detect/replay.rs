@@ -425,7 +425,7 @@ impl Detector for Replay {
                 channels, anchors, ..
             } = &mut self.state;
             let ch = channels.entry(code.clone()).or_default();
-            let value = cems::raw(minute.row, &code).filter(|_| minute.process.running());
+            let value = cems::minute_raw(minute.row, &code).filter(|_| minute.process.running());
             if let Some(v) = value {
                 ch.sum += v;
                 ch.n += 1;

@@ -236,7 +236,7 @@ impl Detector for Substitution {
         let row = minute.row;
         let st = &mut self.state;
         for code in CHANNELS {
-            let value = cems::raw(row, code);
+            let value = cems::minute_raw(row, code);
             if value.is_none() && !st.values.contains_key(code) {
                 continue;
             }

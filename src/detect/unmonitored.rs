@@ -2,19 +2,27 @@
 //! cut off (F/D/B flags) for longer than a grace period. Missing data must never pay: a gap while production runs
 //! is evidence, not silence.
 //!
+//! Data availability is a statistic first and an alarm second. One outage is raised only once it outlasts what the
+//! outlet's own outages make likely at the configured false-alarm rate ([`OutageLengths`]: their mean length and
+//! how often they come, from a prior of a 30-minute mean at one in 20 days); and a month whose transmission rate
+//! (valid minutes over minutes production ran, Beijing months) falls below the floor (default 90 %) is one alarm for
+//! the month, whatever its outages' lengths. Outages that hide emissions predicted high are `SELECTIVE_GAP`'s.
+//!
 //! Look-alikes: a plant that is stopped (production off, no alarm); a short communication outage whose data the
-//! device re-sends (it arrives within the allowed lateness, so the minutes are not silent); a genuine analyzer
-//! failure (D flag), still reportable but scored lower; maintenance and calibration flags (M/C) are left to
-//! `FLAG_ABUSE`, which judges whether they are plausible.
+//! device re-sends (it arrives within the allowed lateness, so the minutes are not silent); ordinary outages that are
+//! never re-sent (shorter than the bar; counted in the month's rate); a genuine analyzer failure (D flag), still
+//! reportable but scored lower; maintenance and calibration flags (M/C) are left to `FLAG_ABUSE`, which judges
+//! whether they are plausible.
 
-use super::kit::{duration_score, Due, Runs, Timing};
+use super::kit::null::OutageLengths;
+use super::kit::{duration_score, saturating, Due, Runs, Span, Timing};
 use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
-use crate::domain::AnomalyKind;
+use crate::domain::{AnomalyKind, Month};
 use crate::signal::cems::{cems_status, CemsStatus};
 use serde::{Deserialize, Serialize};
 
 /// Detector name and version.
-pub const NAME: &str = "unmonitored_emission/1";
+pub const NAME: &str = "unmonitored_emission/2";
 
 /// Default timing: 30 min of grace (longer than a blip, shorter than an hour's validity).
 pub const TIMING: Timing = Timing::minutes(30, 10, 60);
@@ -40,19 +48,90 @@ pub(crate) struct Figures {
     pub(crate) minutes_flag_comm_error: u32,
     pub(crate) production_kw_mean: f64,
     pub(crate) production_fraction_of_normal: f64,
+    /// The length an outage had to pass here (the outlet's own outage history at the configured rate).
+    pub(crate) outage_bar_min: f64,
+    /// For a month below the floor: valid minutes over minutes production ran.
+    pub(crate) transmission_rate: Option<f64>,
+    /// The floor the month fell below.
+    pub(crate) transmission_floor: f64,
+    /// Minutes production ran in the month.
+    pub(crate) month_production_min: u32,
+    /// Of those, minutes with a valid reading.
+    pub(crate) month_valid_min: u32,
 }
+
+/// One Beijing month's transmission so far.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct MonthTally {
+    start_ms: i64,
+    production_min: u32,
+    valid_min: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    runs: Runs<Stats>,
+    outages: OutageLengths,
+    month: Option<MonthTally>,
+}
+
+/// A month with less production than this is not judged by its rate (a plant that ran two days of it).
+const MONTH_MIN_PRODUCTION_MIN: u32 = 3 * 1440;
 
 /// The detector.
 pub struct Unmonitored {
-    runs: Runs<Stats>,
+    false_alarms_per_day: f64,
+    transmission_floor: f64,
+    state: State,
 }
 
 impl Unmonitored {
     /// Factory for [`super::DETECTORS`].
-    pub fn boxed(_config: &DetectConfig) -> Box<dyn Detector> {
+    pub fn boxed(config: &DetectConfig) -> Box<dyn Detector> {
         Box::new(Self {
-            runs: Runs::default(),
+            false_alarms_per_day: config.false_alarms_per_day,
+            transmission_floor: config.transmission_floor,
+            state: State::default(),
         })
+    }
+
+    /// The month's alarm when its rate fell below the floor.
+    fn month_finding(&self, ctx: &OutletContext<'_>, m: &MonthTally) -> Option<Finding> {
+        if m.production_min < MONTH_MIN_PRODUCTION_MIN {
+            return None;
+        }
+        let rate = f64::from(m.valid_min) / f64::from(m.production_min);
+        if rate >= self.transmission_floor {
+            return None;
+        }
+        let end_ms = Month::of_ms(m.start_ms).next().start_ms();
+        let missing = f64::from(m.production_min - m.valid_min);
+        let figures = Figures {
+            duration_min: missing,
+            transmission_rate: Some(rate),
+            transmission_floor: self.transmission_floor,
+            month_production_min: m.production_min,
+            month_valid_min: m.valid_min,
+            ..Figures::default()
+        };
+        let mut source_ids = vec![ctx.topology.outlet.id.clone()];
+        source_ids.extend(ctx.topology.production.iter().map(|m| m.id.clone()));
+        Some(
+            Span {
+                key: format!("month:{}", m.start_ms),
+                start_ms: m.start_ms,
+                end_ms,
+                detected_at_ms: end_ms,
+                ongoing: false,
+            }
+            .finding(
+                AnomalyKind::UnmonitoredEmission,
+                NAME,
+                saturating((self.transmission_floor - rate) / 0.2),
+                source_ids,
+                &figures,
+            ),
+        )
     }
 
     fn finding(&self, ctx: &OutletContext<'_>, due: &Due<Stats>) -> Finding {
@@ -75,6 +154,12 @@ impl Unmonitored {
             minutes_flag_comm_error: s.comm,
             production_kw_mean: s.production_kw_sum / n,
             production_fraction_of_normal: s.production_fraction_sum / n,
+            outage_bar_min: self
+                .state
+                .outages
+                .bar_min(run.start_ms, self.false_alarms_per_day),
+            transmission_floor: self.transmission_floor,
+            ..Figures::default()
         };
         let mut source_ids = vec![t.outlet.id.clone()];
         source_ids.extend(t.production.iter().map(|m| m.id.clone()));
@@ -97,19 +182,43 @@ impl Detector for Unmonitored {
             status,
             CemsStatus::Silent | CemsStatus::Stopped | CemsStatus::Fault | CemsStatus::CommError
         );
+        self.state.outages.start(now);
+        self.tally(ctx, now, p.running(), status == CemsStatus::Valid, out);
+        let bar = self.state.outages.bar_min(now, self.false_alarms_per_day);
         let due = if p.running() && silent_like {
-            self.runs.bad("", now, TIMING, Stats::default, |s| {
-                match status {
-                    CemsStatus::Silent => s.silent += 1,
-                    CemsStatus::Stopped => s.stopped += 1,
-                    CemsStatus::Fault => s.fault += 1,
-                    _ => s.comm += 1,
-                }
-                s.production_kw_sum += p.production_kw;
-                s.production_fraction_sum += p.production_fraction().unwrap_or(0.0);
-            })
+            self.state.runs.bad_when(
+                "",
+                now,
+                TIMING,
+                Stats::default,
+                |s| {
+                    match status {
+                        CemsStatus::Silent => s.silent += 1,
+                        CemsStatus::Stopped => s.stopped += 1,
+                        CemsStatus::Fault => s.fault += 1,
+                        _ => s.comm += 1,
+                    }
+                    s.production_kw_sum += p.production_kw;
+                    s.production_fraction_sum += p.production_fraction().unwrap_or(0.0);
+                },
+                |run| run.duration_min() > bar,
+            )
         } else if p.production_on == Some(false) || status == CemsStatus::Valid {
-            self.runs.good("", now, TIMING)
+            let unraised = self
+                .state
+                .runs
+                .get("")
+                .filter(|r| r.raised_at_ms.is_none())
+                .map(|r| r.duration_min());
+            let due = self.state.runs.good("", now, TIMING);
+            let closed = due
+                .as_ref()
+                .filter(|d| !d.ongoing)
+                .map(|d| d.run.duration_min());
+            if let Some(minutes) = unraised.or(closed) {
+                self.state.outages.record(minutes);
+            }
+            due
         } else {
             None
         };
@@ -119,12 +228,39 @@ impl Detector for Unmonitored {
     }
 
     fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>) {
-        for due in self.runs.finish() {
+        for due in self.state.runs.finish() {
             out.push(self.finding(ctx, &due));
         }
     }
 
-    persist_state!(runs);
+    persist_state!(state);
+}
+
+impl Unmonitored {
+    /// Counts the minute into its Beijing month, judging the month before when a new one begins.
+    fn tally(
+        &mut self,
+        ctx: &OutletContext<'_>,
+        now: i64,
+        running: bool,
+        valid: bool,
+        out: &mut Vec<Finding>,
+    ) {
+        let start_ms = Month::of_ms(now).start_ms();
+        if self.state.month.as_ref().is_some_and(|m| m.start_ms != start_ms) {
+            if let Some(done) = self.state.month.take() {
+                out.extend(self.month_finding(ctx, &done));
+            }
+        }
+        let m = self.state.month.get_or_insert(MonthTally {
+            start_ms,
+            ..MonthTally::default()
+        });
+        if running {
+            m.production_min += 1;
+            m.valid_min += u32::from(valid);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -62,6 +62,13 @@ pub fn raw(row: &OutletRow, code: &str) -> Option<f64> {
         .filter(|v| v.is_finite())
 }
 
+/// The raw value of `code` if its reading is valid and a minute-level sample. The statistics of analyzer noise,
+/// minute patterns and calibration ramps are of minute data: an hour average laid over its hour is not a reading
+/// they can judge, so to them an hourly channel is not there.
+pub fn minute_raw(row: &OutletRow, code: &str) -> Option<f64> {
+    raw(row, code).filter(|_| row.cems.get(code).is_some_and(|r| r.span_min <= 1))
+}
+
 /// Learns a channel's reporting resolution: the smallest non-zero step between consecutive readings.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Resolution {

@@ -158,7 +158,8 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn json_of(a: &pb::Anomaly) -> serde_json::Value {
+/// An anomaly as JSON, its evidence included.
+pub fn json_of(a: &pb::Anomaly) -> serde_json::Value {
     let evidence: std::collections::BTreeMap<&String, &f64> = a.evidence.iter().collect();
     serde_json::json!({
         "id": a.id,

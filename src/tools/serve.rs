@@ -40,6 +40,10 @@ pub struct ServeArgs {
     /// calibration gas, dilution) may raise on honest data, against the outlet's own empirical null.
     #[arg(long, env = "SENTINEL_FALSE_ALARMS_PER_DAY", default_value_t = 0.002)]
     pub false_alarms_per_day: f64,
+    /// A month whose transmission rate (valid minutes over minutes production ran) falls below this raises one
+    /// UNMONITORED_EMISSION for the month.
+    #[arg(long, env = "SENTINEL_TRANSMISSION_FLOOR", default_value_t = 0.9)]
+    pub transmission_floor: f64,
     /// Retrain every outlet's model on this schedule (hours; 0 = never, e.g. 24 for nightly).
     #[arg(long, env = "SENTINEL_RETRAIN_EVERY_HOURS", default_value_t = 0.0)]
     pub retrain_every_hours: f64,
@@ -78,6 +82,14 @@ impl TryFrom<&ServeArgs> for ServeConfig {
             problems.push(format!(
                 "--false-alarms-per-day must be in (0, 1), got {}",
                 args.false_alarms_per_day
+            ));
+        }
+        if (0.0..=1.0).contains(&args.transmission_floor) {
+            config.detect.transmission_floor = args.transmission_floor;
+        } else {
+            problems.push(format!(
+                "--transmission-floor must be in [0, 1], got {}",
+                args.transmission_floor
             ));
         }
         let hours = args.retrain_every_hours;

@@ -114,6 +114,18 @@ mod unmonitored {
 
     impl Summary for Figures {
         fn summary(&self, n: &Names<'_>, language: Language) -> String {
+            if let Some(rate) = self.transmission_rate {
+                return match language {
+                    Language::Zh => format!(
+                        "{}{}：本月生产运行 {} 分钟，其中有效监测数据仅 {} 分钟，数据传输有效率 {:.1}%，低于 {:.0}% 的要求。",
+                        n.enterprise, n.outlet, self.month_production_min, self.month_valid_min, 100.0 * rate, 100.0 * self.transmission_floor
+                    ),
+                    Language::En => format!(
+                        "{} {}: of {} minutes production ran this month, {} had valid CEMS data: a transmission rate of {:.1}%, below the {:.0}% floor.",
+                        n.enterprise, n.outlet, self.month_production_min, self.month_valid_min, 100.0 * rate, 100.0 * self.transmission_floor
+                    ),
+                };
+            }
             let silence = self.minutes_silent
                 >= self.minutes_flag_stopped
                     + self.minutes_flag_fault

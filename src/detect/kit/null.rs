@@ -143,10 +143,68 @@ impl RunLengths {
     }
 }
 
+/// How long an outlet's outages last and how often they come, for judging one outage: lengths are taken as
+/// exponential (the memoryless tail of links that drop and come back), with a prior of a 30-minute mean and one
+/// outage in 20 days worth five outages, so a new outlet has a bar and its own history takes over as it accrues.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OutageLengths {
+    first_ms: Option<i64>,
+    outages: f64,
+    total_min: f64,
+}
+
+/// Outages the prior is worth.
+const PRIOR_OUTAGES: f64 = 5.0;
+/// Prior mean length (minutes).
+const PRIOR_MEAN_MIN: f64 = 30.0;
+/// Prior frequency (outages per day).
+const PRIOR_PER_DAY: f64 = 0.05;
+
+impl OutageLengths {
+    /// Notes the outlet's first data (the history's clock starts there).
+    pub fn start(&mut self, now_ms: i64) {
+        self.first_ms.get_or_insert(now_ms);
+    }
+
+    /// An outage of `minutes` ended.
+    pub fn record(&mut self, minutes: f64) {
+        self.outages += 1.0;
+        self.total_min += minutes.max(0.0);
+    }
+
+    /// The length (minutes) an outage passes at `false_alarms_per_day` on this history: with outages coming at rate
+    /// `r` a day and lasting `m` minutes on average, an honest one outlasts `m · ln(r / f)` at `f` a day.
+    pub fn bar_min(&self, now_ms: i64, false_alarms_per_day: f64) -> f64 {
+        let days = self
+            .first_ms
+            .map_or(0.0, |t| (now_ms - t).max(0) as f64 / 86_400_000.0);
+        let per_day = (self.outages + PRIOR_OUTAGES) / (days + PRIOR_OUTAGES / PRIOR_PER_DAY);
+        let mean = (self.total_min + PRIOR_OUTAGES * PRIOR_MEAN_MIN) / (self.outages + PRIOR_OUTAGES);
+        mean * (per_day / false_alarms_per_day.max(1e-9)).max(1.0).ln()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn an_outage_bar_starts_from_the_prior_and_follows_the_outlets_own_outages() {
+        let day = 86_400_000;
+        let mut o = OutageLengths::default();
+        o.start(0);
+        let fresh = o.bar_min(0, 0.002);
+        assert!((90.0..110.0).contains(&fresh), "{fresh}");
+        // Forty days with an honest hour-long outage every other day: the bar rises above such outages.
+        for _ in 0..20 {
+            o.record(60.0);
+        }
+        let bar = o.bar_min(40 * day, 0.002);
+        assert!(bar > 3.0 * 60.0, "{bar}");
+        // A stricter rate asks for longer.
+        assert!(o.bar_min(40 * day, 0.0002) > bar);
+    }
 
     #[test]
     fn run_lengths_set_a_bar_from_how_long_honest_runs_last() {
