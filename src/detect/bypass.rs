@@ -290,10 +290,7 @@ mod tests {
         );
         if let Some(b) = bypass_flow {
             let duct = r.bypass.entry("b1".into()).or_default();
-            duct.insert(
-                FLOW.into(),
-                Reading::of(b, ValueFlag::Normal, None),
-            );
+            duct.insert(FLOW.into(), Reading::of(b, ValueFlag::Normal, None));
             duct.insert(
                 TEMPERATURE.into(),
                 Reading::of(120.0, ValueFlag::Normal, None),

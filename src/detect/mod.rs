@@ -310,10 +310,8 @@ pub(crate) mod testutil {
     /// Adds CEMS readings (normal flag) to a row.
     pub fn with_cems(mut row: OutletRow, values: &[(&str, f64)]) -> OutletRow {
         for (code, v) in values {
-            row.cems.insert(
-                code.to_string(),
-                Reading::of(*v, ValueFlag::Normal, None),
-            );
+            row.cems
+                .insert(code.to_string(), Reading::of(*v, ValueFlag::Normal, None));
         }
         row
     }
@@ -326,10 +324,8 @@ pub(crate) mod testutil {
         };
         for (id, kw) in powers {
             if let Some(v) = kw {
-                r.power_kw.insert(
-                    id.to_string(),
-                    Reading::of(*v, ValueFlag::Normal, None),
-                );
+                r.power_kw
+                    .insert(id.to_string(), Reading::of(*v, ValueFlag::Normal, None));
             }
         }
         r

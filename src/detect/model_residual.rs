@@ -9,7 +9,9 @@
 //! Look-alikes: a load change (the model follows production: residuals stay small), an unusual but consistent
 //! operating point (high T², small Q: not alarmed), start-up, shutdown and loads the model never saw in training
 //! (outside its production range: not judged), treatment off (`TREATMENT_NOT_RUNNING`'s, not judged here), calibration and maintenance (flagged
-//! minutes carry no values), a new model version (windows restart).
+//! minutes carry no values), a new model version (windows restart), an outlet an industry prior does not describe (a
+//! prior is tried on the outlet's own data first and judges it only if it would have stayed quiet there: see
+//! [`PRIOR_TRIAL_MIN`]).
 
 use super::kit::{duration_score, Due, Runs, Timing};
 use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
@@ -40,7 +42,17 @@ struct Test {
     recent_high: WindowMean,
     /// Share of recent minutes with z < −1.
     recent_low: WindowMean,
+    /// An industry prior's trial on this outlet: judged minutes, and of those the ones it would have raised.
+    #[serde(default)]
+    trial: (u32, u32),
 }
+
+/// Judged minutes an industry prior is tried on an outlet before it may raise there (three days). A prior fitted on
+/// other plants that would have raised on more than [`PRIOR_TRIAL_MAX_BAD`] of them does not describe this plant,
+/// and the test stays silent until the outlet has a model of its own.
+pub const PRIOR_TRIAL_MIN: u32 = 3 * 1440;
+/// Share of the trial's minutes over the threshold that rejects a prior.
+const PRIOR_TRIAL_MAX_BAD: f64 = 0.02;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Stats {
@@ -227,6 +239,19 @@ impl Detector for ModelResidual {
                     z.abs() > *threshold && (obs - pred).abs() >= MIN_EFFECT && recent(*z > 0.0)
                 }
             });
+            // An industry prior earns its say on this outlet: while on trial it raises nothing, and once it would
+            // have raised too often it never does.
+            if matches!(model.scope, ModelScope::Industry(_)) && stat.is_some() {
+                let (judged, raised) = &mut w.trial;
+                if *judged < PRIOR_TRIAL_MIN {
+                    *judged += 1;
+                    *raised += u32::from(bad.is_some());
+                    continue;
+                }
+                if f64::from(*raised) > PRIOR_TRIAL_MAX_BAD * f64::from(PRIOR_TRIAL_MIN) {
+                    continue;
+                }
+            }
             let due = match bad {
                 Some((z, (obs, pred))) => {
                     let pf = row.as_ref().map_or(0.0, |r| r.production_fraction);

@@ -88,6 +88,9 @@ struct Stats {
     b_sum: f64,
     old: f64,
     new: f64,
+    /// A step's channels: per code, the sum of its drops and the minutes it was stepped in.
+    #[serde(default)]
+    channels: BTreeMap<String, (f64, u32)>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -121,9 +124,12 @@ pub(crate) struct Formula {
 pub(crate) struct Step {
     /// `step`.
     pub(crate) signature: String,
-    /// The pollutant.
+    /// The pollutant that stepped longest.
     pub(crate) code: String,
+    /// Every pollutant that stepped in the episode, comma-separated.
+    pub(crate) channels: String,
     pub(crate) duration_min: f64,
+    /// Of `code`.
     pub(crate) level_ratio_to_previous_days: f64,
     pub(crate) production_ratio_to_previous_days: f64,
 }
@@ -159,7 +165,7 @@ fn finding(ctx: &OutletContext<'_>, due: &Due<Stats>) -> Finding {
     let (run, s) = (&due.run, &due.run.stats);
     let n = f64::from(run.held.max(1));
     let minutes = run.duration_min();
-    let (what, code) = due.key.split_once('/').unwrap_or(("", due.key.as_str()));
+    let (what, code) = due.key.split_once('/').unwrap_or((due.key.as_str(), ""));
     let (kind, source_ids) = (AnomalyKind::ParameterTampering, vec![t.outlet.id.clone()]);
     match what {
         "formula" => {
@@ -176,10 +182,16 @@ fn finding(ctx: &OutletContext<'_>, due: &Due<Stats>) -> Finding {
             due.finding(kind, NAME, score, source_ids, &figures)
         }
         "step" => {
-            let ratio = (s.a_sum / n).exp();
+            let (code, (drop_sum, stepped)) = s
+                .channels
+                .iter()
+                .max_by_key(|(_, (_, m))| *m)
+                .map_or(("", (0.0, 1)), |(c, v)| (c.as_str(), *v));
+            let ratio = (drop_sum / f64::from(stepped.max(1))).exp();
             let figures = Step {
                 signature: "step".into(),
                 code: code.into(),
+                channels: s.channels.keys().cloned().collect::<Vec<_>>().join(","),
                 duration_min: minutes,
                 level_ratio_to_previous_days: ratio,
                 production_ratio_to_previous_days: s.b_sum / n,
@@ -286,7 +298,16 @@ impl Tampering {
         if !p.running() || p.production_kw <= 0.0 {
             return;
         }
-        let key = format!("step/{code}");
+        // One episode per outlet: channels that step together (a fuel, a DAU) are one shift, listed in its evidence.
+        let key = "step";
+        // A raised shift is one reviewable alarm, not weeks of one: a day after it was raised the reference takes the
+        // new level, and the episode closes unless the level falls again.
+        let raised_a_day_ago = self
+            .state
+            .runs
+            .get(key)
+            .and_then(|r| r.raised_at_ms)
+            .is_some_and(|t| row.minute_ms - t >= REBASE_MS);
         let level = self.state.levels.entry(code.to_string()).or_default();
         let (x, prod) = (cz.ln(), p.production_kw);
         if level.n == 0 {
@@ -308,10 +329,14 @@ impl Tampering {
             level.long = level.short;
             level.production_long = level.production_short;
             level.n += 1;
-            if let Some(due) = self.state.runs.good(&key, row.minute_ms, STEP) {
+            if let Some(due) = self.state.runs.good(key, row.minute_ms, STEP) {
                 out.push(finding(ctx, &due));
             }
             return;
+        }
+        if raised_a_day_ago && level.short - level.long < STEP_LN {
+            level.long = level.short;
+            level.production_long = level.production_short;
         }
         let production_ratio = level.production_short / level.production_long.max(1e-9);
         let comparable = (0.85..=1.15).contains(&production_ratio);
@@ -345,18 +370,21 @@ impl Tampering {
         level.n += 1;
         let due = if stepped {
             self.state.runs.bad_when(
-                &key,
+                key,
                 row.minute_ms,
                 STEP,
                 Stats::default,
                 |s| {
                     s.a_sum += drop;
                     s.b_sum += production_ratio;
+                    let c = s.channels.entry(code.to_string()).or_default();
+                    c.0 += drop;
+                    c.1 += 1;
                 },
                 |_| beyond_own,
             )
         } else if comparable {
-            self.state.runs.good(&key, row.minute_ms, STEP)
+            self.state.runs.good(key, row.minute_ms, STEP)
         } else {
             None
         };
@@ -618,6 +646,35 @@ mod tests {
             quiet.iter().all(|f| !f.key.starts_with("step")),
             "{quiet:#?}"
         );
+    }
+
+    /// Two channels stepping down together (a DAU's gain on both) are one shift of the outlet: one anomaly listing
+    /// both, raised once and re-based a day later, not a weeks-long episode per channel.
+    #[test]
+    fn channels_that_step_together_are_one_bounded_anomaly_of_the_outlet() {
+        let n = 8 * 1440;
+        let t = topology_with_limits(&[("a21026", 35.0), ("a21002", 100.0)]);
+        let out = run_detector(
+            Tampering::boxed,
+            &t,
+            (0..n).map(|i| {
+                let gain = if i >= 3 * 1440 { 0.6 } else { 1.0 };
+                let so2 = ((20.0 + noise(i)) * gain * 10.0).round() / 10.0;
+                let nox = ((60.0 + 2.0 * noise(i + 5)) * gain * 10.0).round() / 10.0;
+                with_cems(
+                    row(i, &[("p1", Some(800.0)), ("t1", Some(150.0))]),
+                    &[("a21026", so2), ("a21002", nox), ("a19001", 7.5)],
+                )
+            }),
+        );
+        let steps: Vec<_> = out
+            .iter()
+            .filter(|f| f.key == "step" && !f.ongoing)
+            .collect();
+        assert_eq!(steps.len(), 1, "{out:#?}");
+        assert_eq!(steps[0].evidence.text("channels"), Some("a21002,a21026"));
+        let hours = (steps[0].end_ms - steps[0].start_ms) / (60 * MS_PER_MINUTE);
+        assert!((24..48).contains(&hours), "{hours} h");
     }
 
     /// A legitimate fuel change (every level steps down at unchanged production) that the enterprise declared

@@ -247,7 +247,12 @@ impl Unmonitored {
         out: &mut Vec<Finding>,
     ) {
         let start_ms = Month::of_ms(now).start_ms();
-        if self.state.month.as_ref().is_some_and(|m| m.start_ms != start_ms) {
+        if self
+            .state
+            .month
+            .as_ref()
+            .is_some_and(|m| m.start_ms != start_ms)
+        {
             if let Some(done) = self.state.month.take() {
                 out.extend(self.month_finding(ctx, &done));
             }

@@ -383,8 +383,14 @@ pub fn replay(units: &[Unit], cases: &[Case], from_ms: i64, to_ms: i64) -> Repla
             enterprise_id: id.clone(),
             name: format!("unit {} stack", unit.unit),
             limits_mg_m3: BTreeMap::from([
-                (codes::SO2.into(), limit_mg_m3(&unit.hours, |h| h.so2_lb_mmbtu)),
-                (codes::NOX.into(), limit_mg_m3(&unit.hours, |h| h.nox_lb_mmbtu)),
+                (
+                    codes::SO2.into(),
+                    limit_mg_m3(&unit.hours, |h| h.so2_lb_mmbtu),
+                ),
+                (
+                    codes::NOX.into(),
+                    limit_mg_m3(&unit.hours, |h| h.nox_lb_mmbtu),
+                ),
             ]),
             ..Outlet::default()
         });
@@ -394,7 +400,12 @@ pub fn replay(units: &[Unit], cases: &[Case], from_ms: i64, to_ms: i64) -> Repla
             role: MeterRole::Production,
             equipment: "generator".into(),
             outlet_ids: vec![outlet.clone()],
-            rated_kw: unit.hours.iter().filter_map(|h| h.load_mw).fold(0.0, f64::max) * 1000.0,
+            rated_kw: unit
+                .hours
+                .iter()
+                .filter_map(|h| h.load_mw)
+                .fold(0.0, f64::max)
+                * 1000.0,
             ..Meter::default()
         });
         for h in hours
@@ -440,7 +451,12 @@ pub fn replay(units: &[Unit], cases: &[Case], from_ms: i64, to_ms: i64) -> Repla
         let outlet = add(
             &mut r,
             id.clone(),
-            format!("EPA ORIS {} unit {} ({} injected)", unit.plant, unit.unit, case.injection.label()),
+            format!(
+                "EPA ORIS {} unit {} ({} injected)",
+                unit.plant,
+                unit.unit,
+                case.injection.label()
+            ),
             unit,
             &hours,
         );
@@ -515,7 +531,12 @@ mod tests {
                 from_day: 10,
             })
             .collect();
-        let r = replay(std::slice::from_ref(&unit), &cases, t0, t0 + 40 * MS_PER_DAY);
+        let r = replay(
+            std::slice::from_ref(&unit),
+            &cases,
+            t0,
+            t0 + 40 * MS_PER_DAY,
+        );
         assert!(r.unplaced.is_empty());
         assert_eq!(r.enterprises.len(), 5);
         assert_eq!(r.truth.clean_enterprises, vec!["1-A".to_string()]);

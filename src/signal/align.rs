@@ -181,9 +181,7 @@ impl OutletAligner {
             return Admission::Ignored;
         }
         // The data are known through the last minute the value covers.
-        let end = p
-            .time_ms
-            .max(minute + i64::from(span - 1) * MS_PER_MINUTE);
+        let end = p.time_ms.max(minute + i64::from(span - 1) * MS_PER_MINUTE);
         self.watermark_ms = Some(self.watermark_ms.map_or(end, |w| w.max(end)));
         for k in 0..span {
             let minute_ms = minute + i64::from(k) * MS_PER_MINUTE;
@@ -369,13 +367,23 @@ mod tests {
         let mut a = OutletAligner::default();
         let h = 60 * M;
         for hour in 0..3 {
-            a.add(&hourly("o", "a21026", hour * h, 10.0 + hour as f64), SourceRole::Cems);
+            a.add(
+                &hourly("o", "a21026", hour * h, 10.0 + hour as f64),
+                SourceRole::Cems,
+            );
         }
         let mut out = Vec::new();
         a.drain_ready(0, &mut out);
         // The watermark is the last minute of hour 2; the wait grows by the hour the channel averages over.
-        assert_eq!(out.len(), 120, "hours 0 and 1; hour 2 waits for its lateness");
-        assert!(out.iter().all(|r| r.cems.contains_key("a21026")), "no gaps inside an hour");
+        assert_eq!(
+            out.len(),
+            120,
+            "hours 0 and 1; hour 2 waits for its lateness"
+        );
+        assert!(
+            out.iter().all(|r| r.cems.contains_key("a21026")),
+            "no gaps inside an hour"
+        );
         let r = out[75].cems["a21026"];
         assert_eq!((r.value, r.span_min, r.minute_of_span), (11.0, 60, 15));
         let starts = out

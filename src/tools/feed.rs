@@ -38,7 +38,14 @@ pub async fn connect(addr: &str) -> anyhow::Result<Channel> {
 /// # Errors
 /// The first refused registration.
 pub async fn register(channel: &Channel, s: &Scenario) -> anyhow::Result<()> {
-    register_all(channel, &s.enterprises, &s.outlets, &s.meters, &s.restrictions).await
+    register_all(
+        channel,
+        &s.enterprises,
+        &s.outlets,
+        &s.meters,
+        &s.restrictions,
+    )
+    .await
 }
 
 /// Registers enterprises, outlets (stacks before their bypasses), meters and orders.

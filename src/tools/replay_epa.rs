@@ -135,7 +135,9 @@ fn alarms_table(replay: &Replay, r: &RealReport) -> String {
         .map(|a| {
             vec![
                 a.enterprise_id.clone(),
-                AnomalyKind::from_number(a.kind).map_or("?", |k| k.as_str()).to_string(),
+                AnomalyKind::from_number(a.kind)
+                    .map_or("?", |k| k.as_str())
+                    .to_string(),
                 beijing(a.start_ms),
                 format!("{:.0}", (a.end_ms - a.start_ms) as f64 / 3_600_000.0),
                 format!("{:.2}", a.score),
@@ -180,7 +182,11 @@ impl ReplayEpaArgs {
             r.clean_unit_months,
             on_clean as f64 / r.clean_unit_months.max(1e-9)
         );
-        print!("\n{}\n{summary}\n{}", score_table(&r.report), alarms_table(&replay, &r));
+        print!(
+            "\n{}\n{summary}\n{}",
+            score_table(&r.report),
+            alarms_table(&replay, &r)
+        );
         if let Some(path) = &self.json {
             let all: Vec<_> = r.anomalies.iter().map(super::anomalies::json_of).collect();
             std::fs::write(path, serde_json::to_vec_pretty(&all)?)?;

@@ -179,7 +179,8 @@ impl OutageLengths {
             .first_ms
             .map_or(0.0, |t| (now_ms - t).max(0) as f64 / 86_400_000.0);
         let per_day = (self.outages + PRIOR_OUTAGES) / (days + PRIOR_OUTAGES / PRIOR_PER_DAY);
-        let mean = (self.total_min + PRIOR_OUTAGES * PRIOR_MEAN_MIN) / (self.outages + PRIOR_OUTAGES);
+        let mean =
+            (self.total_min + PRIOR_OUTAGES * PRIOR_MEAN_MIN) / (self.outages + PRIOR_OUTAGES);
         mean * (per_day / false_alarms_per_day.max(1e-9)).max(1.0).ln()
     }
 }
