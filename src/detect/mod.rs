@@ -31,6 +31,7 @@ pub mod low_variance;
 pub mod model_residual;
 pub mod permit;
 pub mod replay;
+pub mod replay_hourly;
 pub mod restriction;
 pub mod selective_gap;
 pub mod substitution;
@@ -179,6 +180,7 @@ pub const DETECTORS: &[DetectorSpec] = &[
     spec!(substitution::Substitution),
     spec!(low_variance::LowVariance),
     spec!(replay::Replay),
+    spec!(replay_hourly::ReplayHourly),
     spec!(bunching::Bunching),
     spec!(selective_gap::SelectiveGap),
     spec!(model_residual::ModelResidual),

@@ -55,6 +55,10 @@ pub(super) const SENTENCES: &[(&str, RenderFn)] = &[
         render::<detect::low_variance::Figures>,
     ),
     (detect::replay::NAME, replay::summary),
+    (
+        detect::replay_hourly::NAME,
+        render::<detect::replay_hourly::Figures>,
+    ),
     (detect::bunching::NAME, render::<detect::bunching::Figures>),
     (detect::selective_gap::NAME, selective_gap::summary),
     (detect::model_residual::NAME, model_residual::summary),
@@ -500,6 +504,26 @@ mod low_variance {
                 (Language::En, Some((r, usual))) => format!(
                     "{} {}: minute-to-minute variance of {} channels down to {:.0}% of their own history in the same operating state (p={:.1e}), and no longer following production (correlation {:.2}, usually {:.2}): invented data.",
                     n.enterprise, n.outlet, channels, 100.0 * ratio, p, r, usual
+                ),
+            }
+        }
+    }
+}
+
+mod replay_hourly {
+    use {super::*, crate::detect::replay_hourly::*};
+
+    impl Summary for Figures {
+        fn summary(&self, n: &Names<'_>, language: Language) -> String {
+            let (d, h) = ((self.lag_hours / 24.0).floor(), self.lag_hours % 24.0);
+            match language {
+                Language::Zh => format!(
+                    "{}{}：{} 个监测因子的小时均值{}与 {:.0} 天 {:.0} 小时前的数据一致，持续 {:.0} 小时，疑似重复上传历史数据。",
+                    n.enterprise, n.outlet, self.channels_matched, if self.exact_copy { "逐值" } else { "变化趋势" }, d, h, self.duration_min / 60.0
+                ),
+                Language::En => format!(
+                    "{} {}: the hour averages of {} channels repeat {} those of {:.0} d {:.0} h earlier for {:.0} h: replayed data.",
+                    n.enterprise, n.outlet, self.channels_matched, if self.exact_copy { "value for value" } else { "the changes of" }, d, h, self.duration_min / 60.0
                 ),
             }
         }
