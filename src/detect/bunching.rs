@@ -2,7 +2,7 @@
 //! reporting chain.
 //!
 //! A density-discontinuity test against the outlet's own distribution. Every day, over the last 28 days (a rolling
-//! month) of valid minute values as shares of the limit, in bins of 1 %: for each candidate ceiling `e` from 90 % to
+//! month) of valid readings as shares of the limit, in bins of 1 %: for each candidate ceiling `e` from 90 % to
 //! 100 % of the limit and each pile width of 2 % and 4 % (a ceiling applied to raw values and converted through a
 //! measured O2 is smeared), a Poisson log-linear density is fitted to the outlet's own counts in the 8 % below the
 //! pile `[e − w, e)` and extrapolated to the pile and to the tail `[e, e + 4 %)` a smooth density leaves above it. A
@@ -51,12 +51,23 @@ pub(crate) const TAIL: usize = 4;
 const FIT: usize = 8;
 /// Candidate ceilings judged: every edge with every pile width.
 const CANDIDATES: usize = (*EDGES.end() - *EDGES.start() + 1) * PILES.len();
-/// Minutes needed in the pile.
+/// Readings needed in the pile (minute data; an hourly outlet needs a day of hour averages, see [`minimums`]).
 const MIN_PEAK: f64 = 120.0;
 /// Tail minutes allowed as a share of the pile.
 const DEFICIT: f64 = 0.05;
-/// Minutes needed in the fitted region.
+/// Readings needed in the fitted region.
 const MIN_FIT: f64 = 200.0;
+
+/// The readings a pile and its fitted region need for a channel whose readings average over `span_min` minutes:
+/// counts are of readings (an hour average counts once, not sixty times), so the Poisson test sees the evidence
+/// there is, and an hourly outlet needs a day of hours in the pile.
+fn minimums(span_min: u32) -> (f64, f64) {
+    if span_min <= 1 {
+        (MIN_PEAK, MIN_FIT)
+    } else {
+        (24.0, 40.0)
+    }
+}
 
 /// Minute counts of one day per bin, plus when values near the limit (≥ 85 %) happened.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,6 +92,9 @@ impl Default for Day {
 struct Channel {
     resolution: Resolution,
     days: VecDeque<Day>,
+    /// Minutes the channel's latest reading averaged over.
+    #[serde(default)]
+    span_min: u32,
     /// The open episode (start, raised at) and its latest figures.
     open: Option<(i64, i64)>,
     last: Option<Ceiling>,
@@ -249,7 +263,7 @@ fn weighted_least_squares(rows: &[(f64, f64)], z: &[f64]) -> Option<([f64; 2], [
 /// Adds one minute at `share` of the limit, spread evenly over its resolution step `[share − step/2, share + step/2)`:
 /// values reported at a resolution that does not divide the bins (0.1 mg in bins of 0.35 mg) would otherwise fill
 /// alternate bins unevenly, a comb that reads as a misfit of the density.
-fn spread(counts: &mut [f32], share: f64, step: f64) {
+fn spread(counts: &mut [f32], share: f64, step: f64, weight: f64) {
     let width = step.max(1e-9);
     let (lo, hi) = (
         (share - width / 2.0 - LOW) / BIN,
@@ -260,7 +274,7 @@ fn spread(counts: &mut [f32], share: f64, step: f64) {
     while b < last {
         let overlap = (hi.min(b + 1.0) - lo.max(b)).max(0.0);
         if let Some(c) = counts.get_mut(b as usize) {
-            *c += (overlap / (hi - lo)) as f32;
+            *c += (weight * overlap / (hi - lo)) as f32;
         }
         b += 1.0;
     }
@@ -268,7 +282,11 @@ fn spread(counts: &mut [f32], share: f64, step: f64) {
 
 /// The test on one channel's month of daily bin counts, at per-candidate level `alpha`: the strongest ceiling found,
 /// if any. Pure, so it is tested on its own.
-pub fn test_ceiling(days: &[Vec<f32>], alpha: f64) -> Option<Ceiling> {
+pub fn test_ceiling(
+    days: &[Vec<f32>],
+    alpha: f64,
+    (min_peak, min_fit): (f64, f64),
+) -> Option<Ceiling> {
     let total: Vec<f64> = (0..BINS)
         .map(|b| {
             days.iter()
@@ -286,7 +304,7 @@ pub fn test_ceiling(days: &[Vec<f32>], alpha: f64) -> Option<Ceiling> {
         let pile: f64 = total[pile_lo..edge].iter().sum();
         let tail: f64 = total[edge..(edge + TAIL).min(BINS)].iter().sum();
         let fitted: f64 = total[fit_lo..pile_lo].iter().sum();
-        if pile < MIN_PEAK || tail >= DEFICIT * pile || fitted < MIN_FIT {
+        if pile < min_peak || tail >= DEFICIT * pile || fitted < min_fit {
             continue;
         }
         // Positions in units of the fitted width, 0 at the pile's lower edge.
@@ -334,7 +352,13 @@ pub fn test_ceiling(days: &[Vec<f32>], alpha: f64) -> Option<Ceiling> {
             continue;
         }
         let p_value = Normal::new(0.0, 1.0).map_or(1.0, |n| 1.0 - n.cdf(z));
-        if best.as_ref().is_none_or(|b| p_value < b.p_value) {
+        // Of the significant candidates, the sharpest pile (most over its extrapolation) is the ceiling reported: a
+        // wide band that merely contains a narrow pile dilutes it with honest readings.
+        let sharpness = pile / pile_expected.max(1e-9);
+        if best
+            .as_ref()
+            .is_none_or(|b| sharpness > b.pile / b.pile_expected.max(1e-9))
+        {
             best = Some(Ceiling {
                 edge: LOW + edge as f64 * BIN,
                 pile_from: LOW + pile_lo as f64 * BIN,
@@ -378,7 +402,7 @@ impl Bunching {
                 continue;
             };
             let counts: Vec<Vec<f32>> = ch.days.iter().map(|d| d.counts.clone()).collect();
-            let ceiling = test_ceiling(&counts, alpha);
+            let ceiling = test_ceiling(&counts, alpha, minimums(ch.span_min));
             let first = ch.days.iter().filter_map(|d| d.first_near_ms).min();
             let last = ch.days.iter().map(|d| d.last_near_ms).max().unwrap_or(now);
             let open = ch.open;
@@ -433,7 +457,9 @@ impl Detector for Bunching {
             .valid() else {
                 continue;
             };
+            let span = minute.row.cems.get(code).map_or(1, |r| r.span_min.max(1));
             let ch = self.state.channels.entry(code.clone()).or_default();
+            ch.span_min = span;
             ch.resolution.observe(cz);
             let step = ch.resolution.step();
             if ch.days.is_empty() {
@@ -443,7 +469,7 @@ impl Detector for Bunching {
                 continue;
             };
             let share = cz / limit;
-            spread(&mut d.counts, share, step / limit);
+            spread(&mut d.counts, share, step / limit, 1.0 / f64::from(span));
             if (0.85..1.0).contains(&share) {
                 d.first_near_ms.get_or_insert(now);
                 d.last_near_ms = now;
@@ -511,7 +537,7 @@ mod tests {
             .map(|day| {
                 let mut d = Day::default();
                 for s in day {
-                    spread(&mut d.counts, *s, 0.1 / 35.0);
+                    spread(&mut d.counts, *s, 0.1 / 35.0, 1.0);
                 }
                 d.counts
             })
@@ -630,7 +656,7 @@ mod tests {
             };
             let tau = 2.0 + 60.0 * rng.gen::<f64>();
             let shares = honest(&mut rng, DAYS * 1440, center, spread, tau, trial % 3 == 0);
-            if let Some(c) = test_ceiling(&daily_counts(&shares), 0.001) {
+            if let Some(c) = test_ceiling(&daily_counts(&shares), 0.001, minimums(1)) {
                 raised += 1;
                 eprintln!("honest month raised: center {center:.3} spread {spread:.3} tau {tau:.0}: {c:?}");
             }
