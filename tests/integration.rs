@@ -22,3 +22,5 @@ mod real_data;
 mod registry_api;
 // The retraining loop: train, evaluate, activate, rollback, labelled export.
 mod models_api;
+// Real US EPA hourly CEMS units through the server: injected violations found, real control-device steps bounded.
+mod real_epa;

@@ -10,8 +10,8 @@
 //! operating point (high T², small Q: not alarmed), start-up, shutdown and loads the model never saw in training
 //! (outside its production range: not judged), treatment off (`TREATMENT_NOT_RUNNING`'s, not judged here), calibration and maintenance (flagged
 //! minutes carry no values), a new model version (windows restart), an outlet an industry prior does not describe (a
-//! prior is tried on the outlet's own data first and judges it only if it would have stayed quiet there: see
-//! [`PRIOR_TRIAL_MIN`]).
+//! prior is tried on the outlet's own data first and judges it only if it would have stayed quiet there, and only for
+//! the outlet's first two weeks: see [`PRIOR_TRIAL_MIN`]).
 
 use super::kit::{duration_score, Due, Runs, Timing};
 use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
@@ -45,6 +45,9 @@ struct Test {
     /// An industry prior's trial on this outlet: judged minutes, and of those the ones it would have raised.
     #[serde(default)]
     trial: (u32, u32),
+    /// When the prior was first judged here.
+    #[serde(default)]
+    prior_since_ms: Option<i64>,
 }
 
 /// Judged minutes an industry prior is tried on an outlet before it may raise there (three days). A prior fitted on
@@ -53,6 +56,10 @@ struct Test {
 pub const PRIOR_TRIAL_MIN: u32 = 3 * 1440;
 /// Share of the trial's minutes over the threshold that rejects a prior.
 const PRIOR_TRIAL_MAX_BAD: f64 = 0.02;
+/// How long an accepted prior judges an outlet: a stop-gap for its first weeks, until the training schedule fits the
+/// outlet a model of its own. A plant drifts away from other plants' behaviour over months (seasons, coal, wear),
+/// and a prior cannot tell that from a departure.
+const PRIOR_JUDGES_MS: i64 = 14 * 1440 * MS_PER_MINUTE;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Stats {
@@ -242,6 +249,9 @@ impl Detector for ModelResidual {
             // An industry prior earns its say on this outlet: while on trial it raises nothing, and once it would
             // have raised too often it never does.
             if matches!(model.scope, ModelScope::Industry(_)) && stat.is_some() {
+                if now - *w.prior_since_ms.get_or_insert(now) > PRIOR_JUDGES_MS {
+                    continue;
+                }
                 let (judged, raised) = &mut w.trial;
                 if *judged < PRIOR_TRIAL_MIN {
                     *judged += 1;

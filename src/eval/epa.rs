@@ -159,7 +159,7 @@ pub fn parse(text: &str) -> Result<Vec<Unit>, EpaError> {
 /// A violation written into a copy of a clean unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Injection {
-    /// SO2 analyzer gain halved for two weeks, load unchanged.
+    /// SO2 analyzer gain halved for a week, load unchanged.
     GainCut,
     /// SO2, NOx and flow of a week replaced by the week before, load as it really ran.
     ReplayedWeek,
@@ -190,8 +190,7 @@ impl Injection {
 
     fn hours(self) -> usize {
         match self {
-            Self::GainCut => 14 * 24,
-            Self::ReplayedWeek | Self::Clamp => 7 * 24,
+            Self::GainCut | Self::ReplayedWeek | Self::Clamp => 7 * 24,
             Self::StuckDay => 30,
         }
     }
