@@ -313,6 +313,48 @@ mod tests {
         20.0 + (((i * i * 7919 + i * 31) % 97) as f64 - 48.0) * 0.1
     }
 
+    /// An outlet reporting hour averages: 30 identical averages are found, from the first to the last, and an honest
+    /// series whose averages repeat for a few hours at a time is not.
+    #[test]
+    fn stuck_hour_averages_are_judged_per_average() {
+        let hourly = |value: fn(i64) -> f64| {
+            run_detector(
+                Flatline::boxed,
+                &topo(),
+                (0..10 * 1440).map(move |i| -> OutletRow {
+                    let h = i / 60;
+                    let wobble = ((h * 7919) % 13) as f64;
+                    let mut r = with_cems(
+                        row(i, &[("p1", Some(800.0 + wobble)), ("t1", Some(150.0))]),
+                        &[("a21026", value(h)), ("a00000", 300.0 + wobble)],
+                    );
+                    for reading in r.cems.values_mut() {
+                        reading.span_min = 60;
+                        reading.minute_of_span = (i % 60) as u32;
+                    }
+                    r
+                }),
+            )
+        };
+        // Each honest average held for up to three hours (steady load, rounded averages).
+        let honest = |h: i64| noisy(h / 3);
+        assert!(hourly(honest).is_empty());
+        let stuck = hourly(|h| {
+            if (100..130).contains(&h) {
+                18.3
+            } else {
+                noisy(h / 3)
+            }
+        });
+        let closed: Vec<_> = stuck.iter().filter(|f| !f.ongoing).collect();
+        assert_eq!(closed.len(), 1, "{stuck:#?}");
+        assert!(
+            (closed[0].start_ms - (T0 + 100 * 60 * MS_PER_MINUTE)).abs() <= 3 * 60 * MS_PER_MINUTE
+        );
+        assert_eq!(closed[0].end_ms, T0 + 130 * 60 * MS_PER_MINUTE);
+        assert_eq!(closed[0].evidence["reading_span_min"], 60.0);
+    }
+
     #[test]
     fn a_stuck_value_is_found_and_so_is_a_careful_one_that_toggles() {
         let out = run(|i| {

@@ -301,9 +301,9 @@ mod tests {
         let out = run_detector(
             Unmonitored::boxed,
             &t,
-            (0..600).map(|i| match i {
+            (0..800).map(|i| match i {
                 100..220 => minute(i, 800.0, None),
-                300..400 => minute(i, 800.0, Some(ValueFlag::Stopped)),
+                300..500 => minute(i, 800.0, Some(ValueFlag::Stopped)),
                 _ => minute(i, 800.0, Some(ValueFlag::Normal)),
             }),
         );
@@ -314,10 +314,70 @@ mod tests {
             (T0 + 100 * MS_PER_MINUTE, T0 + 220 * MS_PER_MINUTE)
         );
         assert_eq!(closed[0].evidence["minutes_silent"], 120.0);
-        assert_eq!(closed[1].evidence["minutes_flag_stopped"], 100.0);
+        assert_eq!(closed[1].evidence["minutes_flag_stopped"], 200.0);
         let (en, zh) = (summary_en(closed[0]), summary_zh(closed[1]));
         assert!(en.contains("CEMS sent no data for 120 min"), "{en}");
         assert!(zh.contains("标记停运/故障/通讯异常"), "{zh}");
+    }
+
+    /// Ordinary outages of an hour a day, never re-sent, are the outlet's normal: none is raised. An outage of six
+    /// hours is beyond what that history makes likely.
+    #[test]
+    fn outages_shorter_than_the_outlets_own_bar_are_not_raised_a_long_one_is() {
+        let t = topo();
+        let long = 20 * 1440 + 600..20 * 1440 + 960;
+        let out = run_detector(
+            Unmonitored::boxed,
+            &t,
+            (0..22 * 1440).map(|i| {
+                if (600..660).contains(&(i % 1440)) || long.contains(&i) {
+                    minute(i, 800.0, None)
+                } else {
+                    minute(i, 800.0, Some(ValueFlag::Normal))
+                }
+            }),
+        );
+        let closed: Vec<_> = out.iter().filter(|f| !f.ongoing).collect();
+        assert_eq!(closed.len(), 1, "{out:#?}");
+        assert_eq!(closed[0].start_ms, T0 + long.start * MS_PER_MINUTE);
+        let bar = closed[0].evidence["outage_bar_min"];
+        assert!((60.0..360.0).contains(&bar), "{bar}");
+    }
+
+    /// Three hours a day without data, an eighth of the month: a transmission rate under the 90 % floor is one alarm
+    /// for the month, whatever its outages' lengths.
+    #[test]
+    fn a_month_under_the_transmission_floor_is_one_alarm() {
+        let t = topo();
+        let out = run_detector(
+            Unmonitored::boxed,
+            &t,
+            (0..32 * 1440).map(|i| {
+                if (600..780).contains(&(i % 1440)) {
+                    minute(i, 800.0, None)
+                } else {
+                    minute(i, 800.0, Some(ValueFlag::Normal))
+                }
+            }),
+        );
+        let months: Vec<_> = out.iter().filter(|f| f.key.starts_with("month:")).collect();
+        assert_eq!(months.len(), 1, "{months:#?}");
+        let rate = months[0].evidence["transmission_rate"];
+        assert!((rate - 0.875).abs() < 0.01, "{rate}");
+        assert!(summary_en(months[0]).contains("below the 90% floor"));
+        // Two hours a day: 92 %, above the floor.
+        let fine = run_detector(
+            Unmonitored::boxed,
+            &t,
+            (0..32 * 1440).map(|i| {
+                if (600..720).contains(&(i % 1440)) {
+                    minute(i, 800.0, None)
+                } else {
+                    minute(i, 800.0, Some(ValueFlag::Normal))
+                }
+            }),
+        );
+        assert!(fine.iter().all(|f| !f.key.starts_with("month:")));
     }
 
     #[test]
