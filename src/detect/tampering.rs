@@ -673,6 +673,11 @@ mod tests {
             .collect();
         assert_eq!(steps.len(), 1, "{out:#?}");
         assert_eq!(steps[0].evidence.text("channels"), Some("a21002,a21026"));
+        assert!(
+            summary_en(steps[0]).contains("(with a2100"),
+            "{}",
+            summary_en(steps[0])
+        );
         let hours = (steps[0].end_ms - steps[0].start_ms) / (60 * MS_PER_MINUTE);
         assert!((24..48).contains(&hours), "{hours} h");
     }

@@ -383,19 +383,37 @@ mod tampering {
     impl Summary for Step {
         fn summary(&self, n: &Names<'_>, language: Language) -> String {
             let (zh, en) = display_name(&self.code);
-            let (ratio, production_ratio) = (
-                self.level_ratio_to_previous_days,
-                self.production_ratio_to_previous_days,
-            );
+            let level_pct = 100.0 * self.level_ratio_to_previous_days;
+            let production_pct = 100.0 * self.production_ratio_to_previous_days;
+            // The other channels that stepped with it: one shift of the outlet, named once.
+            let others: Vec<&str> = self
+                .channels
+                .split(',')
+                .filter(|c| !c.is_empty() && *c != self.code)
+                .collect();
             match language {
-                Language::Zh => format!(
-                    "{}{}：{}（{}）折算浓度水平降至前几日的 {:.0}%，而生产负荷为前几日的 {:.0}%，持续 {:.0} 分钟，疑似仪器增益/斜率被修改。",
-                    n.enterprise, n.outlet, zh, self.code, 100.0 * ratio, 100.0 * production_ratio, self.duration_min
-                ),
-                Language::En => format!(
-                    "{} {}: converted {} ({}) level fell to {:.0}% of the previous days while production ran at {:.0}% of them, for {:.0} min: gain or slope changed.",
-                    n.enterprise, n.outlet, en, self.code, 100.0 * ratio, 100.0 * production_ratio, self.duration_min
-                ),
+                Language::Zh => {
+                    let also = if others.is_empty() {
+                        String::new()
+                    } else {
+                        format!("（{} 同时下降）", others.join("、"))
+                    };
+                    format!(
+                        "{}{}：{}（{}）折算浓度水平降至前几日的 {level_pct:.0}%{also}，而生产负荷为前几日的 {production_pct:.0}%，持续 {:.0} 分钟，疑似仪器增益/斜率被修改。",
+                        n.enterprise, n.outlet, zh, self.code, self.duration_min
+                    )
+                }
+                Language::En => {
+                    let also = if others.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (with {})", others.join(", "))
+                    };
+                    format!(
+                        "{} {}: converted {} ({}) level fell to {level_pct:.0}% of the previous days{also} while production ran at {production_pct:.0}% of them, for {:.0} min: gain or slope changed.",
+                        n.enterprise, n.outlet, en, self.code, self.duration_min
+                    )
+                }
             }
         }
     }
