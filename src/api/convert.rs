@@ -151,6 +151,11 @@ pub fn operating_change_from_pb(c: pb::OperatingChange) -> Result<OperatingChang
         }
         Ok(pb::OperatingChangeKind::Recalibration) => OperatingChangeKind::Recalibration,
         Ok(pb::OperatingChangeKind::ControlDevice) => OperatingChangeKind::ControlDevice,
+        Ok(pb::OperatingChangeKind::ReviewedFalsePositive) => {
+            return Err(Status::invalid_argument(
+                "kind: REVIEWED_FALSE_POSITIVE is recorded by the server when an officer reviews an alarm, not declared",
+            ))
+        }
         Ok(pb::OperatingChangeKind::Unspecified) | Err(_) => {
             return Err(Status::invalid_argument(format!(
                 "kind: unknown or unspecified operating change kind {}",
@@ -178,6 +183,9 @@ pub fn operating_change_to_pb(c: OperatingChange) -> pb::OperatingChange {
         OperatingChangeKind::AnalyzerReplacement => pb::OperatingChangeKind::AnalyzerReplacement,
         OperatingChangeKind::Recalibration => pb::OperatingChangeKind::Recalibration,
         OperatingChangeKind::ControlDevice => pb::OperatingChangeKind::ControlDevice,
+        OperatingChangeKind::ReviewedFalsePositive => {
+            pb::OperatingChangeKind::ReviewedFalsePositive
+        }
     };
     pb::OperatingChange {
         id: c.id,

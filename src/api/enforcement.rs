@@ -5,7 +5,7 @@ use super::convert::{
     review_status_from_pb,
 };
 use super::summary::{request_language, Summaries};
-use crate::domain::{Anomaly, Month};
+use crate::domain::{Anomaly, AnomalyKind, Month, OperatingChange, OperatingChangeKind};
 use crate::domain::{AnomalyFilter, Language, ReviewStatus};
 use crate::enforce::availability;
 use crate::enforce::cases;
@@ -42,6 +42,38 @@ pub struct EnforcementApi {
 const MAX_AVAILABILITY_OUTLETS: usize = 100;
 
 impl EnforcementApi {
+    /// An officer's FALSE_POSITIVE on a level-shift (`PARAMETER_TAMPERING` step) or model alarm re-bases the outlet:
+    /// it is recorded as the outlet's operating change at the end of the reviewed episode, which the step test
+    /// re-bases at and the model test stays silent after until the outlet's next model version.
+    fn rebase_after_false_positive(&self, a: &Anomaly) -> Result<(), Status> {
+        let rebases = match a.kind {
+            AnomalyKind::ParameterTampering => a.evidence.text("signature") == Some("step"),
+            AnomalyKind::ModelResidual => true,
+            _ => false,
+        };
+        let reviewed = a.reviews.last();
+        if !rebases || a.status != ReviewStatus::FalsePositive {
+            return Ok(());
+        }
+        let change = OperatingChange {
+            enterprise_id: a.enterprise_id.clone(),
+            outlet_id: a.outlet_id.clone(),
+            kind: OperatingChangeKind::ReviewedFalsePositive,
+            effective_ms: a.end_ms,
+            description: format!(
+                "{} anomaly {} reviewed FALSE_POSITIVE",
+                a.kind.as_str(),
+                a.id
+            ),
+            declared_by: reviewed.map(|r| r.reviewer.clone()).unwrap_or_default(),
+            ..OperatingChange::default()
+        };
+        self.registry
+            .record_operating_change(change, system_now_ms())
+            .map(|_| ())
+            .map_err(Status::from)
+    }
+
     fn summaries<T>(&self, req: &Request<T>) -> Summaries {
         Summaries::new(
             self.registry.clone(),
@@ -265,6 +297,7 @@ impl EnforcementService for EnforcementApi {
         let a = tokio::task::spawn_blocking(move || book.review(request))
             .await
             .map_err(task_failed)??;
+        self.rebase_after_false_positive(&a)?;
         let summary = summaries.of(&a);
         Ok(Response::new(anomaly_to_pb(a, summary)))
     }

@@ -11,11 +11,12 @@
 //! (outside its production range: not judged), treatment off (`TREATMENT_NOT_RUNNING`'s, not judged here), calibration and maintenance (flagged
 //! minutes carry no values), a new model version (windows restart), an outlet an industry prior does not describe (a
 //! prior is tried on the outlet's own data first and judges it only if it would have stayed quiet there, and only for
-//! the outlet's first two weeks: see [`PRIOR_TRIAL_MIN`]).
+//! the outlet's first two weeks: see [`PRIOR_TRIAL_MIN`]), a model an officer has reviewed an alarm of as
+//! FALSE_POSITIVE (silent until the outlet's next model version).
 
 use super::kit::{duration_score, Due, Runs, Timing};
 use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
-use crate::domain::{AnomalyKind, MS_PER_MINUTE};
+use crate::domain::{AnomalyKind, OperatingChangeKind, MS_PER_MINUTE};
 use crate::models::artifact::JOINT_TEST;
 use crate::models::calibrate::{WindowMean, MIN_EFFECT};
 use crate::models::features::{feature_row, TREATMENT_TARGET};
@@ -80,6 +81,9 @@ struct Stats {
 struct State {
     /// The model the windows were filled against (a new version starts them afresh).
     model: Option<(ModelScope, u32)>,
+    /// Data time this detector first judged by that model.
+    #[serde(default)]
+    model_since_ms: i64,
     tests: BTreeMap<String, Test>,
     runs: Runs<Stats>,
 }
@@ -172,11 +176,27 @@ impl Detector for ModelResidual {
             .model
             .as_ref()
             .is_some_and(|(scope, version)| *scope == model.scope && *version == model.version);
+        let now = minute.row.minute_ms;
         if !same_model {
             self.state.tests.clear();
             self.state.model = Some((model.scope.clone(), model.version));
+            self.state.model_since_ms = now;
         }
-        let now = minute.row.minute_ms;
+        // An officer reviewed one of this model's alarms here as FALSE_POSITIVE: the model no longer describes the
+        // outlet, and it stays silent until the next version is fitted on the outlet's new behaviour.
+        let reviewed_false = ctx.topology.operating_changes.iter().any(|c| {
+            c.kind == OperatingChangeKind::ReviewedFalsePositive
+                && c.applies_to(&ctx.topology.outlet.id)
+                && (self.state.model_since_ms..=now).contains(&c.effective_ms)
+        });
+        if reviewed_false {
+            for test in model.thresholds.keys() {
+                if let Some(due) = self.state.runs.good(test, now, TIMING) {
+                    out.push(finding(ctx, model, &due));
+                }
+            }
+            return;
+        }
         let window_ms = i64::from(model.calibration.window_min) * MS_PER_MINUTE;
         let min_valid = model.calibration.min_valid_min as usize;
         let treatment_off = minute.process.meters.iter().any(|(meter, m)| {

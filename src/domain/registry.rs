@@ -117,6 +117,9 @@ pub enum OperatingChangeKind {
     Recalibration,
     /// A control device commissioned or switched seasonally (a scrubber, SCR, filter).
     ControlDevice,
+    /// Recorded by the server, never by a client: an officer reviewed a level-shift or model alarm of the outlet as
+    /// FALSE_POSITIVE, so the level it found is the outlet's own.
+    ReviewedFalsePositive,
 }
 
 /// A declared operating change: the legitimate cause a level shift at `effective_ms` is judged against.
