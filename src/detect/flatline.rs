@@ -10,7 +10,7 @@
 //! power variation: no evidence), calibration and stop periods (flagged, not valid).
 
 use super::kit::null::RunLengths;
-use super::kit::{duration_score, Due, Runs, Timing};
+use super::kit::{duration_score, Due, Runs, Span, Timing};
 use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
 use crate::domain::AnomalyKind;
 use crate::signal::cems::{self, Resolution};
@@ -106,14 +106,31 @@ struct State {
     /// Minutes each channel's latest reading averaged over.
     #[serde(default)]
     span_min: BTreeMap<String, u32>,
+    /// The outlet's open episode: channels stuck together are one anomaly.
+    #[serde(default)]
+    merged: Option<Merged>,
+}
+
+/// One episode of the outlet over every channel stuck in it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Merged {
+    start_ms: i64,
+    end_ms: i64,
+    raised_at_ms: i64,
+    /// Each stuck channel's latest figures and score.
+    channels: BTreeMap<String, (Figures, f64)>,
+    /// Channels whose run is still open.
+    open: std::collections::BTreeSet<String>,
 }
 
 /// The figures of a run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub(crate) struct Figures {
-    /// The stuck channel.
+    /// The channel stuck longest.
     pub(crate) code: String,
+    /// Every channel stuck in the episode, comma-separated.
+    pub(crate) channels: String,
     pub(crate) duration_min: f64,
     pub(crate) stuck_value: f64,
     pub(crate) range_during_run: f64,
@@ -141,8 +158,8 @@ impl Flatline {
         })
     }
 
-    fn finding(&self, ctx: &OutletContext<'_>, due: &Due<Stats>) -> Finding {
-        let t = ctx.topology;
+    /// One channel's run as figures, with its score.
+    fn figures(&self, due: &Due<Stats>) -> (Figures, f64) {
         let (run, s) = (&due.run, &due.run.stats);
         let minutes = run.duration_min();
         let resolution = self
@@ -154,6 +171,7 @@ impl Flatline {
         let score = duration_score(minutes - f64::from(timing(span).grace_min), 120.0);
         let figures = Figures {
             code: due.key.clone(),
+            channels: due.key.clone(),
             duration_min: minutes,
             stuck_value: s.value,
             range_during_run: s.max - s.min,
@@ -162,13 +180,66 @@ impl Flatline {
             flow_cv_during_run: s.flow.cv(),
             production_cv_during_run: s.production.cv(),
         };
-        due.finding(
-            AnomalyKind::Flatline,
-            NAME,
-            score,
-            vec![t.outlet.id.clone()],
-            &figures,
-        )
+        (figures, score)
+    }
+
+    /// Folds a channel's run into the outlet's episode and emits the episode: four analyzers stuck together are one
+    /// anomaly listing them, spoken for by the one stuck longest.
+    fn emit(&mut self, ctx: &OutletContext<'_>, due: &Due<Stats>, out: &mut Vec<Finding>) {
+        let (figures, score) = self.figures(due);
+        let joins = self
+            .state
+            .merged
+            .as_ref()
+            .is_some_and(|m| !m.open.is_empty() || due.run.start_ms <= m.end_ms);
+        if !joins {
+            self.state.merged = None;
+        }
+        let m = self.state.merged.get_or_insert_with(|| Merged {
+            start_ms: due.run.start_ms,
+            end_ms: due.run.end_ms(),
+            raised_at_ms: due.run.raised_at_ms.unwrap_or(due.run.end_ms()),
+            ..Merged::default()
+        });
+        m.end_ms = m.end_ms.max(due.run.end_ms());
+        if due.ongoing {
+            m.open.insert(due.key.clone());
+        } else {
+            m.open.remove(&due.key);
+        }
+        m.channels.insert(due.key.clone(), (figures, score));
+        let Some((lead, score)) = m
+            .channels
+            .values()
+            .max_by(|a, b| a.0.duration_min.total_cmp(&b.0.duration_min))
+            .cloned()
+        else {
+            return;
+        };
+        let figures = Figures {
+            channels: m.channels.keys().cloned().collect::<Vec<_>>().join(","),
+            ..lead
+        };
+        let ongoing = !m.open.is_empty();
+        out.push(
+            Span {
+                key: String::new(),
+                start_ms: m.start_ms,
+                end_ms: m.end_ms,
+                detected_at_ms: m.raised_at_ms,
+                ongoing,
+            }
+            .finding(
+                AnomalyKind::Flatline,
+                NAME,
+                score,
+                vec![ctx.topology.outlet.id.clone()],
+                &figures,
+            ),
+        );
+        if !ongoing {
+            self.state.merged = None;
+        }
     }
 }
 
@@ -199,7 +270,7 @@ impl Detector for Flatline {
                         .runs
                         .good_recorded(&code, now, timing, &mut self.state.lengths)
                 {
-                    out.push(self.finding(ctx, &due));
+                    self.emit(ctx, &due, out);
                 }
                 continue;
             };
@@ -268,14 +339,14 @@ impl Detector for Flatline {
                     .good_recorded(&code, now, timing, &mut self.state.lengths)
             };
             if let Some(due) = due {
-                out.push(self.finding(ctx, &due));
+                self.emit(ctx, &due, out);
             }
         }
     }
 
     fn finish(&mut self, ctx: &OutletContext<'_>, out: &mut Vec<Finding>) {
         for due in self.state.runs.finish() {
-            out.push(self.finding(ctx, &due));
+            self.emit(ctx, &due, out);
         }
     }
 
@@ -311,6 +382,34 @@ mod tests {
     /// Readings at 0.1 resolution that move by varied steps, as a real analyzer's do.
     fn noisy(i: i64) -> f64 {
         20.0 + (((i * i * 7919 + i * 31) % 97) as f64 - 48.0) * 0.1
+    }
+
+    /// Two analyzers frozen together (a DAU re-sending its last values) are one anomaly of the outlet listing both.
+    #[test]
+    fn channels_stuck_together_are_one_anomaly() {
+        let t = topology_with_limits(&[("a21026", 35.0), ("a21002", 100.0)]);
+        let out = run_detector(
+            Flatline::boxed,
+            &t,
+            (0..600).map(|i| -> OutletRow {
+                let wobble = ((i * 7919) % 13) as f64;
+                let stuck = (200..320).contains(&i);
+                with_cems(
+                    row(i, &[("p1", Some(800.0 + wobble)), ("t1", Some(150.0))]),
+                    &[
+                        ("a21026", if stuck { 18.3 } else { noisy(i) }),
+                        ("a21002", if stuck { 61.7 } else { 3.0 * noisy(i + 17) }),
+                        ("a00000", 300.0 + wobble),
+                    ],
+                )
+            }),
+        );
+        let closed: Vec<_> = out.iter().filter(|f| !f.ongoing).collect();
+        assert_eq!(closed.len(), 1, "{out:#?}");
+        assert_eq!(closed[0].evidence.text("channels"), Some("a21002,a21026"));
+        let ids: std::collections::BTreeSet<_> =
+            out.iter().map(|f| (f.key.clone(), f.start_ms)).collect();
+        assert_eq!(ids.len(), 1, "one episode: {ids:?}");
     }
 
     /// An outlet reporting hour averages: 30 identical averages are found, from the first to the last, and an honest

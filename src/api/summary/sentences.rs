@@ -93,6 +93,14 @@ mod treatment_not_running {
     }
 }
 
+/// The channels of a multi-channel episode (`channels`, comma-separated) other than the one that speaks for it.
+fn other_channels<'a>(channels: &'a str, code: &str) -> Vec<&'a str> {
+    channels
+        .split(',')
+        .filter(|c| !c.is_empty() && *c != code)
+        .collect()
+}
+
 mod exceedance {
     use {super::*, crate::detect::exceedance::*};
 
@@ -296,14 +304,17 @@ mod flatline {
     impl Summary for Figures {
         fn summary(&self, n: &Names<'_>, language: Language) -> String {
             let (zh, en) = display_name(&self.code);
+            let others = other_channels(&self.channels, &self.code);
             match language {
                 Language::Zh => format!(
-                    "{}{}：{}（{}）读数在 {:.0} 分钟内恒定为 {}（变化不超过 {}），而烟气流量与生产负荷仍在变化。",
-                    n.enterprise, n.outlet, zh, self.code, self.duration_min, self.stuck_value, self.range_during_run
+                    "{}{}：{}（{}）读数在 {:.0} 分钟内恒定为 {}（变化不超过 {}）{}，而烟气流量与生产负荷仍在变化。",
+                    n.enterprise, n.outlet, zh, self.code, self.duration_min, self.stuck_value, self.range_during_run,
+                    if others.is_empty() { String::new() } else { format!("，{} 同时恒定", others.join("、")) }
                 ),
                 Language::En => format!(
-                    "{} {}: {} ({}) stuck at {} (range {}) for {:.0} min while flow and production kept varying.",
-                    n.enterprise, n.outlet, en, self.code, self.stuck_value, self.range_during_run, self.duration_min
+                    "{} {}: {} ({}) stuck at {} (range {}) for {:.0} min{} while flow and production kept varying.",
+                    n.enterprise, n.outlet, en, self.code, self.stuck_value, self.range_during_run, self.duration_min,
+                    if others.is_empty() { String::new() } else { format!(", and {} with it", others.join(", ")) }
                 ),
             }
         }
@@ -386,11 +397,7 @@ mod tampering {
             let level_pct = 100.0 * self.level_ratio_to_previous_days;
             let production_pct = 100.0 * self.production_ratio_to_previous_days;
             // The other channels that stepped with it: one shift of the outlet, named once.
-            let others: Vec<&str> = self
-                .channels
-                .split(',')
-                .filter(|c| !c.is_empty() && *c != self.code)
-                .collect();
+            let others = other_channels(&self.channels, &self.code);
             match language {
                 Language::Zh => {
                     let also = if others.is_empty() {
