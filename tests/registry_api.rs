@@ -14,6 +14,18 @@ fn fuel_change(outlet: &str, effective_ms: i64) -> pb::OperatingChange {
     }
 }
 
+/// The operating changes listed for enterprise `e`.
+async fn changes_of(s: &mut TestServer, e: &str) -> Vec<pb::OperatingChange> {
+    s.registry
+        .list_operating_changes(pb::ListOperatingChangesRequest {
+            enterprise_id: e.into(),
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .changes
+}
+
 /// A declared operating change is recorded with who declared it and when the server took it, once: re-sending it
 /// returns the first record; it is listed with the enterprise and lands in its outlets' topologies.
 #[tokio::test]
@@ -52,26 +64,9 @@ async fn operating_changes_are_recorded_once_with_who_and_when() {
         .into_inner();
     assert_ne!(enterprise_wide.id, first.id);
 
-    let listed = s
-        .registry
-        .list_operating_changes(pb::ListOperatingChangesRequest {
-            enterprise_id: "e1".into(),
-        })
-        .await
-        .expect("list")
-        .into_inner()
-        .changes;
+    let listed = changes_of(&mut s, "e1").await;
     assert_eq!(listed, vec![enterprise_wide, first], "in effective order");
-    let others = s
-        .registry
-        .list_operating_changes(pb::ListOperatingChangesRequest {
-            enterprise_id: "e2".into(),
-        })
-        .await
-        .expect("list e2")
-        .into_inner()
-        .changes;
-    assert!(others.is_empty());
+    assert!(changes_of(&mut s, "e2").await.is_empty());
 
     for (change, code) in [
         (
@@ -173,15 +168,7 @@ async fn a_false_positive_review_of_a_level_shift_rebases_the_outlet() {
             .await
             .expect("review");
     }
-    let changes = s
-        .registry
-        .list_operating_changes(pb::ListOperatingChangesRequest {
-            enterprise_id: "e1".into(),
-        })
-        .await
-        .expect("list")
-        .into_inner()
-        .changes;
+    let changes = changes_of(&mut s, "e1").await;
     assert_eq!(changes.len(), 1, "{changes:#?}");
     assert_eq!(
         changes[0].kind,

@@ -344,39 +344,32 @@ mod tests {
         assert!((60.0..360.0).contains(&bar), "{bar}");
     }
 
-    /// Three hours a day without data, an eighth of the month: a transmission rate under the 90 % floor is one alarm
-    /// for the month, whatever its outages' lengths.
-    #[test]
-    fn a_month_under_the_transmission_floor_is_one_alarm() {
-        let t = topo();
-        let out = run_detector(
+    /// 32 days from T0 with the CEMS silent for `gap` minutes of every day, production running throughout.
+    fn daily_gaps(gap: std::ops::Range<i64>) -> Vec<Finding> {
+        run_detector(
             Unmonitored::boxed,
-            &t,
+            &topo(),
             (0..32 * 1440).map(|i| {
-                if (600..780).contains(&(i % 1440)) {
+                if gap.contains(&(i % 1440)) {
                     minute(i, 800.0, None)
                 } else {
                     minute(i, 800.0, Some(ValueFlag::Normal))
                 }
             }),
-        );
+        )
+    }
+
+    /// Three hours a day without data, an eighth of the month: a transmission rate under the 90 % floor is one alarm
+    /// for the month, whatever its outages' lengths; two hours a day (92 %) is above the floor.
+    #[test]
+    fn a_month_under_the_transmission_floor_is_one_alarm() {
+        let out = daily_gaps(600..780);
         let months: Vec<_> = out.iter().filter(|f| f.key.starts_with("month:")).collect();
         assert_eq!(months.len(), 1, "{months:#?}");
         let rate = months[0].evidence["transmission_rate"];
         assert!((rate - 0.875).abs() < 0.01, "{rate}");
         assert!(summary_en(months[0]).contains("below the 90% floor"));
-        // Two hours a day: 92 %, above the floor.
-        let fine = run_detector(
-            Unmonitored::boxed,
-            &t,
-            (0..32 * 1440).map(|i| {
-                if (600..720).contains(&(i % 1440)) {
-                    minute(i, 800.0, None)
-                } else {
-                    minute(i, 800.0, Some(ValueFlag::Normal))
-                }
-            }),
-        );
+        let fine = daily_gaps(600..720);
         assert!(fine.iter().all(|f| !f.key.starts_with("month:")));
     }
 

@@ -543,25 +543,22 @@ mod tests {
         // The clamp reports no hour at or over the limit, and most of its week inside the band under it.
         let clamp = &r.truth.events[3];
         let limit = r.outlets[4].limits_mg_m3[codes::NOX];
-        let week: Vec<f64> = r
-            .points
-            .iter()
-            .filter(|p| p.source_id == clamp.outlet_id && p.code == codes::NOX)
-            .filter(|p| (clamp.start_ms..clamp.end_ms).contains(&p.time_ms))
-            .map(|p| p.value)
-            .collect();
+        // The values of one channel of an event's outlet during the event.
+        let during = |e: &TruthEvent, code: &str| -> Vec<f64> {
+            r.points
+                .iter()
+                .filter(|p| p.source_id == e.outlet_id && p.code == code)
+                .filter(|p| (e.start_ms..e.end_ms).contains(&p.time_ms))
+                .map(|p| p.value)
+                .collect()
+        };
+        let week = during(clamp, codes::NOX);
         assert_eq!(week.len(), 168);
         assert!(week.iter().all(|v| *v < limit));
         assert!(week.iter().filter(|v| **v >= 0.905 * limit).count() > 60);
         // The stuck copy repeats one SO2 value for 30 hours.
         let stuck = &r.truth.events[2];
-        let values: Vec<f64> = r
-            .points
-            .iter()
-            .filter(|p| p.source_id == stuck.outlet_id && p.code == codes::SO2)
-            .filter(|p| (stuck.start_ms..stuck.end_ms).contains(&p.time_ms))
-            .map(|p| p.value)
-            .collect();
+        let values = during(stuck, codes::SO2);
         assert_eq!(values.len(), 30);
         assert!(values.iter().all(|v| *v == values[0]));
     }

@@ -398,29 +398,22 @@ mod tampering {
             let production_pct = 100.0 * self.production_ratio_to_previous_days;
             // The other channels that stepped with it: one shift of the outlet, named once.
             let others = other_channels(&self.channels, &self.code);
+            let also = |format: fn(&[&str]) -> String| {
+                if others.is_empty() {
+                    String::new()
+                } else {
+                    format(&others)
+                }
+            };
             match language {
-                Language::Zh => {
-                    let also = if others.is_empty() {
-                        String::new()
-                    } else {
-                        format!("（{} 同时下降）", others.join("、"))
-                    };
-                    format!(
-                        "{}{}：{}（{}）折算浓度水平降至前几日的 {level_pct:.0}%{also}，而生产负荷为前几日的 {production_pct:.0}%，持续 {:.0} 分钟，疑似仪器增益/斜率被修改。",
-                        n.enterprise, n.outlet, zh, self.code, self.duration_min
-                    )
-                }
-                Language::En => {
-                    let also = if others.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (with {})", others.join(", "))
-                    };
-                    format!(
-                        "{} {}: converted {} ({}) level fell to {level_pct:.0}% of the previous days{also} while production ran at {production_pct:.0}% of them, for {:.0} min: gain or slope changed.",
-                        n.enterprise, n.outlet, en, self.code, self.duration_min
-                    )
-                }
+                Language::Zh => format!(
+                    "{}{}：{}（{}）折算浓度水平降至前几日的 {level_pct:.0}%{}，而生产负荷为前几日的 {production_pct:.0}%，持续 {:.0} 分钟，疑似仪器增益/斜率被修改。",
+                    n.enterprise, n.outlet, zh, self.code, also(|o| format!("（{} 同时下降）", o.join("、"))), self.duration_min
+                ),
+                Language::En => format!(
+                    "{} {}: converted {} ({}) level fell to {level_pct:.0}% of the previous days{} while production ran at {production_pct:.0}% of them, for {:.0} min: gain or slope changed.",
+                    n.enterprise, n.outlet, en, self.code, also(|o| format!(" (with {})", o.join(", "))), self.duration_min
+                ),
             }
         }
     }
