@@ -200,6 +200,7 @@ mod tests {
         assert_eq!(c.allowed_lateness, Duration::from_secs(7200));
         assert_eq!(c.ingest.max_batch_records, 10_000);
         assert_eq!(c.detect.false_alarms_per_day, 0.002);
+        assert_eq!(c.detect.transmission_floor, 0.9);
         assert!(c.retrain.is_none());
     }
 
@@ -209,11 +210,13 @@ mod tests {
             "--false-alarms-per-day",
             "1.5",
             "--retrain-every-hours=-1",
+            "--transmission-floor",
+            "1.5",
             "--hj212-config",
             "/nonexistent/hj212.toml",
         ]);
         let InvalidArgs(problems) = ServeConfig::try_from(&args).expect_err("invalid");
-        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(problems.len(), 4, "{problems:?}");
     }
 
     #[test]
