@@ -274,6 +274,43 @@ mod tests {
         assert_eq!(out[0].detected_at_ms, T0 + 3 * MS_PER_HOUR);
     }
 
+    /// An outlet that reports only hour averages (CN 2061), aligned as the engine aligns it: each average covers its
+    /// hour, so the 45-valid-minute rule is met and an hour over the limit is an exceedance; hours under it are not.
+    #[test]
+    fn an_hour_average_over_the_limit_is_an_exceedance_on_an_hourly_outlet() {
+        use crate::domain::{Interval, Point, SourceRole};
+        use crate::signal::align::{OutletAligner, POWER_CODE};
+        let mut aligner = OutletAligner::default();
+        let point = |source: &str, code: &str, hour: i64, value: f64| Point {
+            source_id: source.into(),
+            code: code.into(),
+            time_ms: T0 + hour * MS_PER_HOUR,
+            interval: Interval::Hour,
+            value,
+            flag: ValueFlag::Normal,
+            converted: None,
+        };
+        for hour in 0..6 {
+            // Hour 3: raw 32 at 9 % O2, converted 40 > 35.
+            let so2 = if hour == 3 { 32.0 } else { 20.0 };
+            aligner.add(&point("s1", "a21026", hour, so2), SourceRole::Cems);
+            aligner.add(&point("s1", "a19001", hour, 9.0), SourceRole::Cems);
+            aligner.add(&point("s1", "a21001", hour, 0.8), SourceRole::Cems);
+            aligner.add(&point("p1", POWER_CODE, hour, 800.0), SourceRole::Meter);
+        }
+        let mut rows = Vec::new();
+        aligner.drain_all(&mut rows);
+        assert_eq!(rows.len(), 6 * 60);
+        let out = run_detector(Exceedance::boxed, &topo(), rows.into_iter());
+        let closed: Vec<_> = out.iter().filter(|f| !f.ongoing).collect();
+        assert_eq!(closed.len(), 1, "{out:#?}");
+        assert_eq!(
+            (closed[0].start_ms, closed[0].end_ms),
+            (T0 + 3 * MS_PER_HOUR, T0 + 4 * MS_PER_HOUR)
+        );
+        assert!((closed[0].evidence["max_hour_mean_mg_m3"] - 40.0).abs() < 1e-9);
+    }
+
     #[test]
     fn raw_under_limit_but_converted_over_is_an_exceedance_and_vice_versa() {
         // Raw 30 at 12 % O2 → 30 × 15 / 9 = 50 > 35, although the raw value is under the limit.
