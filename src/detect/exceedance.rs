@@ -301,7 +301,7 @@ mod tests {
         let mut rows = Vec::new();
         aligner.drain_all(&mut rows);
         assert_eq!(rows.len(), 6 * 60);
-        let out = run_detector(Exceedance::boxed, &topo(), rows.into_iter());
+        let out = run_detector(Exceedance::boxed, &topo(), rows);
         let closed: Vec<_> = out.iter().filter(|f| !f.ongoing).collect();
         assert_eq!(closed.len(), 1, "{out:#?}");
         assert_eq!(
