@@ -9,8 +9,10 @@
 //! are one episode, from the first copied hour (not from the window before it) to the last.
 //!
 //! Look-alikes: steady base load (identical rounded hour averages for a few hours; a window needs eight distinct
-//! values, and a flat stretch is `FLATLINE`'s), a daily load routine (differences carry each day's own noise), common
-//! stacks that report the same apportioned values (another outlet, not an earlier stretch of this one).
+//! values, and a flat stretch is `FLATLINE`'s), a daily load routine (an hour average carries little noise, so
+//! emissions that follow a repeated load repeat too: a correlated match at a lag where production's own changes
+//! correlate at ≥ 0.9 is the process repeating, not the record; a replayed record sits beside the load as it really
+//! ran), common stacks that report the same apportioned values (another outlet, not an earlier stretch of this one).
 
 use super::kit::stats::correlation;
 use super::kit::{push_bounded, Span};
@@ -33,6 +35,8 @@ const MIN_CORRELATION: f64 = 0.97;
 const MIN_DISTINCT: usize = 8;
 /// Hours without a replayed hour that close an episode.
 const CLOSE_AFTER_H: i64 = 3;
+/// Correlation of production's own changes at the lag above which a correlated match is the process repeating.
+const PROCESS_REPEATS: f64 = 0.9;
 
 /// One channel's hour averages, newest last; `None` for an hour without a valid value.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -54,6 +58,9 @@ struct Episode {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct State {
     channels: BTreeMap<String, Channel>,
+    /// Production power at each hour taken in.
+    #[serde(default)]
+    production: Channel,
     /// Start of the latest hour taken in.
     last_hour_ms: Option<i64>,
     episode: Option<Episode>,
@@ -134,6 +141,21 @@ impl ReplayHourly {
         if judged < wanted {
             return None;
         }
+        let production: Vec<Option<f64>> = self.state.production.hours.iter().copied().collect();
+        let process_repeats = |lag: usize| {
+            let n = production.len();
+            let window = |end: usize| -> Option<Vec<f64>> {
+                end.checked_sub(WINDOW_H)
+                    .and_then(|start| production.get(start..end))
+                    .and_then(|w| w.iter().copied().collect())
+            };
+            match (window(n), n.checked_sub(lag).and_then(window)) {
+                (Some(now), Some(then)) => {
+                    correlation(&diffs(&now), &diffs(&then)) >= PROCESS_REPEATS
+                }
+                _ => false,
+            }
+        };
         let longest = series.iter().map(Vec::len).max().unwrap_or(0);
         for lag in MIN_LAG_H..=MAX_LAG_H.min(longest.saturating_sub(WINDOW_H)) {
             let (mut matched, mut exact_all, mut lead) = (0, true, 0);
@@ -150,7 +172,9 @@ impl ReplayHourly {
                     continue;
                 };
                 let exact = old.iter().zip(w).all(|(a, b)| (a - b).abs() <= 1e-9);
-                let copied = exact || correlation(&diffs(&old), &diffs(w)) >= MIN_CORRELATION;
+                let copied = exact
+                    || (correlation(&diffs(&old), &diffs(w)) >= MIN_CORRELATION
+                        && !process_repeats(lag));
                 if copied {
                     matched += 1;
                     exact_all &= exact;
@@ -210,6 +234,12 @@ impl Detector for ReplayHourly {
             return;
         }
         self.state.last_hour_ms = Some(now);
+        let production = Some(minute.process.production_kw).filter(|_| minute.process.running());
+        push_bounded(
+            &mut self.state.production.hours,
+            production,
+            MAX_LAG_H + WINDOW_H,
+        );
         for code in &codes {
             let value = cems::raw(row, code).filter(|_| minute.process.running());
             let ch = self.state.channels.entry(code.clone()).or_default();
@@ -274,11 +304,15 @@ mod tests {
 
     /// Hour `h` of a unit reporting hour averages of SO2 and NOx, laid over its minutes as the aligner does.
     fn hour_rows(h: i64, value: impl Fn(i64, i64) -> f64) -> Vec<OutletRow> {
+        hour_rows_at(h, 800.0, value)
+    }
+
+    fn hour_rows_at(h: i64, production_kw: f64, value: impl Fn(i64, i64) -> f64) -> Vec<OutletRow> {
         (0..60)
             .map(|k| {
                 let i = h * 60 + k;
                 let mut r = with_cems(
-                    row(i, &[("p1", Some(800.0)), ("t1", Some(150.0))]),
+                    row(i, &[("p1", Some(production_kw)), ("t1", Some(150.0))]),
                     &[("a21026", value(h, 1)), ("a21002", value(h, 2))],
                 );
                 for reading in r.cems.values_mut() {
@@ -327,5 +361,29 @@ mod tests {
             (0..30 * 24).flat_map(|h| hour_rows(h, honest)),
         );
         assert!(quiet.is_empty(), "{quiet:#?}");
+    }
+
+    /// A plant that runs the same load routine every day, its hour averages following the load with little noise:
+    /// the emissions repeat because the process does, and the load beside them repeats too.
+    #[test]
+    fn a_repeated_daily_load_routine_is_not_a_replay() {
+        let t = topology_with_limits(&[("a21026", 400.0), ("a21002", 400.0)]);
+        let load = |h: i64| {
+            if (8..20).contains(&(h % 24)) {
+                900.0
+            } else {
+                450.0
+            }
+        };
+        let out = run_detector(
+            ReplayHourly::boxed,
+            &t,
+            (0..30 * 24).flat_map(|h| {
+                hour_rows_at(h, load(h) + 2.0 * noise(h, 9), move |h, salt| {
+                    0.1 * salt as f64 * load(h) + noise(h, salt)
+                })
+            }),
+        );
+        assert!(out.is_empty(), "{out:#?}");
     }
 }
