@@ -141,26 +141,33 @@ impl ReplayHourly {
         if judged < wanted {
             return None;
         }
+        // The window's own differences, once: each lag compares against them.
+        let recent_diffs: Vec<Option<Vec<f64>>> =
+            recent.iter().map(|w| w.as_deref().map(diffs)).collect();
         let production: Vec<Option<f64>> = self.state.production.hours.iter().copied().collect();
+        let production_window = |end: usize| -> Option<Vec<f64>> {
+            end.checked_sub(WINDOW_H)
+                .and_then(|start| production.get(start..end))
+                .and_then(|w| w.iter().copied().collect())
+        };
+        let production_now = production_window(production.len()).map(|w| diffs(&w));
         let process_repeats = |lag: usize| {
-            let n = production.len();
-            let window = |end: usize| -> Option<Vec<f64>> {
-                end.checked_sub(WINDOW_H)
-                    .and_then(|start| production.get(start..end))
-                    .and_then(|w| w.iter().copied().collect())
-            };
-            match (window(n), n.checked_sub(lag).and_then(window)) {
-                (Some(now), Some(then)) => {
-                    correlation(&diffs(&now), &diffs(&then)) >= PROCESS_REPEATS
-                }
+            let then = production
+                .len()
+                .checked_sub(lag)
+                .and_then(production_window);
+            match (&production_now, then) {
+                (Some(now), Some(then)) => correlation(now, &diffs(&then)) >= PROCESS_REPEATS,
                 _ => false,
             }
         };
         let longest = series.iter().map(Vec::len).max().unwrap_or(0);
         for lag in MIN_LAG_H..=MAX_LAG_H.min(longest.saturating_sub(WINDOW_H)) {
             let (mut matched, mut exact_all, mut lead) = (0, true, 0);
-            for (s, w) in series.iter().zip(&recent) {
-                let Some(w) = w else { continue };
+            for ((s, w), w_diffs) in series.iter().zip(&recent).zip(&recent_diffs) {
+                let (Some(w), Some(w_diffs)) = (w, w_diffs) else {
+                    continue;
+                };
                 let Some(start) = s.len().checked_sub(WINDOW_H + lag) else {
                     continue;
                 };
@@ -173,7 +180,7 @@ impl ReplayHourly {
                 };
                 let exact = old.iter().zip(w).all(|(a, b)| (a - b).abs() <= 1e-9);
                 let copied = exact
-                    || (correlation(&diffs(&old), &diffs(w)) >= MIN_CORRELATION
+                    || (correlation(&diffs(&old), w_diffs) >= MIN_CORRELATION
                         && !process_repeats(lag));
                 if copied {
                     matched += 1;

@@ -134,6 +134,36 @@ impl Unmonitored {
         )
     }
 
+    /// Counts the minute into its Beijing month, judging the month before when a new one begins.
+    fn tally(
+        &mut self,
+        ctx: &OutletContext<'_>,
+        now: i64,
+        running: bool,
+        valid: bool,
+        out: &mut Vec<Finding>,
+    ) {
+        let start_ms = Month::of_ms(now).start_ms();
+        if self
+            .state
+            .month
+            .as_ref()
+            .is_some_and(|m| m.start_ms != start_ms)
+        {
+            if let Some(done) = self.state.month.take() {
+                out.extend(self.month_finding(ctx, &done));
+            }
+        }
+        let m = self.state.month.get_or_insert(MonthTally {
+            start_ms,
+            ..MonthTally::default()
+        });
+        if running {
+            m.production_min += 1;
+            m.valid_min += u32::from(valid);
+        }
+    }
+
     fn finding(&self, ctx: &OutletContext<'_>, due: &Due<Stats>) -> Finding {
         let t = ctx.topology;
         let (run, s) = (&due.run, &due.run.stats);
@@ -204,18 +234,8 @@ impl Detector for Unmonitored {
                 |run| run.duration_min() > bar,
             )
         } else if p.production_on == Some(false) || status == CemsStatus::Valid {
-            let unraised = self
-                .state
-                .runs
-                .get("")
-                .filter(|r| r.raised_at_ms.is_none())
-                .map(|r| r.duration_min());
-            let due = self.state.runs.good("", now, TIMING);
-            let closed = due
-                .as_ref()
-                .filter(|d| !d.ongoing)
-                .map(|d| d.run.duration_min());
-            if let Some(minutes) = unraised.or(closed) {
+            let (due, ended) = self.state.runs.good_ended("", now, TIMING);
+            if let Some(minutes) = ended {
                 self.state.outages.record(minutes);
             }
             due
@@ -234,38 +254,6 @@ impl Detector for Unmonitored {
     }
 
     persist_state!(state);
-}
-
-impl Unmonitored {
-    /// Counts the minute into its Beijing month, judging the month before when a new one begins.
-    fn tally(
-        &mut self,
-        ctx: &OutletContext<'_>,
-        now: i64,
-        running: bool,
-        valid: bool,
-        out: &mut Vec<Finding>,
-    ) {
-        let start_ms = Month::of_ms(now).start_ms();
-        if self
-            .state
-            .month
-            .as_ref()
-            .is_some_and(|m| m.start_ms != start_ms)
-        {
-            if let Some(done) = self.state.month.take() {
-                out.extend(self.month_finding(ctx, &done));
-            }
-        }
-        let m = self.state.month.get_or_insert(MonthTally {
-            start_ms,
-            ..MonthTally::default()
-        });
-        if running {
-            m.production_min += 1;
-            m.valid_min += u32::from(valid);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -93,12 +93,18 @@ mod treatment_not_running {
     }
 }
 
-/// The channels of a multi-channel episode (`channels`, comma-separated) other than the one that speaks for it.
-fn other_channels<'a>(channels: &'a str, code: &str) -> Vec<&'a str> {
-    channels
+/// The clause naming the channels of a multi-channel episode (`channels`, comma-separated) other than the one that
+/// speaks for it (`code`), joined by `sep` and worded by `clause`; empty when it stood alone.
+fn other_channels(channels: &str, code: &str, sep: &str, clause: fn(String) -> String) -> String {
+    let others: Vec<&str> = channels
         .split(',')
         .filter(|c| !c.is_empty() && *c != code)
-        .collect()
+        .collect();
+    if others.is_empty() {
+        String::new()
+    } else {
+        clause(others.join(sep))
+    }
 }
 
 mod exceedance {
@@ -304,17 +310,16 @@ mod flatline {
     impl Summary for Figures {
         fn summary(&self, n: &Names<'_>, language: Language) -> String {
             let (zh, en) = display_name(&self.code);
-            let others = other_channels(&self.channels, &self.code);
             match language {
                 Language::Zh => format!(
                     "{}{}：{}（{}）读数在 {:.0} 分钟内恒定为 {}（变化不超过 {}）{}，而烟气流量与生产负荷仍在变化。",
                     n.enterprise, n.outlet, zh, self.code, self.duration_min, self.stuck_value, self.range_during_run,
-                    if others.is_empty() { String::new() } else { format!("，{} 同时恒定", others.join("、")) }
+                    other_channels(&self.channels, &self.code, "、", |o| format!("，{o} 同时恒定"))
                 ),
                 Language::En => format!(
                     "{} {}: {} ({}) stuck at {} (range {}) for {:.0} min{} while flow and production kept varying.",
                     n.enterprise, n.outlet, en, self.code, self.stuck_value, self.range_during_run, self.duration_min,
-                    if others.is_empty() { String::new() } else { format!(", and {} with it", others.join(", ")) }
+                    other_channels(&self.channels, &self.code, ", ", |o| format!(", and {o} with it"))
                 ),
             }
         }
@@ -397,22 +402,14 @@ mod tampering {
             let level_pct = 100.0 * self.level_ratio_to_previous_days;
             let production_pct = 100.0 * self.production_ratio_to_previous_days;
             // The other channels that stepped with it: one shift of the outlet, named once.
-            let others = other_channels(&self.channels, &self.code);
-            let also = |format: fn(&[&str]) -> String| {
-                if others.is_empty() {
-                    String::new()
-                } else {
-                    format(&others)
-                }
-            };
             match language {
                 Language::Zh => format!(
                     "{}{}：{}（{}）折算浓度水平降至前几日的 {level_pct:.0}%{}，而生产负荷为前几日的 {production_pct:.0}%，持续 {:.0} 分钟，疑似仪器增益/斜率被修改。",
-                    n.enterprise, n.outlet, zh, self.code, also(|o| format!("（{} 同时下降）", o.join("、"))), self.duration_min
+                    n.enterprise, n.outlet, zh, self.code, other_channels(&self.channels, &self.code, "、", |o| format!("（{o} 同时下降）")), self.duration_min
                 ),
                 Language::En => format!(
                     "{} {}: converted {} ({}) level fell to {level_pct:.0}% of the previous days{} while production ran at {production_pct:.0}% of them, for {:.0} min: gain or slope changed.",
-                    n.enterprise, n.outlet, en, self.code, also(|o| format!(" (with {})", o.join(", "))), self.duration_min
+                    n.enterprise, n.outlet, en, self.code, other_channels(&self.channels, &self.code, ", ", |o| format!(" (with {o})")), self.duration_min
                 ),
             }
         }

@@ -286,6 +286,20 @@ impl<S: Clone> Runs<S> {
         timing: Timing,
         lengths: &mut RunLengths,
     ) -> Option<Due<S>> {
+        let (due, ended) = self.good_ended(key, now, timing);
+        if let Some(minutes) = ended {
+            lengths.record(key, now, minutes);
+        }
+        due
+    }
+
+    /// As [`Runs::good`], with the length (minutes) of the run if it ended here: dropped unraised, or closed.
+    pub fn good_ended(
+        &mut self,
+        key: &str,
+        now: i64,
+        timing: Timing,
+    ) -> (Option<Due<S>>, Option<f64>) {
         let unraised = self
             .runs
             .get(key)
@@ -296,10 +310,7 @@ impl<S: Clone> Runs<S> {
             .as_ref()
             .filter(|d| !d.ongoing)
             .map(|d| d.run.duration_min());
-        if let Some(minutes) = unraised.or(closed) {
-            lengths.record(key, now, minutes);
-        }
-        due
+        (due, unraised.or(closed))
     }
 
     /// The open run of `key`, if any.
