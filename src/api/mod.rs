@@ -8,8 +8,8 @@ mod registry;
 mod summary;
 
 pub use convert::{
-    anomaly_to_pb, enterprise_to_pb, meter_to_pb, outlet_to_pb, points_to_records,
-    restriction_to_pb,
+    anomaly_to_pb, enterprise_to_pb, meter_to_pb, operating_change_to_pb, outlet_to_pb,
+    points_to_records, restriction_to_pb,
 };
 pub use enforcement::EnforcementApi;
 pub use ingest::IngestApi;

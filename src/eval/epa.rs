@@ -364,6 +364,7 @@ pub fn replay(units: &[Unit], cases: &[Case], from_ms: i64, to_ms: i64) -> Repla
             seed: None,
             enterprises: None,
             clean_share: None,
+            family: None,
         },
         points: Vec::new(),
         unplaced: Vec::new(),

@@ -7,14 +7,17 @@
 //! them. Every violation is recorded as ground truth, so detectors can be scored; some enterprises stay clean, so
 //! false-alarm rates can be measured on them.
 
+pub mod family;
 pub mod industry;
 pub mod plant;
 pub mod truth;
 
 use crate::domain::{
-    AnomalyKind, Enterprise, Meter, MeterRole, Outlet, OutletKind, Point, RestrictionOrder,
-    MS_PER_MINUTE,
+    AnomalyKind, Enterprise, Meter, MeterRole, OperatingChange, OperatingChangeKind, Outlet,
+    OutletKind, Point, RestrictionOrder, MS_PER_MINUTE,
 };
+pub use family::Family;
+use family::Params;
 use plant::{Injection, Life, Plant, PlantIds, Restriction, Style, DAY_MIN};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -34,6 +37,8 @@ pub struct SimConfig {
     pub start_ms: i64,
     /// Share of enterprises kept free of violations (for false-alarm rates).
     pub clean_share: f64,
+    /// The generator: the development family or the held-out one.
+    pub family: Family,
 }
 
 impl Default for SimConfig {
@@ -44,6 +49,7 @@ impl Default for SimConfig {
             days: 7,
             start_ms: 1_740_931_200_000, // 2025-03-02T16:00:00Z = 2025-03-03 00:00 +08:00
             clean_share: 0.3,
+            family: Family::District,
         }
     }
 }
@@ -122,6 +128,8 @@ pub struct Scenario {
     pub restrictions: Vec<RestrictionOrder>,
     /// Injected violations.
     pub truth: Vec<TruthEvent>,
+    /// Operating changes the enterprises declare (Field's declared fuel changes).
+    pub operating_changes: Vec<OperatingChange>,
     plants: Vec<Plant>,
 }
 
@@ -129,6 +137,7 @@ impl Scenario {
     /// Builds the scenario.
     pub fn new(config: SimConfig) -> Self {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(config.seed);
+        let params = config.family.params();
         let total_min = i64::from(config.days) * DAY_MIN;
         let profiles = industry::profiles();
         let n_clean = ((config.enterprises as f64) * config.clean_share).round() as usize;
@@ -156,6 +165,7 @@ impl Scenario {
             meters: Vec::new(),
             restrictions: Vec::new(),
             truth: Vec::new(),
+            operating_changes: Vec::new(),
             plants: Vec::new(),
         };
         for i in 0..config.enterprises {
@@ -222,6 +232,17 @@ impl Scenario {
             if profile.industry == "coal_power" && rng.gen_bool(0.5) {
                 life.fuel_changes.push((rng.gen_range(0..total_min), 1.3));
             }
+            if config.family != Family::District {
+                field_life(
+                    &mut life,
+                    &params,
+                    &mut rng,
+                    total_min,
+                    &eid,
+                    config.start_ms,
+                    &mut scenario.operating_changes,
+                );
+            }
             if grade != "A" {
                 life.restriction = Some(alert);
                 scenario.restrictions.push(RestrictionOrder {
@@ -256,6 +277,7 @@ impl Scenario {
                             style,
                             &profile,
                             &life,
+                            &params,
                             &injections,
                             &mut rng,
                             total_min,
@@ -380,6 +402,7 @@ impl Scenario {
                 injections,
                 config.start_ms,
                 seed,
+                params,
             ));
         }
         scenario
@@ -409,6 +432,7 @@ impl Scenario {
             seed: Some(self.config.seed),
             enterprises: Some(self.config.enterprises),
             clean_share: Some(self.config.clean_share),
+            family: Some(self.config.family),
         }
     }
 
@@ -419,6 +443,56 @@ impl Scenario {
             .filter(|e| !self.truth.iter().any(|t| t.enterprise_id == e.id))
             .map(|e| e.id.clone())
             .collect()
+    }
+}
+
+/// Field's plant life on top of what both families share: honest outages whose data is lost, a fuel step (declared
+/// by half the plants that make one), hourly-only reporting.
+fn field_life(
+    life: &mut Life,
+    params: &Params,
+    rng: &mut Xoshiro256PlusPlus,
+    total_min: i64,
+    enterprise_id: &str,
+    start_ms: i64,
+    declared: &mut Vec<OperatingChange>,
+) {
+    // Poisson count by inversion, log-uniform lengths.
+    let mean = params.lost_outages_per_month * total_min as f64 / (30.0 * DAY_MIN as f64);
+    let (mut k, mut p, threshold) = (0usize, 1.0f64, (-mean).exp());
+    loop {
+        p *= rng.gen::<f64>();
+        if p <= threshold {
+            break;
+        }
+        k += 1;
+    }
+    let (lo, hi) = params.lost_outage_min;
+    for _ in 0..k {
+        let len = (lo.ln() + rng.gen::<f64>() * (hi.ln() - lo.ln()))
+            .exp()
+            .round() as i64;
+        let s = rng.gen_range(0..(total_min - len).max(1));
+        life.lost_outages
+            .push((s, s + len.max(1), rng.gen_bool(0.5)));
+    }
+    life.hourly = rng.gen_bool(params.hourly_share);
+    if rng.gen_bool(params.fuel_step_share) {
+        let from = rng.gen_range(DAY_MIN..(total_min - 3 * DAY_MIN).max(DAY_MIN + 1));
+        let so2 = rng.gen_range(0.55..0.8);
+        life.fuel_step = Some((from, so2));
+        if rng.gen_bool(0.5) {
+            let mut change = OperatingChange {
+                enterprise_id: enterprise_id.to_string(),
+                kind: OperatingChangeKind::Fuel,
+                effective_ms: start_ms + from * MS_PER_MINUTE,
+                description: format!("低硫煤 / lower-sulphur fuel: SO2 inlet × {so2:.2}"),
+                declared_by: format!("{enterprise_id} 环保专员"),
+                ..OperatingChange::default()
+            };
+            change.id = change.derived_id();
+            declared.push(change);
+        }
     }
 }
 
@@ -449,11 +523,19 @@ fn plan_injection(
     style: Style,
     profile: &industry::Profile,
     life: &Life,
+    params: &Params,
     taken: &[Injection],
     rng: &mut Xoshiro256PlusPlus,
     total_min: i64,
 ) -> Option<Injection> {
     use AnomalyKind::*;
+    // Signatures that exist only in minute data: a calibration-gas minute pattern, a minute-level gap pattern, a
+    // minute-to-minute variance.
+    if life.hourly && matches!(kind, CalibrationGas | SelectiveGap | LowVariance) {
+        return None;
+    }
+    let (flat_lo, flat_hi) = params.flatline_len_min;
+    let (replay_lo, replay_hi) = params.replay_len_min;
     let converts = profile.reference_o2_pct > 0.0;
     let removed = profile
         .pollutants
@@ -465,9 +547,17 @@ fn plan_injection(
         BypassSuspected if profile.continuous => (90, 300, 0),
         UnmonitoredEmission => (120, 420, 0),
         Exceedance if removed.is_some() => (120, 300, 0),
-        Flatline => (240, 600, 0),
+        Flatline => (flat_lo, flat_hi, 0),
         LowVariance => (600, 660, 0),
-        ReplayedData if profile.continuous => (360, 900, 2 * DAY_MIN),
+        ReplayedData if profile.continuous => (
+            replay_lo,
+            replay_hi,
+            params
+                .replay_lag_min
+                .0
+                .max(params.replay_lag_min.1)
+                .max(2 * DAY_MIN),
+        ),
         CalibrationGas if converts => (120, 360, 0),
         Dilution if converts => (180, 480, 0),
         FlagAbuse => (120, 360, 0),

@@ -7,6 +7,7 @@
 //! and O2 → raw concentration as the analyzer sees it. Cheats act on what is *reported*, physics on what is *real*,
 //! so a faked CEMS leaves the power meters telling the truth.
 
+use super::family::Params;
 use super::industry::Profile;
 use crate::domain::{units, AnomalyKind, Interval, Point, ValueFlag, MS_PER_MINUTE};
 use rand::{Rng, SeedableRng};
@@ -89,6 +90,12 @@ pub struct Life {
     pub meter_faults: Vec<(usize, i64, i64)>,
     /// Communication outages (all sources silent, data re-sent at the end).
     pub outages: Vec<(i64, i64)>,
+    /// Honest outages whose data is lost, never re-sent: (start, end, only the CEMS link rather than the plant's).
+    pub lost_outages: Vec<(i64, i64, bool)>,
+    /// A fuel change that steps every pollutant's inlet down at unchanged production: (from minute, SO2 factor).
+    pub fuel_step: Option<(i64, f64)>,
+    /// The CEMS reports only hour averages (CN 2061), as many platforms and the US EPA's CEMS deliver.
+    pub hourly: bool,
     /// Load swings: (start, end, factor).
     pub load_swings: Vec<(i64, i64, f64)>,
     /// Fuel changes: (from minute, inlet factor).
@@ -117,6 +124,15 @@ pub struct Plant {
     backlog: Vec<Point>,
     /// Values a flat-line cheat holds, captured when it starts.
     frozen: BTreeMap<String, f64>,
+    /// The family's parameters (noise, drift, the cheats' magnitudes).
+    params: Params,
+    /// Per gas: the analyzer's autocorrelated noise state, its drift rate per day since the last calibration, and
+    /// the near-limit controller's error state.
+    analyzer_noise: Vec<f64>,
+    drift_per_day: Vec<f64>,
+    controller_noise: Vec<f64>,
+    /// An hourly outlet's minutes of the current hour, averaged when it ends.
+    hour_buffer: Vec<Point>,
 }
 
 /// Standard normal sample (Box–Muller): the simulator's one noise source.
@@ -124,6 +140,13 @@ pub fn gaussian(rng: &mut impl Rng) -> f64 {
     let u1: f64 = rng.gen_range(f64::EPSILON..1.0);
     let u2: f64 = rng.gen();
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// Student-t sample with `df` (> 2) degrees of freedom, scaled to unit variance: heavy-tailed analyzer noise.
+fn student_t(rng: &mut impl Rng, df: u32) -> f64 {
+    let chi2: f64 = (0..df).map(|_| gaussian(rng).powi(2)).sum();
+    let t = gaussian(rng) / (chi2 / f64::from(df)).sqrt().max(1e-6);
+    t * ((f64::from(df) - 2.0) / f64::from(df)).sqrt()
 }
 
 fn round_to(v: f64, resolution: f64) -> f64 {
@@ -155,9 +178,15 @@ impl Plant {
         injections: Vec<Injection>,
         start_ms: i64,
         seed: u64,
+        params: Params,
     ) -> Self {
         let n = profile.pollutants.len();
         Self {
+            params,
+            analyzer_noise: vec![0.0; n + 1],
+            drift_per_day: vec![0.0; n + 1],
+            controller_noise: vec![0.0; n],
+            hour_buffer: Vec::new(),
             profile,
             ids,
             life,
@@ -225,6 +254,16 @@ impl Plant {
             "coating" => 0.85,
             _ => 0.9,
         };
+        let day = m.div_euclid(DAY_MIN);
+        let weekend = self.profile.continuous && matches!(day % 7, 5 | 6);
+        let base =
+            base * if weekend {
+                self.params.weekend_load
+            } else {
+                1.0
+            } * (1.0
+                + self.params.seasonal_load
+                    * (m as f64 / (60.0 * DAY_MIN as f64) * std::f64::consts::TAU).sin());
         let mut load = base + self.load_noise;
         // Ramps after a start and before a stop.
         for (s, e) in &self.life.production {
@@ -254,6 +293,18 @@ impl Plant {
             }
         }
         load.clamp(0.05, 1.0)
+    }
+
+    /// A fuel step's factor on a pollutant's inlet: sulphur moves most, dust and NOx less.
+    fn fuel_step_factor(&self, code: &str, m: i64) -> f64 {
+        match self.life.fuel_step {
+            Some((from, so2)) if m >= from => match code {
+                "a21026" => so2,
+                "a34013" => 0.5 + 0.5 * so2,
+                _ => 0.8 + 0.2 * so2,
+            },
+            _ => 1.0,
+        }
     }
 
     fn fuel_factor(&self, m: i64) -> f64 {
@@ -312,7 +363,12 @@ impl Plant {
         let mut bypass_flow = 0.02 * noise(&mut self.rng, 0.3).abs();
         if let Some(i) = self.injection(AnomalyKind::BypassSuspected, m) {
             if production_on {
-                let kept = if i.style == Style::Lazy { 0.25 } else { 0.6 };
+                let (lazy, careful) = self.params.bypass_kept;
+                let kept = if i.style == Style::Lazy {
+                    lazy
+                } else {
+                    careful
+                };
                 bypass_flow = flow * (1.0 - kept);
                 flow *= kept;
             }
@@ -346,6 +402,7 @@ impl Plant {
             let inlet = pol.inlet_mg_m3
                 * (0.85 + 0.15 * load)
                 * fuel_here
+                * self.fuel_step_factor(pol.code, m)
                 * (1.0 + self.inlet_noise[j]).max(0.3);
             let mut efficiency = match pol.removed_by {
                 // Compensation: outlet rises by a fifth of the inlet rise.
@@ -356,8 +413,16 @@ impl Plant {
                 None => 0.0,
             };
             if self.life.near_limit {
-                // Legitimately tuned to run close to the limit: 80–90 % of it.
-                let target = pol.limit_mg_m3 * 0.85;
+                // Legitimately tuned to run close to the limit: 80–90 % of it, or held there by a controller whose
+                // error wanders a few percent around its set point.
+                let target = match self.params.controller_target {
+                    Some(set_point) => {
+                        self.controller_noise[j] =
+                            0.98 * self.controller_noise[j] + 0.2 * gaussian(&mut self.rng) * 0.035;
+                        pol.limit_mg_m3 * set_point * (1.0 + self.controller_noise[j])
+                    }
+                    None => pol.limit_mg_m3 * 0.85,
+                };
                 if pol.removed_by.is_some() && inlet > target {
                     efficiency = efficiency.min(1.0 - target / inlet);
                 }
@@ -428,6 +493,23 @@ impl Plant {
             converted,
             nh3_mg_m3: nh3,
         }
+    }
+
+    /// The relative error of gas `j`'s analyzer this minute: independent Gaussian (District), or an AR(1) of
+    /// heavy-tailed innovations (Field).
+    fn analyzer_error(&mut self, j: usize) -> f64 {
+        let sd = self.params.analyzer_noise;
+        let ar = self.params.noise_ar;
+        let innovation = match self.params.noise_df {
+            Some(df) => student_t(&mut self.rng, df),
+            None => gaussian(&mut self.rng),
+        };
+        if ar == 0.0 {
+            return sd * innovation;
+        }
+        let state = &mut self.analyzer_noise[j];
+        *state = ar * *state + (1.0 - ar * ar).sqrt() * innovation;
+        sd * *state
     }
 
     fn raw_from_converted(&self, cz: f64, o2: f64) -> f64 {
@@ -511,7 +593,31 @@ impl Plant {
         if self.history.len() > HISTORY_MIN {
             self.history.pop_front();
         }
-        out.extend(cems);
+        if self.life.hourly {
+            self.hour_buffer.extend(cems);
+            if m % 60 == 59 {
+                out.extend(hour_averages(
+                    std::mem::take(&mut self.hour_buffer),
+                    t - 59 * MS_PER_MINUTE,
+                ));
+            }
+        } else {
+            out.extend(cems);
+        }
+
+        // An honest outage loses what falls in it: the plant's whole uplink, or only the CEMS link.
+        if let Some((_, _, cems_only)) = self
+            .life
+            .lost_outages
+            .iter()
+            .find(|(s, e, _)| (*s..*e).contains(&m))
+        {
+            if !*cems_only {
+                return Vec::new();
+            }
+            let stack = &self.ids.stack;
+            out.retain(|p| &p.source_id != stack);
+        }
 
         // A communication outage holds everything back and re-sends it when the link returns.
         let in_outage = self.life.outages.iter().any(|(s, e)| (*s..*e).contains(&m));
@@ -533,18 +639,26 @@ impl Plant {
         let running = truth.production_on;
         // Reported values before any cheat: the analyzer's reading with measurement noise.
         let mut o2 = truth.o2_pct + 0.03 * gaussian(&mut self.rng);
-        let mut gases: Vec<(&'static str, f64, f64)> = p
-            .pollutants
-            .iter()
-            .map(|pol| {
-                let cz = truth.converted[pol.code];
-                let raw = self.raw_from_converted(cz, truth.o2_pct);
-                let measured = (raw * (1.0 + 0.02 * gaussian(&mut self.rng))
-                    + 0.05 * pol.resolution.max(0.1) * gaussian(&mut self.rng))
-                .max(0.0);
-                (pol.code, measured, pol.resolution)
-            })
-            .collect();
+        if self.params.drift_per_day > 0.0 && m % DAY_MIN == self.life.calibration_minute {
+            // The daily calibration takes the drift out; from here each analyzer wanders at its own rate.
+            let d = self.params.drift_per_day;
+            for rate in &mut self.drift_per_day {
+                *rate = self.rng.gen_range(-d..=d);
+            }
+        }
+        let since_calibration =
+            (m - self.life.calibration_minute).rem_euclid(DAY_MIN) as f64 / DAY_MIN as f64;
+        let mut gases: Vec<(&'static str, f64, f64)> = Vec::with_capacity(p.pollutants.len() + 1);
+        for (j, pol) in p.pollutants.iter().enumerate() {
+            let cz = truth.converted[pol.code];
+            let raw = self.raw_from_converted(cz, truth.o2_pct);
+            let relative_error = self.analyzer_error(j);
+            let drift = 1.0 + self.drift_per_day[j] * since_calibration;
+            let measured = (raw * drift * (1.0 + relative_error)
+                + 0.05 * pol.resolution.max(0.1) * gaussian(&mut self.rng))
+            .max(0.0);
+            gases.push((pol.code, measured, pol.resolution));
+        }
         if let Some(nh3) = truth.nh3_mg_m3 {
             gases.push(("a21001", nh3 * (1.0 + 0.05 * gaussian(&mut self.rng)), 0.01));
         }
@@ -599,10 +713,11 @@ impl Plant {
             }
         }
         if let Some(i) = self.injection(AnomalyKind::ReplayedData, m).cloned() {
+            let (lazy, careful) = self.params.replay_lag_min;
             let lag = if i.style == Style::Lazy {
-                DAY_MIN
+                lazy
             } else {
-                DAY_MIN + 180
+                careful
             } as usize;
             if self.history.len() >= lag {
                 let old = self.history[self.history.len() - lag].clone();
@@ -652,7 +767,7 @@ impl Plant {
                 // Analyzer gain changed: raw and converted agree, but emission per unit of production steps down.
                 Style::Careful => {
                     for g in &mut gases {
-                        g.1 *= 0.65;
+                        g.1 *= self.params.tampering_gain;
                     }
                 }
             }
@@ -660,9 +775,16 @@ impl Plant {
         if self.injection(AnomalyKind::LimitBunching, m).is_some() {
             for g in &mut gases {
                 if let Some(pol) = p.pollutants.iter().find(|pol| pol.code == g.0) {
-                    let ceiling = self.raw_from_converted(pol.limit_mg_m3 * 0.96, o2);
+                    let (top, band) = self.params.clamp;
+                    let ceiling = self.raw_from_converted(pol.limit_mg_m3 * top, o2);
                     if g.1 > ceiling {
-                        g.1 = ceiling * (1.0 - 0.01 * gaussian(&mut self.rng).abs());
+                        // A narrow clamp piles just under its ceiling; a wide one spreads over the band.
+                        let spread = if band > 0.02 {
+                            band / top * self.rng.gen::<f64>()
+                        } else {
+                            band * gaussian(&mut self.rng).abs()
+                        };
+                        g.1 = ceiling * (1.0 - spread);
                     }
                 }
             }
@@ -776,4 +898,56 @@ impl Plant {
         }
         out
     }
+}
+
+/// An hour's minute points as the hour averages a DAS reports (CN 2061): per code, the mean of the minutes with a
+/// normal flag (the hour keeps the normal flag when at least 45 are), otherwise the mean of all with the flag most
+/// of them carry; a code with fewer than 45 minutes in the hour is not reported.
+fn hour_averages(minutes: Vec<Point>, hour_start_ms: i64) -> Vec<Point> {
+    let mut by_code: BTreeMap<(String, String), Vec<Point>> = BTreeMap::new();
+    for p in minutes {
+        by_code
+            .entry((p.source_id.clone(), p.code.clone()))
+            .or_default()
+            .push(p);
+    }
+    let mean = |v: &[&Point]| v.iter().map(|p| p.value).sum::<f64>() / v.len() as f64;
+    let mean_converted = |v: &[&Point]| -> Option<f64> {
+        let c: Vec<f64> = v.iter().filter_map(|p| p.converted).collect();
+        (c.len() == v.len()).then(|| c.iter().sum::<f64>() / c.len() as f64)
+    };
+    let mut out = Vec::with_capacity(by_code.len());
+    for ((source, code), points) in by_code {
+        if points.len() < 45 {
+            continue;
+        }
+        let normal: Vec<&Point> = points
+            .iter()
+            .filter(|p| p.flag == ValueFlag::Normal)
+            .collect();
+        let (chosen, flag) = if normal.len() >= 45 {
+            (normal, ValueFlag::Normal)
+        } else {
+            let mut counts: BTreeMap<u8, usize> = BTreeMap::new();
+            for p in &points {
+                *counts.entry(p.flag.to_u8()).or_default() += 1;
+            }
+            let flag = points
+                .iter()
+                .map(|p| p.flag)
+                .max_by_key(|f| counts.get(&f.to_u8()).copied().unwrap_or(0))
+                .unwrap_or(ValueFlag::Normal);
+            (points.iter().collect(), flag)
+        };
+        out.push(Point {
+            source_id: source,
+            code,
+            time_ms: hour_start_ms,
+            interval: Interval::Hour,
+            value: round_to(mean(&chosen), 0.001),
+            flag,
+            converted: mean_converted(&chosen).map(|c| round_to(c, 0.001)),
+        });
+    }
+    out
 }

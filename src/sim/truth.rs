@@ -46,4 +46,7 @@ pub struct TruthFile {
     /// Share of enterprises the simulator was asked to keep clean (absent from older truth files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clean_share: Option<f64>,
+    /// The scenario family (absent from older truth files, which are all `district`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<super::Family>,
 }

@@ -253,7 +253,12 @@ impl DemoArgs {
         println!("\n== Score against the injected ground truth ==\n");
         print!("{}", score_table(&report));
         if let Some(path) = &self.markdown {
-            super::eval::write_markdown(path, &report, &truth, "`sentinel demo`")?;
+            super::eval::write_markdown(
+                path,
+                &report,
+                &super::eval::describe_truth(&truth),
+                "`sentinel demo`",
+            )?;
             println!("\nScore report written to {} (Markdown).", path.display());
         }
         println!("\nEvery anomaly carries its evidence. While the service runs (--keep-serving):");

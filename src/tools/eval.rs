@@ -1,11 +1,16 @@
-//! `sentinel eval`: a server's anomalies scored against a ground-truth file, as a table, JSON, or a Markdown report
-//! for docs/EVALUATION.md (also written by `sentinel demo --markdown`).
+//! `sentinel eval`: a server's anomalies scored against a ground-truth file; or, with `--seeds`, the held-out
+//! protocol: each seed of a scenario family run through a fresh embedded server and scored together, refusing seeds
+//! the detectors were tuned on. As a table, JSON, or Markdown for docs/EVALUATION.md (also written by `sentinel demo
+//! --markdown`).
 
 use super::demo::{list_all, score, score_table};
 use super::feed;
 use super::table::beijing;
 use crate::eval::Report;
-use crate::sim::TruthFile;
+use crate::pb;
+use crate::pb::ingest_service_client::IngestServiceClient;
+use crate::server::{self, ServeConfig};
+use crate::sim::{Family, Scenario, SimConfig, TruthFile};
 use std::path::{Path, PathBuf};
 
 /// The commit this binary was built from (`unknown` outside a git checkout); set by build.rs.
@@ -14,9 +19,26 @@ pub const GIT_COMMIT: &str = env!("SENTINEL_GIT_COMMIT");
 /// `sentinel eval` flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct EvalArgs {
-    /// Ground-truth file (from `sentinel simulate` or `sentinel demo --data-dir`).
+    /// Ground-truth file (from `sentinel simulate` or `sentinel demo --data-dir`) to score the server's anomalies
+    /// against.
+    #[arg(long, required_unless_present = "seeds", conflicts_with = "seeds")]
+    truth: Option<PathBuf>,
+    /// Instead: run these seeds of `--family` (comma-separated), each on a fresh embedded server, and score them
+    /// together. Seeds the detectors were tuned on are refused.
+    #[arg(long, value_delimiter = ',')]
+    seeds: Vec<u64>,
+    /// With --seeds: the scenario family.
+    #[arg(long, value_enum, default_value = "field")]
+    family: Family,
+    /// With --seeds: days per scenario.
+    #[arg(long, default_value_t = 28)]
+    days: u32,
+    /// With --seeds: enterprises per scenario.
+    #[arg(long, default_value_t = 16)]
+    enterprises: usize,
+    /// With --seeds: score tuning seeds too (the report then says these are not held-out figures).
     #[arg(long)]
-    truth: PathBuf,
+    allow_tuning_seeds: bool,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
@@ -35,28 +57,140 @@ pub enum Format {
 }
 
 impl EvalArgs {
-    /// Scores the anomalies of `server` against the truth file and prints (and optionally writes) the report.
+    /// Scores the anomalies of `server` against the truth file (or runs the seeds) and prints (and optionally
+    /// writes) the report.
     ///
     /// # Errors
-    /// An unreadable truth file, a failed call, or a Markdown file that cannot be written.
+    /// An unreadable truth file, a tuning seed without `--allow-tuning-seeds`, a failed call, or a Markdown file
+    /// that cannot be written.
     pub async fn run(self, server: &str) -> anyhow::Result<()> {
-        let truth: TruthFile = serde_json::from_slice(&std::fs::read(&self.truth)?)?;
-        let channel = feed::connect(server).await?;
-        let anomalies = list_all(&channel, Default::default()).await?;
-        let report = score(&truth, &anomalies);
+        let (report, scenario, source) = match &self.truth {
+            Some(path) => {
+                let truth: TruthFile = serde_json::from_slice(&std::fs::read(path)?)?;
+                let channel = feed::connect(server).await?;
+                let anomalies = list_all(&channel, Default::default()).await?;
+                (
+                    score(&truth, &anomalies),
+                    describe_truth(&truth),
+                    format!("`sentinel eval` of {server} against `{}`", path.display()),
+                )
+            }
+            None => {
+                let tuned: Vec<u64> = self
+                    .seeds
+                    .iter()
+                    .copied()
+                    .filter(|s| self.family.tuning_seeds().contains(s))
+                    .collect();
+                if !tuned.is_empty() && !self.allow_tuning_seeds {
+                    anyhow::bail!(
+                        "seeds {tuned:?} of family {} were used to tune the detectors: their figures are not \
+                         held-out figures (pass --allow-tuning-seeds to score them anyway)",
+                        self.family.as_str()
+                    );
+                }
+                let configs: Vec<SimConfig> = self
+                    .seeds
+                    .iter()
+                    .map(|&seed| SimConfig {
+                        seed,
+                        enterprises: self.enterprises,
+                        days: self.days,
+                        family: self.family,
+                        ..SimConfig::default()
+                    })
+                    .collect();
+                let (truth, anomalies) = run_seeds(&configs).await?;
+                let held_out = if tuned.is_empty() {
+                    "held out: no threshold was tuned on them"
+                } else {
+                    "NOT held out: some were used for tuning"
+                };
+                let seeds: Vec<String> = self.seeds.iter().map(u64::to_string).collect();
+                (
+                    score(&truth, &anomalies),
+                    format!(
+                        "family `{}`, seeds {} ({held_out}); each {} enterprises × {} days from {} (UTC+8); \
+                         {} injected violations, {} clean enterprises in all",
+                        self.family.as_str(),
+                        seeds.join(", "),
+                        self.enterprises,
+                        self.days,
+                        beijing(truth.start_ms),
+                        truth.events.len(),
+                        truth.clean_enterprises.len()
+                    ),
+                    "`sentinel eval --seeds`, each seed on a fresh embedded server through gRPC".to_string(),
+                )
+            }
+        };
         match self.format {
-            Format::Table => print!("{}", score_table(&report)),
+            Format::Table => {
+                println!("{scenario}\n");
+                print!("{}", score_table(&report));
+            }
             Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         }
         if let Some(path) = &self.markdown {
-            let source = format!(
-                "`sentinel eval` of {server} against `{}`",
-                self.truth.display()
-            );
-            write_markdown(path, &report, &truth, &source)?;
+            write_markdown(path, &report, &scenario, &source)?;
         }
         Ok(())
     }
+}
+
+/// Runs each scenario through a fresh embedded server (registry, declared changes, data over gRPC Push, final
+/// detection) and returns the truths and anomalies of all of them, enterprise and outlet ids prefixed with
+/// `<family>-<seed>/` so that one score covers them all.
+///
+/// # Errors
+/// A server that cannot start or a failed call.
+pub async fn run_seeds(configs: &[SimConfig]) -> anyhow::Result<(TruthFile, Vec<pb::Anomaly>)> {
+    let mut all_truth: Option<TruthFile> = None;
+    let mut all_anomalies = Vec::new();
+    for config in configs {
+        let prefix = format!("{}-{}/", config.family.as_str(), config.seed);
+        let dir = tempfile::tempdir()?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let running = server::start(ServeConfig::new(dir.path().to_path_buf()), listener).await?;
+        let channel = feed::connect(&running.addr.to_string()).await?;
+        let mut scenario = Scenario::new(config.clone());
+        feed::register(&channel, &scenario).await?;
+        let batches = feed::batches(&mut scenario, 10);
+        feed::push(&channel, batches, None).await?;
+        IngestServiceClient::new(channel.clone())
+            .sync(pb::SyncRequest { finalize: true })
+            .await?;
+        let anomalies = list_all(&channel, pb::ListAnomaliesRequest::default()).await?;
+        running.shutdown().await?;
+        eprintln!(
+            "{prefix}: {} injected violations, {} anomalies",
+            scenario.truth.len(),
+            anomalies.len()
+        );
+        let mut truth = scenario.truth_file();
+        for e in &mut truth.events {
+            e.enterprise_id.insert_str(0, &prefix);
+            e.outlet_id.insert_str(0, &prefix);
+        }
+        for c in &mut truth.clean_enterprises {
+            c.insert_str(0, &prefix);
+        }
+        all_anomalies.extend(anomalies.into_iter().map(|mut a| {
+            a.enterprise_id.insert_str(0, &prefix);
+            a.outlet_id.insert_str(0, &prefix);
+            a
+        }));
+        match &mut all_truth {
+            None => all_truth = Some(truth),
+            Some(t) => {
+                t.events.extend(truth.events);
+                t.clean_enterprises.extend(truth.clean_enterprises);
+                t.seed = None;
+            }
+        }
+    }
+    let truth = all_truth.ok_or_else(|| anyhow::anyhow!("no seeds given"))?;
+    Ok((truth, all_anomalies))
 }
 
 /// Writes [`markdown`] to `path`.
@@ -66,7 +200,7 @@ impl EvalArgs {
 pub fn write_markdown(
     path: &Path,
     report: &Report,
-    truth: &TruthFile,
+    scenario: &str,
     source: &str,
 ) -> anyhow::Result<()> {
     let now_ms = std::time::SystemTime::now()
@@ -74,7 +208,7 @@ pub fn write_markdown(
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     std::fs::write(
         path,
-        markdown(report, truth, source, &beijing(now_ms)[..10]),
+        markdown(report, scenario, source, &beijing(now_ms)[..10]),
     )
     .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
 }
@@ -83,14 +217,15 @@ fn pct(v: Option<f64>) -> String {
     v.map_or_else(|| "–".to_string(), |x| format!("{:.0} %", x * 100.0))
 }
 
-/// The score report as Markdown: what was scored (seed and scenario when the truth file records them, date,
-/// commit), a table with one row per kind, and the overall figures.
-pub fn markdown(report: &Report, truth: &TruthFile, source: &str, date: &str) -> String {
-    let r = report;
+/// What a truth file describes: seed, family and size when it records them, days, start, violations.
+pub fn describe_truth(truth: &TruthFile) -> String {
     let mut scenario = match truth.seed {
         Some(seed) => format!("simulator seed {seed}"),
         None => "simulator seed not recorded".to_string(),
     };
+    if let Some(family) = truth.family {
+        scenario.push_str(&format!(" of family `{}`", family.as_str()));
+    }
     if let Some(n) = truth.enterprises {
         scenario.push_str(&format!(", {n} enterprises"));
     }
@@ -107,6 +242,13 @@ pub fn markdown(report: &Report, truth: &TruthFile, source: &str, date: &str) ->
         beijing(truth.start_ms),
         truth.events.len()
     ));
+    scenario
+}
+
+/// The score report as Markdown: what was scored (`scenario`), date, commit, a table with one row per kind, and the
+/// overall figures.
+pub fn markdown(report: &Report, scenario: &str, source: &str, date: &str) -> String {
+    let r = report;
     let mut out = format!(
         "# Evaluation\n\n\
          Scored {date} (UTC+8) by {source}, built from commit `{GIT_COMMIT}`.\n\n\
@@ -163,6 +305,7 @@ mod tests {
             seed,
             enterprises: seed.map(|_| 2),
             clean_share: None,
+            family: None,
         }
     }
 
@@ -189,7 +332,12 @@ mod tests {
 
     #[test]
     fn markdown_has_a_row_per_kind_and_the_stamp() {
-        let md = markdown(&report(), &truth(Some(7)), "a test", "2025-06-01");
+        let md = markdown(
+            &report(),
+            &describe_truth(&truth(Some(7))),
+            "a test",
+            "2025-06-01",
+        );
         assert!(md.contains("2025-06-01"), "{md}");
         assert!(md.contains(GIT_COMMIT), "{md}");
         assert!(
@@ -211,7 +359,7 @@ mod tests {
         let old = r#"{"start_ms":0,"days":1.0,"clean_enterprises":[],"events":[]}"#;
         let t: TruthFile = serde_json::from_str(old).expect("old format still reads");
         assert_eq!(t.seed, None);
-        let md = markdown(&report(), &t, "a test", "2025-06-01");
+        let md = markdown(&report(), &describe_truth(&t), "a test", "2025-06-01");
         assert!(md.contains("simulator seed not recorded"), "{md}");
     }
 

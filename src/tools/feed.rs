@@ -2,7 +2,8 @@
 //! would.
 
 use crate::api::{
-    enterprise_to_pb, meter_to_pb, outlet_to_pb, points_to_records, restriction_to_pb,
+    enterprise_to_pb, meter_to_pb, operating_change_to_pb, outlet_to_pb, points_to_records,
+    restriction_to_pb,
 };
 use crate::domain::{Enterprise, Meter, Outlet, OutletKind, RestrictionOrder};
 use crate::pb;
@@ -45,7 +46,13 @@ pub async fn register(channel: &Channel, s: &Scenario) -> anyhow::Result<()> {
         &s.meters,
         &s.restrictions,
     )
-    .await
+    .await?;
+    let mut reg = RegistryServiceClient::new(channel.clone());
+    for c in &s.operating_changes {
+        reg.record_operating_change(operating_change_to_pb(c.clone()))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Registers enterprises, outlets (stacks before their bypasses), meters and orders.

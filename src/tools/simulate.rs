@@ -2,7 +2,7 @@
 //! written to files; and the simulation flags `demo` and `models build-priors` share.
 
 use super::feed;
-use crate::sim::{Scenario, SimConfig};
+use crate::sim::{Family, Scenario, SimConfig};
 use std::io::Write as _;
 use std::path::PathBuf;
 
@@ -21,6 +21,9 @@ pub struct SimArgs {
     /// Share of enterprises kept free of violations (1 = all clean: a false-alarm run).
     #[arg(long, default_value_t = 0.3)]
     pub clean_share: f64,
+    /// Scenario family: `district` (the one detectors were tuned on) or `field` (held out).
+    #[arg(long, value_enum, default_value = "district")]
+    pub family: Family,
 }
 
 impl SimArgs {
@@ -31,6 +34,7 @@ impl SimArgs {
             enterprises: self.enterprises,
             days: self.days,
             clean_share: self.clean_share,
+            family: self.family,
             ..Default::default()
         }
     }
