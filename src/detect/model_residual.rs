@@ -12,7 +12,8 @@
 //! minutes carry no values), a new model version (windows restart), an outlet an industry prior does not describe (a
 //! prior is tried on the outlet's own data first and judges it only if it would have stayed quiet there, and only for
 //! the outlet's first two weeks: see [`PRIOR_TRIAL_MIN`]), a model an officer has reviewed an alarm of as
-//! FALSE_POSITIVE (silent until the outlet's next model version).
+//! FALSE_POSITIVE (silent until the outlet's next model version), a restriction order the plant obeys (its load cut
+//! by decree: not judged during the order and for three hours after it).
 
 use super::kit::{duration_score, Due, Runs, Timing};
 use super::{DetectConfig, Detector, Finding, Minute, OutletContext};
@@ -29,6 +30,9 @@ use std::collections::BTreeMap;
 pub const NAME: &str = "model_residual/1";
 
 const TIMING: Timing = Timing::minutes(30, 60, 60);
+
+/// How long after a restriction order ends the model stays out of judging (the plant returning to its normal load).
+const ORDER_SETTLING_MS: i64 = 3 * 60 * MS_PER_MINUTE;
 
 /// Minutes of recent evidence: the window must be over its threshold *and* at least half of the minutes this recent
 /// must point the same way, so an episode ends with the departure rather than when its minutes leave the window.
@@ -210,7 +214,14 @@ impl Detector for ModelResidual {
                         .zip(m.kw)
                         .is_some_and(|(s, kw)| s.is_off(kw)))
         });
-        let row = if treatment_off {
+        // A restriction order moves the plant off its normal operating point by decree, and the plant settles for a
+        // few hours after it ends: the model, fitted on ordinary operation, does not judge those minutes.
+        let under_order = ctx
+            .topology
+            .restrictions
+            .iter()
+            .any(|o| (o.start_ms..o.end_ms + ORDER_SETTLING_MS).contains(&now));
+        let row = if treatment_off || under_order {
             None
         } else {
             feature_row(
@@ -566,6 +577,39 @@ mod tests {
                 }
             }),
         );
+        assert!(f.is_empty(), "{f:#?}");
+    }
+
+    #[test]
+    fn quiet_while_the_plant_obeys_a_restriction_order() {
+        let m = trained();
+        // Ten hours at half load by order, the scrubber kept at its full-load power (a cautious operator): off the
+        // model's plane, but by decree.
+        let (from, to) = (4 * DAY + 300, 4 * DAY + 900);
+        let data = rows(6, |i, p| {
+            if (from..to).contains(&i) {
+                p.production = 0.5;
+                p.flow = 100.0 + 300.0 * 0.5;
+                p.so2 = SO2_LIMIT * 0.45;
+                p.treatment_kw = 40.0 + 150.0 * 1.0;
+            }
+        });
+        let unordered = findings(&m, &data);
+        assert!(
+            unordered.iter().any(|f| f.key == TREATMENT_TARGET),
+            "without the order the departure is raised: {unordered:#?}"
+        );
+        let mut ordered = topology();
+        ordered.restrictions.push(crate::domain::RestrictionOrder {
+            id: "o1".into(),
+            enterprise_id: "e1".into(),
+            meter_ids: vec![],
+            start_ms: T0 + from * MS_PER_MINUTE,
+            end_ms: T0 + to * MS_PER_MINUTE,
+            max_load_fraction: 0.5,
+            level: "orange".into(),
+        });
+        let f = run_offline(&ordered, &data, &m, &DetectConfig::default());
         assert!(f.is_empty(), "{f:#?}");
     }
 

@@ -700,6 +700,47 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_field_family_has_hourly_outlets_lost_outages_and_declared_fuel_changes() {
+        let mut s = Scenario::new(SimConfig {
+            seed: 201,
+            enterprises: 16,
+            days: 28,
+            family: Family::Field,
+            ..SimConfig::default()
+        });
+        let hourly: Vec<String> = s
+            .plants
+            .iter()
+            .filter(|p| p.life.hourly)
+            .map(|p| p.ids.stack.clone())
+            .collect();
+        assert!(!hourly.is_empty() && hourly.len() < 16, "{hourly:?}");
+        assert!(s.plants.iter().any(|p| !p.life.lost_outages.is_empty()));
+        assert!(s.plants.iter().any(|p| p.life.fuel_step.is_some()));
+        assert!(s
+            .operating_changes
+            .iter()
+            .all(|c| c.kind == OperatingChangeKind::Fuel && !c.id.is_empty()));
+        let mut stack_points = Vec::new();
+        for m in 0..DAY_MIN {
+            stack_points.extend(
+                s.minute(m)
+                    .into_iter()
+                    .filter(|p| p.source_id == hourly[0] && p.code == "a00000"),
+            );
+        }
+        assert!(
+            (20..=24).contains(&stack_points.len()),
+            "{}",
+            stack_points.len()
+        );
+        for p in &stack_points {
+            assert_eq!(p.interval, crate::domain::Interval::Hour);
+            assert_eq!((p.time_ms - s.config.start_ms) % (60 * MS_PER_MINUTE), 0);
+        }
+    }
+
     /// Groups a minute's points by (source, code).
     fn by_key(points: &[Point]) -> BTreeMap<(String, String), Point> {
         points

@@ -417,8 +417,9 @@ impl Plant {
                 // error wanders a few percent around its set point.
                 let target = match self.params.controller_target {
                     Some(set_point) => {
+                        // Stationary sd 2 % of the set point: the hour averages stay under the limit.
                         self.controller_noise[j] =
-                            0.98 * self.controller_noise[j] + 0.2 * gaussian(&mut self.rng) * 0.035;
+                            0.98 * self.controller_noise[j] + 0.2 * gaussian(&mut self.rng) * 0.02;
                         pol.limit_mg_m3 * set_point * (1.0 + self.controller_noise[j])
                     }
                     None => pol.limit_mg_m3 * 0.85,
@@ -704,12 +705,20 @@ impl Plant {
                     .map_or(g.1, |pol| pol.inlet_mg_m3 * 0.95 * (1.0 - pol.efficiency));
                 let raw_mean = self.raw_from_converted(cz_mean, truth.o2_pct);
                 let wobble = if i.style == Style::Lazy { 0.01 } else { 0.04 };
-                g.1 = raw_mean * (1.0 + wobble * (span / 97.0).sin())
-                    + if i.style == Style::Careful {
+                // The careful fake adds noise: District's white; Field's a third of the analyzer's own
+                // autocorrelated noise, so its minute changes are smoother than real ones, not rougher.
+                let noise = match i.style {
+                    Style::Lazy => 0.0,
+                    Style::Careful if self.params.noise_ar == 0.0 => {
                         0.05 * raw_mean * 0.3 * gaussian(&mut self.rng)
-                    } else {
-                        0.0
-                    };
+                    }
+                    Style::Careful => {
+                        let j = p.pollutants.iter().position(|pol| pol.code == g.0);
+                        let state = j.map_or(0.0, |j| self.analyzer_noise[j]);
+                        raw_mean * self.params.analyzer_noise * state / 3.0
+                    }
+                };
+                g.1 = raw_mean * (1.0 + wobble * (span / 97.0).sin()) + noise;
             }
         }
         if let Some(i) = self.injection(AnomalyKind::ReplayedData, m).cloned() {
