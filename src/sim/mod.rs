@@ -275,12 +275,14 @@ impl Scenario {
                         plan_injection(
                             kind,
                             style,
-                            &profile,
-                            &life,
-                            &params,
+                            &Host {
+                                profile: &profile,
+                                life: &life,
+                                params: &params,
+                                total_min,
+                            },
                             &injections,
                             &mut rng,
-                            total_min,
                         )
                         .map(|inj| (pos, inj))
                     });
@@ -517,18 +519,29 @@ fn overlaps(injections: &[Injection], s: i64, e: i64) -> bool {
         .any(|i| i.start_min < e + 240 && s < i.end_min + 240)
 }
 
+/// The plant a violation is planned into: what it is, how it lives, its family's cheat lengths, the scenario's length.
+struct Host<'a> {
+    profile: &'a industry::Profile,
+    life: &'a Life,
+    params: &'a Params,
+    total_min: i64,
+}
+
 /// Decides where a violation goes; `None` when it does not fit the plant.
 fn plan_injection(
     kind: AnomalyKind,
     style: Style,
-    profile: &industry::Profile,
-    life: &Life,
-    params: &Params,
+    host: &Host<'_>,
     taken: &[Injection],
     rng: &mut Xoshiro256PlusPlus,
-    total_min: i64,
 ) -> Option<Injection> {
     use AnomalyKind::*;
+    let Host {
+        profile,
+        life,
+        params,
+        total_min,
+    } = *host;
     // Signatures that exist only in minute data: a calibration-gas minute pattern, a minute-level gap pattern, a
     // minute-to-minute variance.
     if life.hourly && matches!(kind, CalibrationGas | SelectiveGap | LowVariance) {
