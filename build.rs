@@ -53,6 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/sentinel/v1/ingest.proto",
         "proto/sentinel/v1/enforcement.proto",
         "proto/sentinel/v1/models.proto",
+        "proto/sentinel/v1/admin.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod auth;
 pub mod detect;
 pub mod domain;
 pub mod enforce;

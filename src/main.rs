@@ -1,7 +1,8 @@
 //! `sentinel`: the service and its tools. Each command's flags and behaviour live in its `tools` module.
 
 use cems_sentinel::tools::{
-    anomalies, availability, bench, demo, eval, hj212, models, replay_epa, serve, simulate,
+    anomalies, availability, bench, demo, eval, hj212, models, principals, replay_epa, serve,
+    simulate,
 };
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -19,6 +20,14 @@ struct Cli {
     )]
     #[arg(help_heading = "Global options")]
     server: String,
+    /// The credential client commands send (`authorization: Bearer`); see also --token-file.
+    #[arg(long, global = true, env = "SENTINEL_TOKEN", hide_env_values = true)]
+    #[arg(help_heading = "Global options")]
+    token: Option<String>,
+    /// Read the credential from this file (e.g. `<data-dir>/admin.token`).
+    #[arg(long, global = true, conflicts_with = "token")]
+    #[arg(help_heading = "Global options")]
+    token_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,6 +59,9 @@ enum Command {
     /// Model versions: list, show, activate (and roll back), evaluate, export the labelled dataset, build priors.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// Principals: who may call the service, in which role and scope (admin).
+    #[command(subcommand)]
+    Principals(principals::PrincipalsCommand),
     /// HJ 212 tools: check a file of packets, or send it to a gateway.
     #[command(subcommand)]
     Hj212(hj212::Hj212Command),
@@ -59,8 +71,26 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<ExitCode> {
-    let Cli { server, command } = Cli::parse();
+    let Cli {
+        server,
+        token,
+        token_file,
+        command,
+    } = Cli::parse();
     cems_sentinel::tools::init_logs();
+    let token = match (token, token_file) {
+        (Some(t), _) => Some(t),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(&path)
+                .map_err(|e| anyhow::anyhow!("reading the token file {}: {e}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    if let Some(t) = token {
+        cems_sentinel::tools::feed::set_cli_token(t);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -78,6 +108,7 @@ fn main() -> anyhow::Result<ExitCode> {
             Command::Review(a) => a.run(&server).await?,
             Command::Train(a) => a.run(&server).await?,
             Command::Models(c) => c.run(&server).await?,
+            Command::Principals(c) => c.run(&server).await?,
             Command::Hj212(c) => return c.run().await,
             Command::Bench(c) => c.run().await?,
         }

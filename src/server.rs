@@ -1,13 +1,16 @@
 //! Wiring: open the store, recover detection, start the writer, serve gRPC (with health and reflection), and shut
 //! down in the order that loses nothing: stop accepting, finish in-flight batches, let detection checkpoint, flush.
 
-use crate::api::{EnforcementApi, IngestApi, ModelApi, RegistryApi};
+use crate::api::{AdminApi, EnforcementApi, IngestApi, ModelApi, RegistryApi};
+use crate::auth::layer::{AuthLayer, Gate};
+use crate::auth::{NewPrincipal, Principals, Role};
 use crate::detect::DetectConfig;
 use crate::domain::Language;
 use crate::enforce::AnomalyBook;
 use crate::ingest::hj212_gateway::{self, GatewayConfig, GatewayStats};
 use crate::ingest::{system_now_ms, IngestConfig, Ingestor};
 use crate::models::ActiveModels;
+use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::enforcement_service_server::EnforcementServiceServer;
 use crate::pb::ingest_service_server::IngestServiceServer;
 use crate::pb::model_service_server::ModelServiceServer;
@@ -52,7 +55,12 @@ pub struct ServeConfig {
     pub hj212: GatewayConfig,
     /// Scheduled retraining of every outlet's model, if wanted.
     pub retrain: Option<RetrainSchedule>,
+    /// Every request needs a token (the default); `false` is `--insecure-no-auth`.
+    pub require_auth: bool,
 }
+
+/// Where a new data directory's first admin token is written.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
 impl ServeConfig {
     /// Defaults for a data directory.
@@ -67,6 +75,7 @@ impl ServeConfig {
             checkpoint_interval: Duration::from_secs(2),
             hj212: GatewayConfig::default(),
             retrain: None,
+            require_auth: true,
         }
     }
 }
@@ -79,12 +88,53 @@ pub struct RunningServer {
     pub hj212_addr: Option<SocketAddr>,
     /// The HJ 212 gateway's counters, when it runs.
     pub hj212_stats: Option<Arc<GatewayStats>>,
+    /// The token in `<data-dir>/admin.token`, when authentication is on and the file is there (in-process tools
+    /// use it to set up their own principals).
+    pub admin_token: Option<String>,
     gateway: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
     retrain: Option<tokio::task::JoinHandle<()>>,
     shutdown: Option<oneshot::Sender<()>>,
     serve: tokio::task::JoinHandle<anyhow::Result<()>>,
     threads: Vec<std::thread::JoinHandle<()>>,
     store: Store,
+}
+
+/// A new data directory's first principal: an admin whose token goes to `<data-dir>/admin.token`, readable by the
+/// owner only, so `sentinel serve` is secure from the first start and still needs no set-up step.
+fn bootstrap_admin(principals: &Principals, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let (admin, token) = principals.add(
+        Role::Admin,
+        NewPrincipal {
+            name: "admin (created at first start)".into(),
+            ..NewPrincipal::default()
+        },
+        system_now_ms(),
+    )?;
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    write_secret(&path, &token)?;
+    tracing::info!(id = %admin.id, path = %path.display(), "New data directory: admin token written (mode 0600); create other principals with `sentinel principals add`.");
+    Ok(())
+}
+
+/// Writes a secret readable by the owner only.
+///
+/// # Errors
+/// When the file cannot be written.
+pub fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(secret.as_bytes())?;
+    f.write_all(b"\n")?;
+    Ok(())
 }
 
 /// Opens everything and starts serving gRPC on `listener`.
@@ -113,6 +163,16 @@ pub async fn start_with(
         .await?
         .with_context(|| format!("opening store in {}", config.data_dir.display()))?;
     let registry = Arc::new(Registry::load(store.clone())?);
+    let principals = Principals::load(store.clone())?;
+    let gate = if config.require_auth {
+        if principals.is_empty() {
+            bootstrap_admin(&principals, &config.data_dir)?;
+        }
+        Gate::Tokens(principals.clone())
+    } else {
+        tracing::warn!("Authentication is OFF (--insecure-no-auth): any client may write, read, review and activate as admin.");
+        Gate::Disabled
+    };
     let book = Arc::new(AnomalyBook::load(store.clone())?);
     let active_models = Arc::new(ActiveModels::default());
     let catalog = Arc::new(ModelCatalog::open(
@@ -199,6 +259,7 @@ pub async fn start_with(
         .retrain
         .map(|schedule| tokio::spawn(training::schedule::run(catalog.clone(), schedule)));
     let model_api = ModelServiceServer::new(ModelApi { catalog });
+    let admin_api = AdminServiceServer::new(AdminApi { principals });
     let enforcement_api = EnforcementServiceServer::new(EnforcementApi {
         book,
         registry: registry.clone(),
@@ -219,22 +280,32 @@ pub async fn start_with(
     });
     let serve = tokio::spawn(async move {
         tonic::transport::Server::builder()
+            .layer(AuthLayer::new(gate))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(registry_api)
             .add_service(ingest_api)
             .add_service(enforcement_api)
             .add_service(model_api)
+            .add_service(admin_api)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = shutdown_rx.await;
             })
             .await
             .context("gRPC server")
     });
+    let admin_token = if config.require_auth {
+        std::fs::read_to_string(config.data_dir.join(ADMIN_TOKEN_FILE))
+            .ok()
+            .map(|t| t.trim().to_string())
+    } else {
+        None
+    };
     Ok(RunningServer {
         addr,
         hj212_addr,
         hj212_stats,
+        admin_token,
         gateway,
         retrain,
         shutdown: Some(shutdown_tx),

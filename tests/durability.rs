@@ -34,6 +34,8 @@ async fn spawn_binary(dir: &Path) -> Process {
             "1800",
             "--cache-mb",
             "32",
+            // Authentication has its own tests (tests/auth.rs); this one is about what survives a kill.
+            "--insecure-no-auth",
         ])
         .arg("--data-dir")
         .arg(dir)

@@ -22,5 +22,7 @@ mod real_data;
 mod registry_api;
 // The retraining loop: train, evaluate, activate, rollback, labelled export.
 mod models_api;
+// Who may do what: every RPC's roles, a source's scope, the reviewer of record, tokens.
+mod auth;
 // Real US EPA hourly CEMS units through the server: injected violations found, real control-device steps bounded.
 mod real_epa;

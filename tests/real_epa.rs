@@ -25,7 +25,9 @@ async fn real_hourly_units_replayed_through_the_server() {
     let replay = epa::replay(&units, &default_cases(), from_ms, to_ms);
     assert!(replay.unplaced.is_empty(), "{:?}", replay.unplaced);
     let mut s = common::start().await;
-    let r = replay_through(&s.channel, &replay).await.expect("replays");
+    let r = replay_through(&s.conn().await, &replay)
+        .await
+        .expect("replays");
 
     // The stuck analyzer, the replayed week and the gain cut written into real units are found.
     for injected in [
@@ -120,7 +122,7 @@ async fn a_real_turbines_hour_averages_through_the_server() {
         .collect();
     let mut s = common::start().await;
     cems_sentinel::tools::feed::register_all(
-        &s.channel,
+        &s.conn().await,
         &[Enterprise {
             id: "gt".into(),
             name: "gas turbine (Kaya et al. 2019)".into(),

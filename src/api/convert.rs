@@ -323,6 +323,7 @@ pub fn filter_from_pb(r: &pb::ListAnomaliesRequest) -> Result<AnomalyFilter, Sta
     Ok(AnomalyFilter {
         enterprise_ids: r.enterprise_ids.clone(),
         region: r.region.clone(),
+        scope_regions: vec![],
         kinds,
         from_ms: r.from_ms,
         to_ms: r.to_ms,

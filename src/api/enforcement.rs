@@ -5,6 +5,8 @@ use super::convert::{
     review_status_from_pb,
 };
 use super::summary::{request_language, Summaries};
+use crate::auth::layer::principal_of;
+use crate::auth::{Principal, Role};
 use crate::domain::{Anomaly, AnomalyKind, Month, OperatingChange, OperatingChangeKind};
 use crate::domain::{AnomalyFilter, Language, ReviewStatus};
 use crate::enforce::availability;
@@ -42,6 +44,18 @@ pub struct EnforcementApi {
 const MAX_AVAILABILITY_OUTLETS: usize = 100;
 
 impl EnforcementApi {
+    /// Refuses an officer an anomaly of an enterprise outside its regions.
+    fn check_region(&self, principal: &Principal, enterprise_id: &str) -> Result<(), Status> {
+        if principal.may_see_region(&self.registry.region_of(enterprise_id)) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "enterprise {enterprise_id:?} is outside {}'s regions",
+                principal.name
+            )))
+        }
+    }
+
     /// An officer's FALSE_POSITIVE on a level-shift (`PARAMETER_TAMPERING` step) or model alarm re-bases the outlet:
     /// it is recorded as the outlet's operating change at the end of the reviewed episode, which the step test
     /// re-bases at and the model test stays silent after until the outlet's next model version.
@@ -91,8 +105,12 @@ impl EnforcementService for EnforcementApi {
         req: Request<pb::ListAnomaliesRequest>,
     ) -> Result<Response<pb::ListAnomaliesResponse>, Status> {
         let summaries = self.summaries(&req);
+        let principal = principal_of(&req)?;
         let q = req.into_inner();
-        let filter = filter_from_pb(&q)?;
+        let mut filter = filter_from_pb(&q)?;
+        if principal.role == Role::Officer {
+            filter.scope_regions = principal.regions.clone();
+        }
         let registry = self.registry.clone();
         let page = self
             .book
@@ -117,11 +135,13 @@ impl EnforcementService for EnforcementApi {
         req: Request<pb::GetAnomalyRequest>,
     ) -> Result<Response<pb::Anomaly>, Status> {
         let summaries = self.summaries(&req);
+        let principal = principal_of(&req)?;
         let id = req.into_inner().id;
         let a = self
             .book
             .get(&id)
             .ok_or_else(|| Status::not_found(format!("anomaly {id:?} not found")))?;
+        self.check_region(&principal, &a.enterprise_id)?;
         let summary = summaries.of(&a);
         Ok(Response::new(anomaly_to_pb(a, summary)))
     }
@@ -131,7 +151,11 @@ impl EnforcementService for EnforcementApi {
         req: Request<pb::WatchAnomaliesRequest>,
     ) -> Result<Response<Self::WatchAnomaliesStream>, Status> {
         let summaries = self.summaries(&req);
-        let filter = filter_from_pb(&req.into_inner().filter.unwrap_or_default())?;
+        let principal = principal_of(&req)?;
+        let mut filter = filter_from_pb(&req.into_inner().filter.unwrap_or_default())?;
+        if principal.role == Role::Officer {
+            filter.scope_regions = principal.regions.clone();
+        }
         let mut events = self.book.subscribe();
         let registry = self.registry.clone();
         let (tx, rx) = mpsc::channel(256);
@@ -285,12 +309,22 @@ impl EnforcementService for EnforcementApi {
         req: Request<pb::ReviewAnomalyRequest>,
     ) -> Result<Response<pb::Anomaly>, Status> {
         let summaries = self.summaries(&req);
+        let principal = principal_of(&req)?;
         let q = req.into_inner();
+        if let Some(a) = self.book.get(&q.id) {
+            self.check_region(&principal, &a.enterprise_id)?;
+        }
+        // The reviewer of record is who authenticated, whatever name the client typed.
+        let reviewer = if principal.is_anonymous() {
+            q.reviewer
+        } else {
+            format!("{} ({})", principal.name, principal.id)
+        };
         let request = ReviewRequest {
             id: q.id,
             status: review_status_from_pb(q.status)?,
             note: q.note,
-            reviewer: q.reviewer,
+            reviewer,
             at_ms: system_now_ms(),
         };
         let book = self.book.clone();

@@ -1,8 +1,11 @@
 //! `IngestService`.
 
 use super::convert::{points_to_records, records_from_pb, rejection_to_pb};
+use crate::auth::layer::principal_of;
+use crate::auth::Principal;
+use crate::domain::IncomingRecord;
 use crate::domain::MS_PER_HOUR;
-use crate::ingest::{Ack, Ingestor};
+use crate::ingest::{Ack, Ingestor, Rejection};
 use crate::pb::{self, ingest_service_server::IngestService};
 use crate::registry::RegistryRef;
 use crate::store::Store;
@@ -29,6 +32,65 @@ pub struct IngestApi {
     pub registry: RegistryRef,
 }
 
+/// A `source` principal's batch split by scope: the records of its own enterprises go on, in order; each other one
+/// is refused as `PERMISSION_DENIED` and stored nowhere. `index` maps a kept record's position back to the batch's.
+struct Scoped {
+    kept: Vec<IncomingRecord>,
+    index: Vec<u32>,
+    refused: Vec<Rejection>,
+}
+
+fn scope_records(
+    principal: &Principal,
+    registry: &RegistryRef,
+    records: Vec<IncomingRecord>,
+) -> Scoped {
+    let mut out = Scoped {
+        kept: Vec::with_capacity(records.len()),
+        index: Vec::with_capacity(records.len()),
+        refused: Vec::new(),
+    };
+    for (i, r) in records.into_iter().enumerate() {
+        let i = u32::try_from(i).unwrap_or(u32::MAX);
+        // Unregistered sources pass on, to be refused by validation with its own reason.
+        let owner = registry.enterprise_of_source(&r.source_id);
+        match owner {
+            Some(e) if !principal.may_act_for(&e) => out.refused.push(Rejection {
+                record_index: i,
+                code: String::new(),
+                reason: format!(
+                    "PERMISSION_DENIED: source {:?} belongs to enterprise {e:?}, outside {}'s scope",
+                    r.source_id, principal.name
+                ),
+            }),
+            _ => {
+                out.kept.push(r);
+                out.index.push(i);
+            }
+        }
+    }
+    if !out.refused.is_empty() {
+        tracing::warn!(principal = %principal.id, refused = out.refused.len(), "Records outside the principal's enterprises refused.");
+    }
+    out
+}
+
+impl Scoped {
+    /// The ack of the kept records, in the batch's numbering, with the refused ones added.
+    fn ack(&self, mut ack: Ack) -> Ack {
+        for r in &mut ack.rejected {
+            r.record_index = self
+                .index
+                .get(r.record_index as usize)
+                .copied()
+                .unwrap_or(r.record_index);
+        }
+        ack.rejected.extend(self.refused.iter().cloned());
+        ack.rejected.sort_by_key(|r| r.record_index);
+        ack
+    }
+}
+
 fn ack_to_pb(seq: u64, ack: Ack) -> pb::PushAck {
     pb::PushAck {
         seq,
@@ -49,6 +111,8 @@ impl IngestService for IngestApi {
         &self,
         req: Request<Streaming<pb::RecordBatch>>,
     ) -> Result<Response<Self::PushStream>, Status> {
+        let principal = principal_of(&req)?;
+        let registry = self.registry.clone();
         let mut inbound = req.into_inner();
         let (pending_tx, mut pending_rx) = mpsc::channel(PUSH_IN_FLIGHT);
         let (ack_tx, ack_rx) = mpsc::channel(PUSH_IN_FLIGHT);
@@ -65,9 +129,10 @@ impl IngestService for IngestApi {
                     }
                 };
                 let seq = batch.seq;
-                match ingestor.submit(records_from_pb(batch.records)).await {
+                let scoped = scope_records(&principal, &registry, records_from_pb(batch.records));
+                match ingestor.submit(scoped.kept.clone()).await {
                     Ok(pending) => {
-                        if pending_tx.send((seq, pending)).await.is_err() {
+                        if pending_tx.send((seq, pending, scoped)).await.is_err() {
                             break;
                         }
                     }
@@ -80,11 +145,11 @@ impl IngestService for IngestApi {
         });
         // Acker: wait for durability in order and answer.
         tokio::spawn(async move {
-            while let Some((seq, pending)) = pending_rx.recv().await {
+            while let Some((seq, pending, scoped)) = pending_rx.recv().await {
                 let msg = pending
                     .wait()
                     .await
-                    .map(|ack| ack_to_pb(seq, ack))
+                    .map(|ack| ack_to_pb(seq, scoped.ack(ack)))
                     .map_err(Status::from);
                 let failed = msg.is_err();
                 if ack_tx.send(msg).await.is_err() || failed {
@@ -96,16 +161,28 @@ impl IngestService for IngestApi {
     }
 
     async fn write(&self, req: Request<pb::RecordBatch>) -> Result<Response<pb::PushAck>, Status> {
+        let principal = principal_of(&req)?;
         let batch = req.into_inner();
-        let ack = self.ingestor.write(records_from_pb(batch.records)).await?;
-        Ok(Response::new(ack_to_pb(batch.seq, ack)))
+        let scoped = scope_records(&principal, &self.registry, records_from_pb(batch.records));
+        let ack = self.ingestor.write(scoped.kept.clone()).await?;
+        Ok(Response::new(ack_to_pb(batch.seq, scoped.ack(ack))))
     }
 
     async fn sync(
         &self,
         req: Request<pb::SyncRequest>,
     ) -> Result<Response<pb::SyncResponse>, Status> {
-        let status = self.ingestor.sync(req.into_inner().finalize).await?;
+        let principal = principal_of(&req)?;
+        let finalize = req.into_inner().finalize;
+        // Finalizing closes every outlet's open episodes: a step for the operator, never for a data source.
+        if finalize && principal.role != crate::auth::Role::Admin {
+            return Err(Status::permission_denied(format!(
+                "Sync(finalize) closes detection for every outlet: admin only ({} is {})",
+                principal.name,
+                principal.role.as_str()
+            )));
+        }
+        let status = self.ingestor.sync(finalize).await?;
         Ok(Response::new(pb::SyncResponse {
             watermark_ms: status.watermark_ms,
             anomalies_total: status.anomalies_total,
@@ -117,11 +194,21 @@ impl IngestService for IngestApi {
         &self,
         req: Request<pb::ReadRecordsRequest>,
     ) -> Result<Response<Self::ReadRecordsStream>, Status> {
+        let principal = principal_of(&req)?;
         let q = req.into_inner();
-        if self.registry.source_kind(&q.source_id).is_none() {
+        let Some(owner) = self.registry.enterprise_of_source(&q.source_id) else {
             return Err(Status::not_found(format!(
                 "source_id {:?} is not registered",
                 q.source_id
+            )));
+        };
+        if !principal.may_act_for(&owner)
+            || (principal.role == crate::auth::Role::Officer
+                && !principal.may_see_region(&self.registry.region_of(&owner)))
+        {
+            return Err(Status::permission_denied(format!(
+                "source {:?} is outside {}'s scope",
+                q.source_id, principal.name
             )));
         }
         let to_ms = if q.to_ms == 0 { i64::MAX } else { q.to_ms };

@@ -1,5 +1,6 @@
 //! Thin gRPC adapters: unpack, convert, call the domain service, map the result. No detection or storage logic here.
 
+mod admin;
 mod convert;
 mod enforcement;
 mod ingest;
@@ -7,6 +8,7 @@ mod models;
 mod registry;
 mod summary;
 
+pub use admin::{principal_to_pb, role_from_pb, role_to_pb, AdminApi};
 pub use convert::{
     anomaly_to_pb, enterprise_to_pb, meter_to_pb, operating_change_to_pb, outlet_to_pb,
     points_to_records, restriction_to_pb,

@@ -1,6 +1,7 @@
 //! `RegistryService`.
 
 use super::convert::*;
+use crate::auth::layer::principal_of;
 use crate::pb::{self, registry_service_server::RegistryService};
 use crate::registry::RegistryRef;
 use tonic::{Request, Response, Status};
@@ -63,8 +64,18 @@ impl RegistryService for RegistryApi {
         &self,
         req: Request<pb::OperatingChange>,
     ) -> Result<Response<pb::OperatingChange>, Status> {
+        let principal = principal_of(&req)?;
         let r = self.registry.clone();
-        let c = operating_change_from_pb(req.into_inner())?;
+        let mut c = operating_change_from_pb(req.into_inner())?;
+        if !principal.may_act_for(&c.enterprise_id) {
+            return Err(Status::permission_denied(format!(
+                "enterprise {:?} is outside {}'s scope",
+                c.enterprise_id, principal.name
+            )));
+        }
+        if !principal.is_anonymous() {
+            c.declared_by = format!("{} ({})", principal.name, principal.id);
+        }
         let saved =
             blocking(move || Ok(r.record_operating_change(c, crate::ingest::system_now_ms())?))
                 .await?;
@@ -107,10 +118,25 @@ impl RegistryService for RegistryApi {
             .registry
             .enterprise_topology(&id)
             .ok_or_else(|| Status::not_found(format!("enterprise {id:?} is not registered")))?;
+        // HJ 212 passwords are credentials: written by admin, never read back.
         Ok(Response::new(pb::Topology {
             enterprise: Some(enterprise_to_pb(t.enterprise)),
-            outlets: t.outlets.into_iter().map(outlet_to_pb).collect(),
-            meters: t.meters.into_iter().map(meter_to_pb).collect(),
+            outlets: t
+                .outlets
+                .into_iter()
+                .map(|o| pb::Outlet {
+                    hj212_password: String::new(),
+                    ..outlet_to_pb(o)
+                })
+                .collect(),
+            meters: t
+                .meters
+                .into_iter()
+                .map(|m| pb::Meter {
+                    hj212_password: String::new(),
+                    ..meter_to_pb(m)
+                })
+                .collect(),
             restrictions: t.restrictions.into_iter().map(restriction_to_pb).collect(),
         }))
     }

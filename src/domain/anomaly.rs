@@ -262,6 +262,8 @@ pub struct AnomalyFilter {
     pub enterprise_ids: Vec<String>,
     /// Region of the enterprise.
     pub region: String,
+    /// Regions the caller may see (an officer's scope); empty = all.
+    pub scope_regions: Vec<String>,
     /// Kinds.
     pub kinds: Vec<AnomalyKind>,
     /// Overlap window start (0 = open).
@@ -275,10 +277,16 @@ pub struct AnomalyFilter {
 }
 
 impl AnomalyFilter {
+    /// Whether the filter looks at regions (so the caller must resolve them).
+    pub fn needs_region(&self) -> bool {
+        !self.region.is_empty() || !self.scope_regions.is_empty()
+    }
+
     /// Whether `a` passes, given its enterprise's region.
     pub fn matches(&self, a: &Anomaly, region: &str) -> bool {
         (self.enterprise_ids.is_empty() || self.enterprise_ids.contains(&a.enterprise_id))
             && (self.region.is_empty() || self.region == region)
+            && (self.scope_regions.is_empty() || self.scope_regions.iter().any(|r| r == region))
             && (self.kinds.is_empty() || self.kinds.contains(&a.kind))
             && (self.from_ms == 0 || a.end_ms >= self.from_ms)
             && (self.to_ms == 0 || a.start_ms <= self.to_ms)

@@ -258,7 +258,7 @@ impl AnomalyBook {
             let Some(a) = index.by_id.get(&key.2) else {
                 continue;
             };
-            let region = if filter.region.is_empty() {
+            let region = if !filter.needs_region() {
                 ""
             } else {
                 regions
@@ -298,7 +298,7 @@ impl AnomalyBook {
             .iter()
             .filter_map(|k| index.by_id.get(&k.2))
             .filter(|a| {
-                let region = if filter.region.is_empty() {
+                let region = if !filter.needs_region() {
                     String::new()
                 } else {
                     regions

@@ -326,6 +326,15 @@ impl Registry {
         }
     }
 
+    /// The enterprise a registered source (outlet or meter) belongs to.
+    pub fn enterprise_of_source(&self, source_id: &str) -> Option<String> {
+        let maps = self.read();
+        maps.outlets
+            .get(source_id)
+            .map(|o| o.enterprise_id.clone())
+            .or_else(|| maps.meters.get(source_id).map(|m| m.enterprise_id.clone()))
+    }
+
     /// The HJ 212 password a source must send, if the source is registered (`Some("")` = not checked).
     pub fn hj212_password(&self, source_id: &str) -> Option<String> {
         let maps = self.read();

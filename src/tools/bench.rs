@@ -103,7 +103,8 @@ pub async fn ingest(opts: BenchOptions) -> anyhow::Result<()> {
     let config = ServeConfig::new(dir.path().to_path_buf());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let running = server::start(config, listener).await?;
-    let channel = feed::connect(&running.addr.to_string()).await?;
+    let channel =
+        feed::connect_as(&running.addr.to_string(), running.admin_token.as_deref()).await?;
     let days = opts.hours.div_ceil(24);
     let mut scenario = Scenario::new(SimConfig {
         enterprises: opts.enterprises,
@@ -258,7 +259,8 @@ pub async fn list(anomalies: usize, requests: usize) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let running = server::start(ServeConfig::new(dir.path().to_path_buf()), listener).await?;
     let load_s = loading.elapsed().as_secs_f64();
-    let channel = feed::connect(&running.addr.to_string()).await?;
+    let channel =
+        feed::connect_as(&running.addr.to_string(), running.admin_token.as_deref()).await?;
     let mut client = EnforcementServiceClient::new(channel);
     let cases: Vec<(&str, pb::ListAnomaliesRequest)> = vec![
         ("first page, no filter", pb::ListAnomaliesRequest::default()),
@@ -322,7 +324,8 @@ pub async fn models(enterprises: usize, days: u32) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let running = server::start(ServeConfig::new(dir.path().to_path_buf()), listener).await?;
-    let channel = feed::connect(&running.addr.to_string()).await?;
+    let channel =
+        feed::connect_as(&running.addr.to_string(), running.admin_token.as_deref()).await?;
     let mut scenario = Scenario::new(SimConfig {
         enterprises,
         days,

@@ -3,8 +3,11 @@
 //! score against the injected ground truth.
 
 use super::feed;
+use super::feed::Conn;
+use super::principals;
 use super::simulate::SimArgs;
 use super::table::{beijing, render, truncate};
+use crate::auth::Role;
 use crate::domain::AnomalyKind;
 use crate::domain::Language;
 use crate::eval::{self, Detection, Report};
@@ -16,7 +19,6 @@ use crate::sim::{Scenario, TruthFile};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Instant;
-use tonic::transport::Channel;
 
 /// `sentinel demo` flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -48,7 +50,7 @@ pub struct DemoArgs {
 /// # Errors
 /// A failed call.
 pub async fn list_all(
-    channel: &Channel,
+    channel: &Conn,
     mut req: pb::ListAnomaliesRequest,
 ) -> anyhow::Result<Vec<pb::Anomaly>> {
     let mut client = EnforcementServiceClient::new(channel.clone());
@@ -197,8 +199,44 @@ impl DemoArgs {
 
         let t0 = Instant::now();
         let mut scenario = Scenario::new(self.sim.config());
-        let channel = feed::connect(&addr.to_string()).await?;
-        feed::register(&channel, &scenario).await?;
+        // The demo sets up its own principals: the admin registers the enterprises, a monitoring platform's
+        // `source` principal uploads their data, an `officer` reads the list.
+        let admin = feed::connect_as(&addr.to_string(), running.admin_token.as_deref()).await?;
+        feed::register(&admin, &scenario).await?;
+        let enterprise_ids: Vec<String> =
+            scenario.enterprises.iter().map(|e| e.id.clone()).collect();
+        let (source, source_token) = principals::create(
+            &admin,
+            Role::Source,
+            "监控平台上传 (demo platform)",
+            enterprise_ids,
+            vec![],
+        )
+        .await?;
+        let (officer, officer_token) = principals::create(
+            &admin,
+            Role::Officer,
+            "执法人员 (demo officer)",
+            vec![],
+            vec![],
+        )
+        .await?;
+        for (file, token) in [
+            ("source.token", &source_token),
+            ("officer.token", &officer_token),
+        ] {
+            server::write_secret(&data_dir.join(file), token)?;
+        }
+        println!(
+            "principals: admin token in {0}/admin.token, {1} {2} (source) in {0}/source.token, {3} {4} (officer) in {0}/officer.token",
+            data_dir.display(),
+            source.id,
+            source.name,
+            officer.id,
+            officer.name
+        );
+        let channel = feed::connect_as(&addr.to_string(), Some(&source_token)).await?;
+        let officer_channel = feed::connect_as(&addr.to_string(), Some(&officer_token)).await?;
         let batches = feed::batches(&mut scenario, 10);
         let truth = scenario.truth_file();
         println!(
@@ -217,7 +255,7 @@ impl DemoArgs {
         let t1 = Instant::now();
         let stats = feed::push(&channel, batches, None).await?;
         let ingest_s = t1.elapsed().as_secs_f64();
-        let sync = IngestServiceClient::new(channel.clone())
+        let sync = IngestServiceClient::new(admin.clone())
             .sync(pb::SyncRequest { finalize: true })
             .await?
             .into_inner();
@@ -233,7 +271,7 @@ impl DemoArgs {
             sync.measurements_late_total
         );
 
-        let anomalies = list_all(&channel, pb::ListAnomaliesRequest::default()).await?;
+        let anomalies = list_all(&officer_channel, pb::ListAnomaliesRequest::default()).await?;
         let names: std::collections::HashMap<String, String> = scenario
             .enterprises
             .iter()
@@ -262,13 +300,18 @@ impl DemoArgs {
             println!("\nScore report written to {} (Markdown).", path.display());
         }
         println!("\nEvery anomaly carries its evidence. While the service runs (--keep-serving):");
-        println!("  sentinel anomalies --server {addr} --format json --limit 5");
+        let dir = data_dir.display();
         println!(
-            "  sentinel incidents --server {addr}   |   sentinel hotspots --server {addr} --by-region"
+            "  sentinel anomalies --server {addr} --token-file {dir}/officer.token --format json --limit 5"
         );
-        println!("  grpcurl -plaintext -d '{{\"page_size\":5}}' {addr} sentinel.v1.EnforcementService/ListAnomalies");
         println!(
-            "  sentinel models list --server {addr}   |   sentinel train --server {addr} --outlet {}   (then models evaluate / activate)",
+            "  sentinel incidents --server {addr} --token-file {dir}/officer.token   |   sentinel hotspots … --by-region"
+        );
+        println!(
+            "  grpcurl -plaintext -H \"authorization: Bearer $(cat {dir}/officer.token)\" -d '{{\"page_size\":5}}' {addr} sentinel.v1.EnforcementService/ListAnomalies"
+        );
+        println!(
+            "  sentinel models list --server {addr} --token-file {dir}/admin.token   |   sentinel train … --outlet {}   (then models evaluate / activate)",
             truth
                 .events
                 .first()

@@ -152,7 +152,8 @@ pub async fn run_seeds(configs: &[SimConfig]) -> anyhow::Result<(TruthFile, Vec<
         let dir = tempfile::tempdir()?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let running = server::start(ServeConfig::new(dir.path().to_path_buf()), listener).await?;
-        let channel = feed::connect(&running.addr.to_string()).await?;
+        let channel =
+            feed::connect_as(&running.addr.to_string(), running.admin_token.as_deref()).await?;
         let mut scenario = Scenario::new(config.clone());
         feed::register(&channel, &scenario).await?;
         let batches = feed::batches(&mut scenario, 10);

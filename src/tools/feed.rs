@@ -12,33 +12,77 @@ use crate::pb::registry_service_client::RegistryServiceClient;
 use crate::sim::Scenario;
 use anyhow::Context as _;
 use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
 use tonic::transport::Channel;
 
-/// Connects to `addr` (`host:port` or a URL).
+/// A connection that sends the client's credential with every call.
+pub type Conn = InterceptedService<Channel, Bearer>;
+
+/// Adds `authorization: Bearer <token>` to every request (nothing when there is no token).
+#[derive(Clone, Default)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// The CLI's credential (`--token`, `--token-file`, `SENTINEL_TOKEN`), set once by `main`.
+static CLI_TOKEN: OnceLock<String> = OnceLock::new();
+
+/// Sets the credential every [`connect`] sends.
+pub fn set_cli_token(token: String) {
+    let _ = CLI_TOKEN.set(token);
+}
+
+/// Connects to `addr` (`host:port` or a URL) with the CLI's credential.
 ///
 /// # Errors
 /// When the server cannot be reached.
-pub async fn connect(addr: &str) -> anyhow::Result<Channel> {
+pub async fn connect(addr: &str) -> anyhow::Result<Conn> {
+    connect_as(addr, CLI_TOKEN.get().map(String::as_str)).await
+}
+
+/// Connects to `addr` with `token`.
+///
+/// # Errors
+/// When the server cannot be reached or the token is not valid header text.
+pub async fn connect_as(addr: &str, token: Option<&str>) -> anyhow::Result<Conn> {
     let uri = if addr.starts_with("http") {
         addr.to_string()
     } else {
         format!("http://{addr}")
     };
-    Channel::from_shared(uri.clone())?
+    let bearer = match token {
+        Some(t) => Some(
+            MetadataValue::try_from(format!("Bearer {}", t.trim()))
+                .context("the token is not valid header text")?,
+        ),
+        None => None,
+    };
+    let channel = Channel::from_shared(uri.clone())?
         .connect()
         .await
-        .with_context(|| format!("connecting to {uri}"))
+        .with_context(|| format!("connecting to {uri}"))?;
+    Ok(InterceptedService::new(channel, Bearer(bearer)))
 }
 
 /// Registers every enterprise, outlet (stacks before their bypasses), meter and order of the scenario.
 ///
 /// # Errors
 /// The first refused registration.
-pub async fn register(channel: &Channel, s: &Scenario) -> anyhow::Result<()> {
+pub async fn register(channel: &Conn, s: &Scenario) -> anyhow::Result<()> {
     register_all(
         channel,
         &s.enterprises,
@@ -60,7 +104,7 @@ pub async fn register(channel: &Channel, s: &Scenario) -> anyhow::Result<()> {
 /// # Errors
 /// The first refused registration.
 pub async fn register_all(
-    channel: &Channel,
+    channel: &Conn,
     enterprises: &[Enterprise],
     outlets: &[Outlet],
     meters: &[Meter],
@@ -127,7 +171,7 @@ pub fn batches(s: &mut Scenario, minutes_per_batch: i64) -> Vec<pb::RecordBatch>
 /// # Errors
 /// A failed stream or a refused batch.
 pub async fn push(
-    channel: &Channel,
+    channel: &Conn,
     batches: Vec<pb::RecordBatch>,
     pace: Option<(i64, f64)>,
 ) -> anyhow::Result<StreamStats> {

@@ -11,6 +11,7 @@ pub mod eval;
 pub mod feed;
 pub mod hj212;
 pub mod models;
+pub mod principals;
 pub mod replay_epa;
 pub mod serve;
 pub mod simulate;

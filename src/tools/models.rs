@@ -159,7 +159,7 @@ impl ModelsCommand {
     }
 }
 
-async fn client(server: &str) -> anyhow::Result<ModelServiceClient<tonic::transport::Channel>> {
+async fn client(server: &str) -> anyhow::Result<ModelServiceClient<feed::Conn>> {
     Ok(ModelServiceClient::new(feed::connect(server).await?))
 }
 

@@ -5,6 +5,7 @@
 
 use super::demo::{list_all, score, score_table};
 use super::feed;
+use super::feed::Conn;
 use super::table::{beijing, render};
 use crate::api::points_to_records;
 use crate::domain::{AnomalyKind, MS_PER_DAY};
@@ -14,7 +15,6 @@ use crate::pb;
 use crate::pb::ingest_service_client::IngestServiceClient;
 use crate::server::{self, ServeConfig};
 use std::path::PathBuf;
-use tonic::transport::Channel;
 
 /// The copy the default plan writes each violation into, and from which day of the replay on.
 pub const DEFAULT_CASES: [(&str, Injection, usize); 4] = [
@@ -91,7 +91,7 @@ pub fn window(from_month: u32, to_month: u32) -> (i64, i64) {
 ///
 /// # Errors
 /// A refused registration, a failed stream or call.
-pub async fn replay_through(channel: &Channel, replay: &Replay) -> anyhow::Result<RealReport> {
+pub async fn replay_through(channel: &Conn, replay: &Replay) -> anyhow::Result<RealReport> {
     feed::register_all(
         channel,
         &replay.enterprises,
@@ -164,7 +164,8 @@ impl ReplayEpaArgs {
         let dir = tempfile::tempdir()?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let running = server::start(ServeConfig::new(dir.path().to_path_buf()), listener).await?;
-        let channel = feed::connect(&running.addr.to_string()).await?;
+        let channel =
+            feed::connect_as(&running.addr.to_string(), running.admin_token.as_deref()).await?;
         println!(
             "replaying {} units ({} with a violation written in) over months {}–{} of 2007: {} points",
             units.len(),

@@ -11,6 +11,9 @@ use std::time::Duration;
 /// `sentinel serve` flags (each also settable through its environment variable).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
+    /// Serve without authentication: every client acts as admin. For local experiments only; warns at start.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
     /// Address to listen on for gRPC.
     #[arg(long, env = "SENTINEL_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
@@ -69,6 +72,7 @@ impl TryFrom<&ServeArgs> for ServeConfig {
     fn try_from(args: &ServeArgs) -> Result<Self, InvalidArgs> {
         let mut problems = Vec::new();
         let mut config = ServeConfig::new(args.data_dir.clone());
+        config.require_auth = !args.insecure_no_auth;
         config.ingest.max_batch_records = args.max_batch_records;
         config.allowed_lateness = Duration::from_secs(args.allowed_lateness_secs);
         match args.cache_mb.checked_mul(1 << 20) {

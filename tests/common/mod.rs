@@ -29,6 +29,8 @@ pub fn test_config(dir: &Path) -> ServeConfig {
     c.cache_bytes = 32 << 20;
     c.allowed_lateness = Duration::from_secs(30 * 60);
     c.ingest.max_batch_records = 1_000;
+    // Behaviour tests run as the anonymous admin; tests/auth.rs turns authentication on.
+    c.require_auth = false;
     c
 }
 
@@ -93,6 +95,14 @@ async fn start_full(
 }
 
 impl TestServer {
+    /// A connection of the tools' kind (no credential: the harness runs without authentication).
+    pub async fn conn(&self) -> cems_sentinel::tools::feed::Conn {
+        let addr = self.server.as_ref().expect("running").addr.to_string();
+        cems_sentinel::tools::feed::connect_as(&addr, None)
+            .await
+            .expect("connect")
+    }
+
     /// The HJ 212 gateway's address (servers started with a gateway).
     pub fn hj212_addr(&self) -> std::net::SocketAddr {
         self.server

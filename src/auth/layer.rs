@@ -1,0 +1,148 @@
+//! The gate in front of every service: credential → principal → role check, before any request body is read. The
+//! principal travels to the handler in the request's extensions ([`principal_of`]).
+
+use super::policy::{self, Access};
+use super::{AuthError, Principal, Principals};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tonic::Status;
+
+/// How the gate admits requests.
+#[derive(Clone)]
+pub enum Gate {
+    /// Every request needs a valid token with a role the RPC allows.
+    Tokens(Principals),
+    /// `--insecure-no-auth`: every request runs as [`Principal::anonymous_admin`].
+    Disabled,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Gate {
+    /// The principal a request to `path` with these headers runs as, or the status that refuses it.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED` without a valid credential, `PERMISSION_DENIED` for a role the RPC does not allow or a path
+    /// no rule covers.
+    pub fn admit(
+        &self,
+        path: &str,
+        headers: &http::HeaderMap,
+    ) -> Result<Option<Principal>, Status> {
+        let rule = policy::access(path);
+        if rule == Access::Open {
+            return Ok(None);
+        }
+        let principal = match self {
+            Self::Disabled => Principal::anonymous_admin(),
+            Self::Tokens(principals) => {
+                let token = headers
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| Status::unauthenticated(AuthError::Missing.to_string()))?;
+                principals
+                    .authenticate(token, now_ms())
+                    .map_err(|e| Status::unauthenticated(e.to_string()))?
+            }
+        };
+        match rule {
+            Access::Roles(roles) if roles.contains(&principal.role) => Ok(Some(principal)),
+            Access::Roles(roles) => Err(Status::permission_denied(format!(
+                "{path} needs one of the roles {:?}; {} is {}",
+                roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                principal.name,
+                principal.role.as_str()
+            ))),
+            Access::Open | Access::Unknown => Err(Status::permission_denied(format!(
+                "{path}: no access rule, refused"
+            ))),
+        }
+    }
+}
+
+/// The principal the gate admitted a request as.
+///
+/// # Errors
+/// `UNAUTHENTICATED` when the request did not pass the gate (a handler called outside the server).
+pub fn principal_of<T>(req: &tonic::Request<T>) -> Result<Principal, Status> {
+    req.extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("request did not pass the authentication gate"))
+}
+
+/// Tower layer putting the [`Gate`] in front of the gRPC routes.
+#[derive(Clone)]
+pub struct AuthLayer {
+    gate: Gate,
+}
+
+impl AuthLayer {
+    /// A layer admitting by `gate`.
+    pub fn new(gate: Gate) -> Self {
+        Self { gate }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            gate: self.gate.clone(),
+        }
+    }
+}
+
+/// The service [`AuthLayer`] wraps the routes in.
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    gate: Gate,
+}
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for AuthService<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = http::Response<ResBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<ReqBody>) -> Self::Future {
+        match self.gate.admit(req.uri().path(), req.headers()) {
+            Ok(principal) => {
+                if let Some(p) = principal {
+                    req.extensions_mut().insert(p);
+                }
+                // The ready service is the one called; a fresh clone takes its place for the next request.
+                let clone = self.inner.clone();
+                let mut ready = std::mem::replace(&mut self.inner, clone);
+                Box::pin(ready.call(req))
+            }
+            Err(status) => {
+                tracing::info!(path = req.uri().path(), code = ?status.code(), "Refused: {}", status.message());
+                Box::pin(async move { Ok(status.into_http()) })
+            }
+        }
+    }
+}

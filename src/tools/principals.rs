@@ -1,0 +1,156 @@
+//! `sentinel principals add|list|revoke`: who may call the service (admin token needed).
+
+use super::feed;
+use super::table::{beijing, render};
+use crate::api::{role_from_pb, role_to_pb};
+use crate::auth::Role;
+use crate::pb;
+use crate::pb::admin_service_client::AdminServiceClient;
+
+/// `sentinel principals` subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum PrincipalsCommand {
+    /// Create a principal and print its token (shown this once).
+    Add {
+        /// Who it is (named in the audit trail).
+        #[arg(long)]
+        name: String,
+        /// Its role.
+        #[arg(long, value_enum)]
+        role: Role,
+        /// `source`: enterprises it uploads for (comma-separated, required).
+        #[arg(long, value_delimiter = ',')]
+        enterprises: Vec<String>,
+        /// `officer`: regions it may see (comma-separated; none = all).
+        #[arg(long, value_delimiter = ',')]
+        regions: Vec<String>,
+        /// Lifetime in days (default: no expiry).
+        #[arg(long)]
+        days: Option<u32>,
+    },
+    /// List principals (never their tokens).
+    List,
+    /// Revoke a principal: its token stops working at once.
+    Revoke {
+        /// Principal id (`p-N`, from `list`).
+        id: String,
+    },
+}
+
+/// Creates a principal through `AdminService` (with an admin connection) and returns it with its token.
+///
+/// # Errors
+/// A failed or refused call.
+pub async fn create(
+    admin: &feed::Conn,
+    role: Role,
+    name: &str,
+    enterprises: Vec<String>,
+    regions: Vec<String>,
+) -> anyhow::Result<(pb::Principal, String)> {
+    let created = AdminServiceClient::new(admin.clone())
+        .create_principal(pb::CreatePrincipalRequest {
+            name: name.to_string(),
+            role: role_to_pb(role) as i32,
+            enterprises,
+            regions,
+            ttl_ms: 0,
+        })
+        .await?
+        .into_inner();
+    Ok((created.principal.unwrap_or_default(), created.token))
+}
+
+impl PrincipalsCommand {
+    /// Runs the subcommand against `server`.
+    ///
+    /// # Errors
+    /// A failed or refused call.
+    pub async fn run(self, server: &str) -> anyhow::Result<()> {
+        let mut client = AdminServiceClient::new(feed::connect(server).await?);
+        match self {
+            Self::Add {
+                name,
+                role,
+                enterprises,
+                regions,
+                days,
+            } => {
+                let created = client
+                    .create_principal(pb::CreatePrincipalRequest {
+                        name,
+                        role: role_to_pb(role) as i32,
+                        enterprises,
+                        regions,
+                        ttl_ms: days.map_or(0, |d| i64::from(d) * 86_400_000),
+                    })
+                    .await?
+                    .into_inner();
+                let p = created.principal.unwrap_or_default();
+                eprintln!(
+                    "created {} ({}, {}); its token, shown this once:",
+                    p.id,
+                    p.name,
+                    role.as_str()
+                );
+                println!("{}", created.token);
+            }
+            Self::List => {
+                let list = client
+                    .list_principals(pb::ListPrincipalsRequest {})
+                    .await?
+                    .into_inner();
+                let rows: Vec<Vec<String>> = list
+                    .principals
+                    .into_iter()
+                    .map(|p| {
+                        vec![
+                            p.id,
+                            p.name,
+                            role_from_pb(p.role).map_or("?", Role::as_str).to_string(),
+                            if p.enterprises.is_empty() {
+                                "–".into()
+                            } else {
+                                p.enterprises.join(",")
+                            },
+                            if p.regions.is_empty() {
+                                "all".into()
+                            } else {
+                                p.regions.join(",")
+                            },
+                            if p.expires_ms == 0 {
+                                "never".into()
+                            } else {
+                                beijing(p.expires_ms)
+                            },
+                            if p.revoked { "revoked" } else { "active" }.into(),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    render(
+                        &[
+                            "id",
+                            "name",
+                            "role",
+                            "enterprises",
+                            "regions",
+                            "expires (UTC+8)",
+                            "state"
+                        ],
+                        &rows
+                    )
+                );
+            }
+            Self::Revoke { id } => {
+                let p = client
+                    .revoke_principal(pb::RevokePrincipalRequest { id })
+                    .await?
+                    .into_inner();
+                println!("revoked {} ({})", p.id, p.name);
+            }
+        }
+        Ok(())
+    }
+}

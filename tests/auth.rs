@@ -1,0 +1,346 @@
+//! Who may do what, over real gRPC with authentication on: every RPC of the role table refused to the roles it does
+//! not name (`PERMISSION_DENIED`) and to a call without a credential (`UNAUTHENTICATED`); a source's records for
+//! another enterprise refused and stored nowhere; the reviewer of record is the principal; an officer sees only its
+//! regions; tokens revoked stop working; no read returns an HJ 212 password.
+
+use crate::common::*;
+use cems_sentinel::auth::policy::RPC_ROLES;
+use cems_sentinel::auth::Role;
+use cems_sentinel::pb;
+use cems_sentinel::pb::admin_service_client::AdminServiceClient;
+use cems_sentinel::pb::enforcement_service_client::EnforcementServiceClient;
+use cems_sentinel::pb::ingest_service_client::IngestServiceClient;
+use cems_sentinel::pb::registry_service_client::RegistryServiceClient;
+use cems_sentinel::tools::feed::{connect_as, Conn};
+use cems_sentinel::tools::principals::create;
+use std::time::Duration;
+use tonic::Code;
+
+struct Secured {
+    s: TestServer,
+    addr: String,
+    admin: Conn,
+}
+
+async fn secured() -> Secured {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = start_with(dir, |d| {
+        let mut c = test_config(d);
+        c.require_auth = true;
+        c
+    })
+    .await;
+    let server = s.server.as_ref().expect("running");
+    let addr = server.addr.to_string();
+    let token = server
+        .admin_token
+        .clone()
+        .expect("a new data dir gets an admin token");
+    let admin = connect_as(&addr, Some(&token)).await.expect("connect");
+    Secured { s, addr, admin }
+}
+
+/// Registers enterprise `e` (region `region`) with the admin's credential.
+async fn register(sec: &Secured, e: &str, region: &str) {
+    let mut reg = RegistryServiceClient::new(sec.admin.clone());
+    reg.upsert_enterprise(pb::Enterprise {
+        id: e.into(),
+        name: format!("{e} Power"),
+        industry: "coal_power".into(),
+        region: region.into(),
+        performance_grade: "B".into(),
+    })
+    .await
+    .expect("enterprise");
+    reg.upsert_outlet(pb::Outlet {
+        id: format!("{e}-s1"),
+        enterprise_id: e.into(),
+        name: "1# stack".into(),
+        kind: pb::OutletKind::Stack as i32,
+        reference_o2_pct: 6.0,
+        limits_mg_m3: [("a21026".to_string(), 35.0)].into_iter().collect(),
+        hj212_password: "secret-pw".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("outlet");
+    for (id, role, equipment, rated) in [
+        ("p1", pb::MeterRole::Production, "boiler", 1000.0),
+        ("t1", pb::MeterRole::Treatment, "desulfurization", 200.0),
+    ] {
+        reg.upsert_meter(pb::Meter {
+            id: format!("{e}-{id}"),
+            enterprise_id: e.into(),
+            role: role as i32,
+            equipment: equipment.into(),
+            outlet_ids: vec![format!("{e}-s1")],
+            rated_kw: rated,
+            ..Default::default()
+        })
+        .await
+        .expect("meter");
+    }
+}
+
+async fn as_role(
+    sec: &Secured,
+    role: Role,
+    enterprises: &[&str],
+    regions: &[&str],
+) -> (Conn, String) {
+    let (p, token) = create(
+        &sec.admin,
+        role,
+        &format!("{} tester", role.as_str()),
+        enterprises.iter().map(|e| e.to_string()).collect(),
+        regions.iter().map(|r| r.to_string()).collect(),
+    )
+    .await
+    .expect("create principal");
+    (
+        connect_as(&sec.addr, Some(&token)).await.expect("connect"),
+        p.id,
+    )
+}
+
+/// Calls `path` with an empty message and returns the status code (`Ok` when admitted and answered or still
+/// streaming after a second: a refusal is immediate, before the handler).
+async fn code_of<T>(conn: T, path: &'static str) -> Code
+where
+    T: tonic::client::GrpcService<tonic::body::Body> + Send,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    let mut grpc = tonic::client::Grpc::new(conn);
+    assert!(grpc.ready().await.is_ok(), "connection not ready");
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    let call = grpc.unary(
+        tonic::Request::new(()),
+        http::uri::PathAndQuery::from_static(path),
+        codec,
+    );
+    match tokio::time::timeout(Duration::from_secs(1), call).await {
+        Ok(Ok(_)) | Err(_) => Code::Ok,
+        Ok(Err(status)) => status.code(),
+    }
+}
+
+#[tokio::test]
+async fn every_rpc_refuses_the_roles_its_row_does_not_name_and_calls_without_a_credential() {
+    let sec = secured().await;
+    register(&sec, "e1", "r1").await;
+    let roles = [Role::Source, Role::Officer, Role::Analyst, Role::Admin];
+    let mut conns = Vec::new();
+    for role in roles {
+        conns.push((role, as_role(&sec, role, &["e1"], &[]).await.0));
+    }
+    let anonymous = tonic::transport::Channel::from_shared(format!("http://{}", sec.addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let forged = connect_as(&sec.addr, Some("snt_0000"))
+        .await
+        .expect("connect");
+    for (path, allowed) in RPC_ROLES {
+        assert_eq!(
+            code_of(anonymous.clone(), path).await,
+            Code::Unauthenticated,
+            "{path} without a credential"
+        );
+        assert_eq!(
+            code_of(forged.clone(), path).await,
+            Code::Unauthenticated,
+            "{path} with an unknown token"
+        );
+        for (role, conn) in &conns {
+            let code = code_of(conn.clone(), path).await;
+            if allowed.contains(role) {
+                assert!(
+                    !matches!(code, Code::PermissionDenied | Code::Unauthenticated),
+                    "{path} should admit {role:?}, got {code:?}"
+                );
+            } else {
+                assert_eq!(code, Code::PermissionDenied, "{path} must refuse {role:?}");
+            }
+        }
+    }
+    // Health stays open for load balancers.
+    assert_eq!(
+        code_of(anonymous.clone(), "/grpc.health.v1.Health/Check").await,
+        Code::Ok
+    );
+}
+
+#[tokio::test]
+async fn a_source_writes_only_for_its_own_enterprises_and_nothing_of_the_other_is_stored() {
+    let sec = secured().await;
+    register(&sec, "e1", "r1").await;
+    register(&sec, "e2", "r1").await;
+    let (source, _) = as_role(&sec, Role::Source, &["e1"], &[]).await;
+    let ack = IngestServiceClient::new(source.clone())
+        .write(pb::RecordBatch {
+            seq: 1,
+            records: vec![
+                record("e1-s1", T0, vec![measurement("a21026", 20.0)]),
+                record("e2-s1", T0, vec![measurement("a21026", 999.0)]),
+                record("e1-p1", T0, vec![measurement("power_kw", 800.0)]),
+            ],
+        })
+        .await
+        .expect("write answered")
+        .into_inner();
+    assert_eq!(ack.accepted, 2, "{ack:?}");
+    assert_eq!(ack.rejected.len(), 1, "{ack:?}");
+    assert_eq!(ack.rejected[0].record_index, 1);
+    assert!(
+        ack.rejected[0].reason.starts_with("PERMISSION_DENIED"),
+        "{ack:?}"
+    );
+    let read = |conn: Conn, source_id: &'static str| async move {
+        let mut stream = IngestServiceClient::new(conn)
+            .read_records(pb::ReadRecordsRequest {
+                source_id: source_id.into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let mut n = 0;
+        while stream.message().await?.is_some() {
+            n += 1;
+        }
+        Ok::<usize, tonic::Status>(n)
+    };
+    assert_eq!(
+        read(sec.admin.clone(), "e2-s1").await.expect("admin reads"),
+        0
+    );
+    assert_eq!(
+        read(sec.admin.clone(), "e1-s1").await.expect("admin reads"),
+        1
+    );
+    // The source reads back its own records, not the neighbour's.
+    assert_eq!(read(source.clone(), "e1-s1").await.expect("own"), 1);
+    let denied = read(source.clone(), "e2-s1").await.expect_err("neighbour");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    // Nor may it declare an operating change for the neighbour, or finalize detection.
+    let change = RegistryServiceClient::new(source.clone())
+        .record_operating_change(pb::OperatingChange {
+            enterprise_id: "e2".into(),
+            kind: pb::OperatingChangeKind::Fuel as i32,
+            effective_ms: T0,
+            ..Default::default()
+        })
+        .await
+        .expect_err("other enterprise");
+    assert_eq!(change.code(), Code::PermissionDenied);
+    let finalize = IngestServiceClient::new(source)
+        .sync(pb::SyncRequest { finalize: true })
+        .await
+        .expect_err("finalize");
+    assert_eq!(finalize.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn the_reviewer_of_record_is_the_principal_and_officers_see_only_their_regions() {
+    let sec = secured().await;
+    register(&sec, "e1", "r1").await;
+    let (source, _) = as_role(&sec, Role::Source, &["e1"], &[]).await;
+    let mut ingest = IngestServiceClient::new(source);
+    for batch in plant_batches("e1", 0..720, 300..420, 30) {
+        let ack = ingest.write(batch).await.expect("write").into_inner();
+        assert!(ack.rejected.is_empty(), "{ack:?}");
+    }
+    IngestServiceClient::new(sec.admin.clone())
+        .sync(pb::SyncRequest { finalize: true })
+        .await
+        .expect("sync");
+    let (here, here_id) = as_role(&sec, Role::Officer, &[], &["r1"]).await;
+    let (elsewhere, _) = as_role(&sec, Role::Officer, &[], &["r2"]).await;
+    let list = |conn: Conn| async move {
+        EnforcementServiceClient::new(conn)
+            .list_anomalies(pb::ListAnomaliesRequest::default())
+            .await
+            .expect("list")
+            .into_inner()
+            .anomalies
+    };
+    let seen = list(here.clone()).await;
+    assert!(!seen.is_empty(), "the idle scrubber is on r1's list");
+    assert!(
+        list(elsewhere.clone()).await.is_empty(),
+        "r2's officer sees none of r1's"
+    );
+    let id = seen[0].id.clone();
+    let refused = EnforcementServiceClient::new(elsewhere)
+        .get_anomaly(pb::GetAnomalyRequest { id: id.clone() })
+        .await
+        .expect_err("another region");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    let mut enforcement = EnforcementServiceClient::new(here);
+    enforcement
+        .review_anomaly(pb::ReviewAnomalyRequest {
+            id: id.clone(),
+            status: pb::ReviewStatus::Dispatched as i32,
+            note: "site visit".into(),
+            reviewer: "somebody else".into(),
+        })
+        .await
+        .expect("review");
+    let history = enforcement
+        .get_review_history(pb::GetAnomalyRequest { id })
+        .await
+        .expect("history")
+        .into_inner();
+    let reviewer = &history.entries.last().expect("an entry").reviewer;
+    assert!(
+        reviewer.contains(&here_id) && !reviewer.contains("somebody"),
+        "{reviewer}"
+    );
+}
+
+#[tokio::test]
+async fn the_admin_token_is_private_revoked_tokens_stop_and_passwords_are_never_read_back() {
+    let sec = secured().await;
+    register(&sec, "e1", "r1").await;
+    let path = sec
+        .s
+        .dir
+        .path()
+        .join(cems_sentinel::server::ADMIN_TOKEN_FILE);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path)
+            .expect("admin.token")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+    let (officer, id) = as_role(&sec, Role::Officer, &[], &[]).await;
+    let topology = RegistryServiceClient::new(officer.clone())
+        .get_topology(pb::GetTopologyRequest {
+            enterprise_id: "e1".into(),
+        })
+        .await
+        .expect("topology")
+        .into_inner();
+    assert!(topology.outlets.iter().all(|o| o.hj212_password.is_empty()));
+    let listed = AdminServiceClient::new(sec.admin.clone())
+        .list_principals(pb::ListPrincipalsRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(listed.principals.iter().any(|p| p.id == id));
+    AdminServiceClient::new(sec.admin.clone())
+        .revoke_principal(pb::RevokePrincipalRequest { id })
+        .await
+        .expect("revoke");
+    let after = EnforcementServiceClient::new(officer)
+        .list_anomalies(pb::ListAnomaliesRequest::default())
+        .await
+        .expect_err("revoked");
+    assert_eq!(after.code(), Code::Unauthenticated);
+}
