@@ -23,6 +23,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("ingest", 8),
     ("enforce", 8),
     ("error", 9),
+    ("auth", 9),
     ("api", 10),
     ("eval", 10),
     ("server", 11),

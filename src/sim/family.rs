@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Which generator a scenario comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Family {
     /// The development family: detectors were tuned on its seeds 42, 1, 2 and 3.
@@ -19,6 +19,18 @@ pub enum Family {
     District,
     /// The held-out family: only its seeds 101–104 were looked at while tuning.
     Field,
+}
+
+impl std::str::FromStr for Family {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "district" => Ok(Self::District),
+            "field" => Ok(Self::Field),
+            other => Err(format!("unknown family {other:?}: district or field")),
+        }
+    }
 }
 
 impl Family {

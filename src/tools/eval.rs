@@ -28,7 +28,7 @@ pub struct EvalArgs {
     #[arg(long, value_delimiter = ',')]
     seeds: Vec<u64>,
     /// With --seeds: the scenario family.
-    #[arg(long, value_enum, default_value = "field")]
+    #[arg(long, default_value = "field")]
     family: Family,
     /// With --seeds: days per scenario.
     #[arg(long, default_value_t = 28)]

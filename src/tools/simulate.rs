@@ -22,7 +22,7 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 0.3)]
     pub clean_share: f64,
     /// Scenario family: `district` (the one detectors were tuned on) or `field` (held out).
-    #[arg(long, value_enum, default_value = "district")]
+    #[arg(long, default_value = "district")]
     pub family: Family,
 }
 
