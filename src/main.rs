@@ -28,6 +28,22 @@ struct Cli {
     #[arg(long, global = true, conflicts_with = "token")]
     #[arg(help_heading = "Global options")]
     token_file: Option<std::path::PathBuf>,
+    /// Connect over TLS, trusting the CA in this PEM file.
+    #[arg(long, global = true, env = "SENTINEL_TLS_CA")]
+    #[arg(help_heading = "Global options")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// With --tls-ca: the name the server's certificate must carry (default: the --server host).
+    #[arg(long, global = true, requires = "tls_ca")]
+    #[arg(help_heading = "Global options")]
+    tls_domain: Option<String>,
+    /// With --tls-ca, for a server requiring client certificates: this certificate (PEM) and --tls-client-key.
+    #[arg(long, global = true, requires_all = ["tls_ca", "tls_client_key"])]
+    #[arg(help_heading = "Global options")]
+    tls_client_cert: Option<std::path::PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, global = true, requires = "tls_client_cert")]
+    #[arg(help_heading = "Global options")]
+    tls_client_key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -75,6 +91,10 @@ fn main() -> anyhow::Result<ExitCode> {
         server,
         token,
         token_file,
+        tls_ca,
+        tls_domain,
+        tls_client_cert,
+        tls_client_key,
         command,
     } = Cli::parse();
     cems_sentinel::tools::init_logs();
@@ -90,6 +110,20 @@ fn main() -> anyhow::Result<ExitCode> {
     };
     if let Some(t) = token {
         cems_sentinel::tools::feed::set_cli_token(t);
+    }
+    if let Some(ca) = tls_ca {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
+        };
+        let identity = match (tls_client_cert, tls_client_key) {
+            (Some(c), Some(k)) => Some((read(&c)?, read(&k)?)),
+            _ => None,
+        };
+        cems_sentinel::tools::feed::set_cli_tls(cems_sentinel::tools::feed::ClientTls {
+            ca_pem: read(&ca)?,
+            domain: tls_domain,
+            identity,
+        });
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

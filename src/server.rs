@@ -57,6 +57,19 @@ pub struct ServeConfig {
     pub retrain: Option<RetrainSchedule>,
     /// Every request needs a token (the default); `false` is `--insecure-no-auth`.
     pub require_auth: bool,
+    /// TLS on the gRPC port; `None` is plain TCP (loopback, or behind a TLS-terminating proxy).
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM contents for TLS on the gRPC port.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The server's certificate chain.
+    pub cert_pem: Vec<u8>,
+    /// Its private key.
+    pub key_pem: Vec<u8>,
+    /// With it, clients must present a certificate signed by this CA (mTLS).
+    pub client_ca_pem: Option<Vec<u8>>,
 }
 
 /// Where a new data directory's first admin token is written.
@@ -76,6 +89,7 @@ impl ServeConfig {
             hj212: GatewayConfig::default(),
             retrain: None,
             require_auth: true,
+            tls: None,
         }
     }
 }
@@ -278,8 +292,38 @@ pub async fn start_with(
             Ok(s)
         })
     });
+    let mut builder = tonic::transport::Server::builder();
+    match &config.tls {
+        Some(tls) => {
+            let mut server_tls = tonic::transport::ServerTlsConfig::new().identity(
+                tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem),
+            );
+            if let Some(ca) = &tls.client_ca_pem {
+                server_tls = server_tls.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+            }
+            builder = builder
+                .tls_config(server_tls)
+                .context("TLS: the certificate or key cannot be used")?;
+            tracing::info!(
+                mtls = tls.client_ca_pem.is_some(),
+                "gRPC over TLS{}.",
+                if tls.client_ca_pem.is_some() {
+                    ", client certificates required"
+                } else {
+                    ""
+                }
+            );
+        }
+        None if addr.ip().is_loopback() => {
+            tracing::info!("gRPC is plain TCP on loopback (give --tls-cert/--tls-key for TLS).");
+        }
+        None => tracing::warn!(
+            %addr,
+            "gRPC is plain TCP on a non-loopback address: tokens and data travel in clear (give --tls-cert/--tls-key, or put a TLS proxy in front)."
+        ),
+    }
     let serve = tokio::spawn(async move {
-        tonic::transport::Server::builder()
+        builder
             .layer(AuthLayer::new(gate))
             .add_service(health_service)
             .add_service(reflection)

@@ -344,3 +344,136 @@ async fn the_admin_token_is_private_revoked_tokens_stop_and_passwords_are_never_
         .expect_err("revoked");
     assert_eq!(after.code(), Code::Unauthenticated);
 }
+
+/// A CA, a server certificate for `localhost` and a client certificate it signed (PEM): (ca, server cert, server
+/// key, client cert, client key).
+fn certificates() -> (String, String, String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let server_key = KeyPair::generate().expect("key");
+    let server = CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .signed_by(&server_key, &ca, &ca_key)
+        .expect("server cert");
+    let client_key = KeyPair::generate().expect("key");
+    let client = CertificateParams::new(vec!["platform-1".to_string()])
+        .expect("params")
+        .signed_by(&client_key, &ca, &ca_key)
+        .expect("client cert");
+    (
+        ca.pem(),
+        server.pem(),
+        server_key.serialize_pem(),
+        client.pem(),
+        client_key.serialize_pem(),
+    )
+}
+
+async fn tls_server(
+    dir: &std::path::Path,
+    tls: cems_sentinel::server::TlsFiles,
+) -> cems_sentinel::server::RunningServer {
+    let mut config = test_config(dir);
+    config.require_auth = true;
+    config.tls = Some(tls);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    cems_sentinel::server::start(config, listener)
+        .await
+        .expect("starts with TLS")
+}
+
+async fn list_principals(conn: anyhow::Result<Conn>) -> Result<usize, String> {
+    let conn = conn.map_err(|e| format!("{e:#}"))?;
+    AdminServiceClient::new(conn)
+        .list_principals(pb::ListPrincipalsRequest {})
+        .await
+        .map(|r| r.into_inner().principals.len())
+        .map_err(|s| s.to_string())
+}
+
+#[tokio::test]
+async fn tls_and_mtls_with_certificates_the_test_made() {
+    use cems_sentinel::server::TlsFiles;
+    use cems_sentinel::tools::feed::{connect_with, ClientTls};
+    let (ca, cert, key, client_cert, client_key) = certificates();
+    let trust = ClientTls {
+        ca_pem: ca.clone().into_bytes(),
+        domain: Some("localhost".into()),
+        identity: None,
+    };
+
+    // TLS: a client trusting the CA gets through; a plain-text client does not.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = tls_server(
+        dir.path(),
+        TlsFiles {
+            cert_pem: cert.clone().into_bytes(),
+            key_pem: key.clone().into_bytes(),
+            client_ca_pem: None,
+        },
+    )
+    .await;
+    let addr = server.addr.to_string();
+    let token = server.admin_token.clone().expect("admin token");
+    assert_eq!(
+        list_principals(connect_with(&addr, Some(&token), Some(&trust)).await).await,
+        Ok(1)
+    );
+    assert!(
+        list_principals(connect_with(&addr, Some(&token), None).await)
+            .await
+            .is_err()
+    );
+    // Another CA's client refuses the server's certificate.
+    let (other_ca, ..) = certificates();
+    let distrust = ClientTls {
+        ca_pem: other_ca.into_bytes(),
+        ..trust.clone()
+    };
+    assert!(
+        list_principals(connect_with(&addr, Some(&token), Some(&distrust)).await)
+            .await
+            .is_err()
+    );
+    server.shutdown().await.expect("stops");
+
+    // mTLS: the server also demands a client certificate signed by its CA.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = tls_server(
+        dir.path(),
+        TlsFiles {
+            cert_pem: cert.into_bytes(),
+            key_pem: key.into_bytes(),
+            client_ca_pem: Some(ca.into_bytes()),
+        },
+    )
+    .await;
+    let addr = server.addr.to_string();
+    let token = server.admin_token.clone().expect("admin token");
+    assert!(
+        list_principals(connect_with(&addr, Some(&token), Some(&trust)).await)
+            .await
+            .is_err(),
+        "no client certificate"
+    );
+    let with_identity = ClientTls {
+        identity: Some((client_cert.into_bytes(), client_key.into_bytes())),
+        ..trust
+    };
+    assert_eq!(
+        list_principals(connect_with(&addr, Some(&token), Some(&with_identity)).await).await,
+        Ok(1)
+    );
+    // The certificate is the transport's proof; the token still decides the role.
+    assert!(
+        list_principals(connect_with(&addr, None, Some(&with_identity)).await)
+            .await
+            .is_err()
+    );
+    server.shutdown().await.expect("stops");
+}

@@ -46,23 +46,56 @@ pub fn set_cli_token(token: String) {
     let _ = CLI_TOKEN.set(token);
 }
 
-/// Connects to `addr` (`host:port` or a URL) with the CLI's credential.
+/// TLS for a client: the CA that signed the server's certificate, the name to expect in it, and for mTLS the
+/// client's own certificate and key (all PEM).
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    /// CA certificate(s).
+    pub ca_pem: Vec<u8>,
+    /// Server name to verify (default: the host of the address).
+    pub domain: Option<String>,
+    /// Client certificate and key, for a server that requires them.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The CLI's TLS settings (`--tls-ca`, …), set once by `main`.
+static CLI_TLS: OnceLock<ClientTls> = OnceLock::new();
+
+/// Sets the TLS settings every [`connect`] uses.
+pub fn set_cli_tls(tls: ClientTls) {
+    let _ = CLI_TLS.set(tls);
+}
+
+/// Connects to `addr` (`host:port` or a URL) with the CLI's credential and TLS settings.
 ///
 /// # Errors
 /// When the server cannot be reached.
 pub async fn connect(addr: &str) -> anyhow::Result<Conn> {
-    connect_as(addr, CLI_TOKEN.get().map(String::as_str)).await
+    connect_with(addr, CLI_TOKEN.get().map(String::as_str), CLI_TLS.get()).await
 }
 
-/// Connects to `addr` with `token`.
+/// Connects to `addr` with `token`, over plain TCP.
 ///
 /// # Errors
 /// When the server cannot be reached or the token is not valid header text.
 pub async fn connect_as(addr: &str, token: Option<&str>) -> anyhow::Result<Conn> {
+    connect_with(addr, token, None).await
+}
+
+/// Connects to `addr` with `token`, over TLS when `tls` is given.
+///
+/// # Errors
+/// When the server cannot be reached (or its certificate not verified) or the token is not valid header text.
+pub async fn connect_with(
+    addr: &str,
+    token: Option<&str>,
+    tls: Option<&ClientTls>,
+) -> anyhow::Result<Conn> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let uri = if addr.starts_with("http") {
         addr.to_string()
     } else {
-        format!("http://{addr}")
+        format!("{scheme}://{addr}")
     };
     let bearer = match token {
         Some(t) => Some(
@@ -71,7 +104,19 @@ pub async fn connect_as(addr: &str, token: Option<&str>) -> anyhow::Result<Conn>
         ),
         None => None,
     };
-    let channel = Channel::from_shared(uri.clone())?
+    let mut endpoint = Channel::from_shared(uri.clone())?;
+    if let Some(tls) = tls {
+        let mut config = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca_pem));
+        if let Some(domain) = &tls.domain {
+            config = config.domain_name(domain.clone());
+        }
+        if let Some((cert, key)) = &tls.identity {
+            config = config.identity(tonic::transport::Identity::from_pem(cert, key));
+        }
+        endpoint = endpoint.tls_config(config).context("TLS settings")?;
+    }
+    let channel = endpoint
         .connect()
         .await
         .with_context(|| format!("connecting to {uri}"))?;

@@ -11,6 +11,15 @@ use std::time::Duration;
 /// `sentinel serve` flags (each also settable through its environment variable).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
+    /// TLS on the gRPC port: the server's certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "SENTINEL_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "SENTINEL_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// mTLS: clients must present a certificate signed by this CA (PEM); needs --tls-cert.
+    #[arg(long, env = "SENTINEL_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
     /// Serve without authentication: every client acts as admin. For local experiments only; warns at start.
     #[arg(long)]
     pub insecure_no_auth: bool,
@@ -73,6 +82,22 @@ impl TryFrom<&ServeArgs> for ServeConfig {
         let mut problems = Vec::new();
         let mut config = ServeConfig::new(args.data_dir.clone());
         config.require_auth = !args.insecure_no_auth;
+        if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+            let mut read = |p: &std::path::PathBuf| match std::fs::read(p) {
+                Ok(pem) => pem,
+                Err(e) => {
+                    problems.push(format!("reading {}: {e}", p.display()));
+                    Vec::new()
+                }
+            };
+            let (cert_pem, key_pem) = (read(cert), read(key));
+            let client_ca_pem = args.tls_client_ca.as_ref().map(&mut read);
+            config.tls = Some(crate::server::TlsFiles {
+                cert_pem,
+                key_pem,
+                client_ca_pem,
+            });
+        }
         config.ingest.max_batch_records = args.max_batch_records;
         config.allowed_lateness = Duration::from_secs(args.allowed_lateness_secs);
         match args.cache_mb.checked_mul(1 << 20) {
