@@ -78,6 +78,8 @@ enum Command {
     /// Principals: who may call the service, in which role and scope (admin).
     #[command(subcommand)]
     Principals(principals::PrincipalsCommand),
+    /// Who changed what: registry changes, reviews, activations, principals, refused attempts (admin).
+    Audit(principals::AuditArgs),
     /// HJ 212 tools: check a file of packets, or send it to a gateway.
     #[command(subcommand)]
     Hj212(hj212::Hj212Command),
@@ -143,6 +145,7 @@ fn main() -> anyhow::Result<ExitCode> {
             Command::Train(a) => a.run(&server).await?,
             Command::Models(c) => c.run(&server).await?,
             Command::Principals(c) => c.run(&server).await?,
+            Command::Audit(a) => a.run(&server).await?,
             Command::Hj212(c) => return c.run().await,
             Command::Bench(c) => c.run().await?,
         }

@@ -2,6 +2,7 @@
 //! down in the order that loses nothing: stop accepting, finish in-flight batches, let detection checkpoint, flush.
 
 use crate::api::{AdminApi, EnforcementApi, IngestApi, ModelApi, RegistryApi};
+use crate::auth::audit::AuditLog;
 use crate::auth::layer::{AuthLayer, Gate};
 use crate::auth::{NewPrincipal, Principals, Role};
 use crate::detect::DetectConfig;
@@ -182,7 +183,7 @@ pub async fn start_with(
         if principals.is_empty() {
             bootstrap_admin(&principals, &config.data_dir)?;
         }
-        Gate::Tokens(principals.clone())
+        Gate::Tokens(principals.clone(), AuditLog::new(store.clone()))
     } else {
         tracing::warn!("Authentication is OFF (--insecure-no-auth): any client may write, read, review and activate as admin.");
         Gate::Disabled
@@ -260,26 +261,36 @@ pub async fn start_with(
         }
         None => (None, None, None),
     };
+    let audit = AuditLog::new(store.clone());
     let ingest_api = IngestServiceServer::new(IngestApi {
         ingestor,
         store: store.clone(),
         registry: registry.clone(),
+        audit: audit.clone(),
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let registry_api = RegistryServiceServer::new(RegistryApi {
         registry: registry.clone(),
+        audit: audit.clone(),
     });
     let retrain = config
         .retrain
         .map(|schedule| tokio::spawn(training::schedule::run(catalog.clone(), schedule)));
-    let model_api = ModelServiceServer::new(ModelApi { catalog });
-    let admin_api = AdminServiceServer::new(AdminApi { principals });
+    let model_api = ModelServiceServer::new(ModelApi {
+        catalog,
+        audit: audit.clone(),
+    });
+    let admin_api = AdminServiceServer::new(AdminApi {
+        principals,
+        audit: audit.clone(),
+    });
     let enforcement_api = EnforcementServiceServer::new(EnforcementApi {
         book,
         registry: registry.clone(),
         language: config.language,
         store: store.clone(),
         equipment: config.detect.equipment,
+        audit,
     });
 
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();

@@ -178,7 +178,8 @@ async fn a_source_writes_only_for_its_own_enterprises_and_nothing_of_the_other_i
     let sec = secured().await;
     register(&sec, "e1", "r1").await;
     register(&sec, "e2", "r1").await;
-    let (source, _) = as_role(&sec, Role::Source, &["e1"], &[]).await;
+    let (source, source_id) = as_role(&sec, Role::Source, &["e1"], &[]).await;
+    let source_again = source.clone();
     let ack = IngestServiceClient::new(source.clone())
         .write(pb::RecordBatch {
             seq: 1,
@@ -240,6 +241,36 @@ async fn a_source_writes_only_for_its_own_enterprises_and_nothing_of_the_other_i
         .await
         .expect_err("finalize");
     assert_eq!(finalize.code(), Code::PermissionDenied);
+    let audit = AdminServiceClient::new(sec.admin.clone())
+        .get_audit_log(pb::GetAuditLogRequest::default())
+        .await
+        .expect("audit")
+        .into_inner()
+        .entries;
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "IngestService records" && e.outcome.contains("e2-s1")),
+        "{audit:?}"
+    );
+    // A role refused at the gate is audited with the principal who tried.
+    let gate = EnforcementServiceClient::new(source_again)
+        .list_anomalies(pb::ListAnomaliesRequest::default())
+        .await
+        .expect_err("a source does not list anomalies");
+    assert_eq!(gate.code(), Code::PermissionDenied);
+    let audit = AdminServiceClient::new(sec.admin.clone())
+        .get_audit_log(pb::GetAuditLogRequest::default())
+        .await
+        .expect("audit")
+        .into_inner()
+        .entries;
+    assert!(
+        audit.iter().any(|e| e.principal_id == source_id
+            && e.action.ends_with("/ListAnomalies")
+            && e.outcome.starts_with("refused")),
+        "{audit:?}"
+    );
 }
 
 #[tokio::test]
@@ -299,6 +330,25 @@ async fn the_reviewer_of_record_is_the_principal_and_officers_see_only_their_reg
         reviewer.contains(&here_id) && !reviewer.contains("somebody"),
         "{reviewer}"
     );
+
+    // The audit names the real principals: the admin who registered, the officer who reviewed.
+    let audit = AdminServiceClient::new(sec.admin.clone())
+        .get_audit_log(pb::GetAuditLogRequest::default())
+        .await
+        .expect("audit")
+        .into_inner()
+        .entries;
+    let find = |action: &str| audit.iter().find(|e| e.action == action);
+    let registered = find("UpsertEnterprise").expect("registration audited");
+    assert_eq!(registered.principal_id, "p-1");
+    assert!(registered.after_json.contains("r1"), "{registered:?}");
+    let review = find("ReviewAnomaly").expect("review audited");
+    assert_eq!(review.principal_id, here_id);
+    assert!(
+        review.after_json.to_lowercase().contains("dispatched"),
+        "{review:?}"
+    );
+    assert!(audit.iter().all(|e| e.seq > 0));
 }
 
 #[tokio::test]

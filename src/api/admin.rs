@@ -1,5 +1,7 @@
 //! `AdminService`: principals.
 
+use crate::auth::audit::AuditLog;
+use crate::auth::layer::principal_of;
 use crate::auth::{AuthError, NewPrincipal, Principal, Principals, Role};
 use crate::pb::{self, admin_service_server::AdminService};
 use tonic::{Request, Response, Status};
@@ -8,6 +10,8 @@ use tonic::{Request, Response, Status};
 pub struct AdminApi {
     /// The principals.
     pub principals: Principals,
+    /// Who changed whom.
+    pub audit: AuditLog,
 }
 
 impl From<AuthError> for Status {
@@ -44,6 +48,14 @@ pub fn role_to_pb(r: Role) -> pb::Role {
     }
 }
 
+/// A principal as the audit records it: everything but the token hash.
+fn principal_to_pb_json(p: &Principal) -> serde_json::Value {
+    serde_json::json!({
+        "id": p.id, "name": p.name, "role": p.role.as_str(), "enterprises": p.enterprises,
+        "regions": p.regions, "expires_ms": p.expires_ms, "revoked": p.revoked,
+    })
+}
+
 /// A principal as shown: never its token hash.
 pub fn principal_to_pb(p: Principal) -> pb::Principal {
     pb::Principal {
@@ -64,6 +76,7 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::CreatePrincipalRequest>,
     ) -> Result<Response<pb::CreatedPrincipal>, Status> {
+        let who = principal_of(&req)?;
         let r = req.into_inner();
         let role = role_from_pb(r.role).ok_or_else(|| {
             Status::invalid_argument(format!("role: unknown or unspecified {}", r.role))
@@ -81,6 +94,13 @@ impl AdminService for AdminApi {
         .await
         .map_err(|e| Status::internal(e.to_string()))??;
         tracing::info!(id = %p.id, name = %p.name, role = p.role.as_str(), "Principal created.");
+        self.audit.changed(
+            &who,
+            "CreatePrincipal",
+            &p.id,
+            None::<&()>,
+            &principal_to_pb_json(&p),
+        )?;
         Ok(Response::new(pb::CreatedPrincipal {
             principal: Some(principal_to_pb(p)),
             token,
@@ -101,16 +121,55 @@ impl AdminService for AdminApi {
         }))
     }
 
+    async fn get_audit_log(
+        &self,
+        req: Request<pb::GetAuditLogRequest>,
+    ) -> Result<Response<pb::AuditLogPage>, Status> {
+        let q = req.into_inner();
+        let limit = match q.limit {
+            0 => 100,
+            n => n.min(1000) as usize,
+        };
+        let audit = self.audit.clone();
+        let entries = tokio::task::spawn_blocking(move || audit.read(q.after_seq, limit))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(pb::AuditLogPage {
+            entries: entries
+                .into_iter()
+                .map(|(seq, e)| pb::AuditEntry {
+                    seq,
+                    at_ms: e.at_ms,
+                    principal_id: e.principal_id,
+                    principal_name: e.principal_name,
+                    action: e.action,
+                    target: e.target,
+                    outcome: e.outcome,
+                    before_json: e.before.to_string(),
+                    after_json: e.after.to_string(),
+                })
+                .collect(),
+        }))
+    }
+
     async fn revoke_principal(
         &self,
         req: Request<pb::RevokePrincipalRequest>,
     ) -> Result<Response<pb::Principal>, Status> {
+        let who = principal_of(&req)?;
         let id = req.into_inner().id;
         let principals = self.principals.clone();
         let p = tokio::task::spawn_blocking(move || principals.revoke(&id))
             .await
             .map_err(|e| Status::internal(e.to_string()))??;
         tracing::info!(id = %p.id, name = %p.name, "Principal revoked.");
+        self.audit.changed(
+            &who,
+            "RevokePrincipal",
+            &p.id,
+            None::<&()>,
+            &principal_to_pb_json(&p),
+        )?;
         Ok(Response::new(principal_to_pb(p)))
     }
 }

@@ -5,6 +5,7 @@ use super::convert::{
     review_status_from_pb,
 };
 use super::summary::{request_language, Summaries};
+use crate::auth::audit::AuditLog;
 use crate::auth::layer::principal_of;
 use crate::auth::{Principal, Role};
 use crate::domain::{Anomaly, AnomalyKind, Month, OperatingChange, OperatingChangeKind};
@@ -38,6 +39,8 @@ pub struct EnforcementApi {
     pub store: Store,
     /// Equipment states as detection judges them (availability counts the minutes production ran).
     pub equipment: Thresholds,
+    /// Who reviewed what.
+    pub audit: AuditLog,
 }
 
 /// Most outlets one `GetDataAvailability` may cover.
@@ -311,7 +314,8 @@ impl EnforcementService for EnforcementApi {
         let summaries = self.summaries(&req);
         let principal = principal_of(&req)?;
         let q = req.into_inner();
-        if let Some(a) = self.book.get(&q.id) {
+        let before = self.book.get(&q.id);
+        if let Some(a) = &before {
             self.check_region(&principal, &a.enterprise_id)?;
         }
         // The reviewer of record is who authenticated, whatever name the client typed.
@@ -331,6 +335,13 @@ impl EnforcementService for EnforcementApi {
         let a = tokio::task::spawn_blocking(move || book.review(request))
             .await
             .map_err(task_failed)??;
+        self.audit.changed(
+            &principal,
+            "ReviewAnomaly",
+            &a.id,
+            before.map(|b| (b.status, b.reviews.len())).as_ref(),
+            &(a.status, a.reviews.last()),
+        )?;
         self.rebase_after_false_positive(&a)?;
         let summary = summaries.of(&a);
         Ok(Response::new(anomaly_to_pb(a, summary)))

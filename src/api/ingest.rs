@@ -30,6 +30,8 @@ pub struct IngestApi {
     pub store: Store,
     /// To tell unknown sources from empty ones.
     pub registry: RegistryRef,
+    /// Refused records are audited (once per batch).
+    pub audit: crate::auth::audit::AuditLog,
 }
 
 /// A `source` principal's batch split by scope: the records of its own enterprises go on, in order; each other one
@@ -43,6 +45,7 @@ struct Scoped {
 fn scope_records(
     principal: &Principal,
     registry: &RegistryRef,
+    audit: &crate::auth::audit::AuditLog,
     records: Vec<IncomingRecord>,
 ) -> Scoped {
     let mut out = Scoped {
@@ -69,8 +72,18 @@ fn scope_records(
             }
         }
     }
-    if !out.refused.is_empty() {
+    if let Some(first) = out.refused.first() {
         tracing::warn!(principal = %principal.id, refused = out.refused.len(), "Records outside the principal's enterprises refused.");
+        audit.refused(
+            principal,
+            "IngestService records",
+            "",
+            &format!(
+                "{} records outside its enterprises, the first: {}",
+                out.refused.len(),
+                first.reason
+            ),
+        );
     }
     out
 }
@@ -113,6 +126,7 @@ impl IngestService for IngestApi {
     ) -> Result<Response<Self::PushStream>, Status> {
         let principal = principal_of(&req)?;
         let registry = self.registry.clone();
+        let audit = self.audit.clone();
         let mut inbound = req.into_inner();
         let (pending_tx, mut pending_rx) = mpsc::channel(PUSH_IN_FLIGHT);
         let (ack_tx, ack_rx) = mpsc::channel(PUSH_IN_FLIGHT);
@@ -129,7 +143,12 @@ impl IngestService for IngestApi {
                     }
                 };
                 let seq = batch.seq;
-                let scoped = scope_records(&principal, &registry, records_from_pb(batch.records));
+                let scoped = scope_records(
+                    &principal,
+                    &registry,
+                    &audit,
+                    records_from_pb(batch.records),
+                );
                 match ingestor.submit(scoped.kept.clone()).await {
                     Ok(pending) => {
                         if pending_tx.send((seq, pending, scoped)).await.is_err() {
@@ -163,7 +182,12 @@ impl IngestService for IngestApi {
     async fn write(&self, req: Request<pb::RecordBatch>) -> Result<Response<pb::PushAck>, Status> {
         let principal = principal_of(&req)?;
         let batch = req.into_inner();
-        let scoped = scope_records(&principal, &self.registry, records_from_pb(batch.records));
+        let scoped = scope_records(
+            &principal,
+            &self.registry,
+            &self.audit,
+            records_from_pb(batch.records),
+        );
         let ack = self.ingestor.write(scoped.kept.clone()).await?;
         Ok(Response::new(ack_to_pb(batch.seq, scoped.ack(ack))))
     }

@@ -22,6 +22,8 @@ const EXPORT_CHANNEL: usize = 8;
 pub struct ModelApi {
     /// Versions, activation, training, evaluation, export.
     pub catalog: Arc<ModelCatalog>,
+    /// Who activated what.
+    pub audit: crate::auth::audit::AuditLog,
 }
 
 /// Runs blocking catalog work (store reads, fitting) off the async runtime.
@@ -111,11 +113,19 @@ impl ModelService for ModelApi {
         &self,
         req: Request<pb::ActivateModelRequest>,
     ) -> Result<Response<pb::ModelInfo>, Status> {
+        let who = crate::auth::layer::principal_of(&req)?;
         let id = req.into_inner().id;
         let catalog = self.catalog.clone();
         let activated = id.clone();
         blocking(move || catalog.activate(&activated)).await?;
         let model = self.catalog.get(&id)?;
+        self.audit.changed(
+            &who,
+            "ActivateModel",
+            &id,
+            None::<&()>,
+            &(model.scope.clone(), model.version),
+        )?;
         let info = self
             .catalog
             .list(Some(&model.scope))

@@ -1,6 +1,7 @@
 //! `RegistryService`.
 
 use super::convert::*;
+use crate::auth::audit::AuditLog;
 use crate::auth::layer::principal_of;
 use crate::pb::{self, registry_service_server::RegistryService};
 use crate::registry::RegistryRef;
@@ -10,6 +11,8 @@ use tonic::{Request, Response, Status};
 pub struct RegistryApi {
     /// The registry.
     pub registry: RegistryRef,
+    /// Who changed what.
+    pub audit: AuditLog,
 }
 
 // Registry writes flush to disk: run them off the async workers.
@@ -27,9 +30,13 @@ impl RegistryService for RegistryApi {
         &self,
         req: Request<pb::Enterprise>,
     ) -> Result<Response<pb::Enterprise>, Status> {
+        let who = principal_of(&req)?;
         let r = self.registry.clone();
         let e = enterprise_from_pb(req.into_inner());
+        let before = self.registry.enterprise(&e.id);
         let saved = blocking(move || Ok(r.upsert_enterprise(e)?)).await?;
+        self.audit
+            .changed(&who, "UpsertEnterprise", &saved.id, before.as_ref(), &saved)?;
         Ok(Response::new(enterprise_to_pb(saved)))
     }
 
@@ -38,15 +45,50 @@ impl RegistryService for RegistryApi {
         req: Request<pb::Outlet>,
     ) -> Result<Response<pb::Outlet>, Status> {
         let r = self.registry.clone();
+        let who = principal_of(&req)?;
         let o = outlet_from_pb(req.into_inner())?;
+        // Passwords are credentials: the audit records that one changed, not what it is.
+        let redact = |o: &crate::domain::Outlet| crate::domain::Outlet {
+            hj212_password: if o.hj212_password.is_empty() {
+                String::new()
+            } else {
+                "(set)".into()
+            },
+            ..o.clone()
+        };
+        let before = self.registry.outlet(&o.id).map(|o| redact(&o));
         let saved = blocking(move || Ok(r.upsert_outlet(o)?)).await?;
+        self.audit.changed(
+            &who,
+            "UpsertOutlet",
+            &saved.id,
+            before.as_ref(),
+            &redact(&saved),
+        )?;
         Ok(Response::new(outlet_to_pb(saved)))
     }
 
     async fn upsert_meter(&self, req: Request<pb::Meter>) -> Result<Response<pb::Meter>, Status> {
         let r = self.registry.clone();
+        let who = principal_of(&req)?;
         let m = meter_from_pb(req.into_inner())?;
+        let redact = |m: &crate::domain::Meter| crate::domain::Meter {
+            hj212_password: if m.hj212_password.is_empty() {
+                String::new()
+            } else {
+                "(set)".into()
+            },
+            ..m.clone()
+        };
+        let before = self.registry.meter(&m.id).map(|m| redact(&m));
         let saved = blocking(move || Ok(r.upsert_meter(m)?)).await?;
+        self.audit.changed(
+            &who,
+            "UpsertMeter",
+            &saved.id,
+            before.as_ref(),
+            &redact(&saved),
+        )?;
         Ok(Response::new(meter_to_pb(saved)))
     }
 
@@ -55,8 +97,11 @@ impl RegistryService for RegistryApi {
         req: Request<pb::RestrictionOrder>,
     ) -> Result<Response<pb::RestrictionOrder>, Status> {
         let r = self.registry.clone();
+        let who = principal_of(&req)?;
         let o = restriction_from_pb(req.into_inner());
         let saved = blocking(move || Ok(r.upsert_restriction(o)?)).await?;
+        self.audit
+            .changed(&who, "UpsertRestriction", &saved.id, None::<&()>, &saved)?;
         Ok(Response::new(restriction_to_pb(saved)))
     }
 
@@ -79,6 +124,13 @@ impl RegistryService for RegistryApi {
         let saved =
             blocking(move || Ok(r.record_operating_change(c, crate::ingest::system_now_ms())?))
                 .await?;
+        self.audit.changed(
+            &principal,
+            "RecordOperatingChange",
+            &saved.id,
+            None::<&()>,
+            &saved,
+        )?;
         Ok(Response::new(operating_change_to_pb(saved)))
     }
 

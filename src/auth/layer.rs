@@ -1,6 +1,7 @@
 //! The gate in front of every service: credential → principal → role check, before any request body is read. The
 //! principal travels to the handler in the request's extensions ([`principal_of`]).
 
+use super::audit::AuditLog;
 use super::policy::{self, Access};
 use super::{AuthError, Principal, Principals};
 use std::future::Future;
@@ -11,8 +12,8 @@ use tonic::Status;
 /// How the gate admits requests.
 #[derive(Clone)]
 pub enum Gate {
-    /// Every request needs a valid token with a role the RPC allows.
-    Tokens(Principals),
+    /// Every request needs a valid token with a role the RPC allows; refusals of known principals are audited.
+    Tokens(Principals, AuditLog),
     /// `--insecure-no-auth`: every request runs as [`Principal::anonymous_admin`].
     Disabled,
 }
@@ -40,7 +41,7 @@ impl Gate {
         }
         let principal = match self {
             Self::Disabled => Principal::anonymous_admin(),
-            Self::Tokens(principals) => {
+            Self::Tokens(principals, _) => {
                 let token = headers
                     .get(http::header::AUTHORIZATION)
                     .and_then(|v| v.to_str().ok())
@@ -53,18 +54,22 @@ impl Gate {
                     .map_err(|e| Status::unauthenticated(e.to_string()))?
             }
         };
-        match rule {
-            Access::Roles(roles) if roles.contains(&principal.role) => Ok(Some(principal)),
-            Access::Roles(roles) => Err(Status::permission_denied(format!(
+        let refusal = match rule {
+            Access::Roles(roles) if roles.contains(&principal.role) => return Ok(Some(principal)),
+            Access::Roles(roles) => format!(
                 "{path} needs one of the roles {:?}; {} is {}",
                 roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
                 principal.name,
                 principal.role.as_str()
-            ))),
-            Access::Open | Access::Unknown => Err(Status::permission_denied(format!(
-                "{path}: no access rule, refused"
-            ))),
+            ),
+            Access::Open | Access::Unknown => format!("{path}: no access rule, refused"),
+        };
+        // A known principal trying what its role may not do is worth an officer's look; anonymous knocking is
+        // only logged (it would otherwise let anyone fill the disk).
+        if let Self::Tokens(_, audit) = self {
+            audit.refused(&principal, path, "", &refusal);
         }
+        Err(Status::permission_denied(refusal))
     }
 }
 

@@ -6,6 +6,7 @@
 //! Tokens are 32 random bytes, shown once when created and stored only as their SHA-256; they can expire and be
 //! revoked. The principals live in the store's metadata (a handful of documents, read at start and on every change).
 
+pub mod audit;
 pub mod layer;
 pub mod policy;
 

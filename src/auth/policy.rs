@@ -90,6 +90,7 @@ pub const RPC_ROLES: &[(&str, &[Role])] = &[
     ("/sentinel.v1.AdminService/CreatePrincipal", &[Admin]),
     ("/sentinel.v1.AdminService/ListPrincipals", &[Admin]),
     ("/sentinel.v1.AdminService/RevokePrincipal", &[Admin]),
+    ("/sentinel.v1.AdminService/GetAuditLog", &[Admin]),
 ];
 
 /// What a path needs.

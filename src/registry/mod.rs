@@ -326,6 +326,16 @@ impl Registry {
         }
     }
 
+    /// A registered outlet.
+    pub fn outlet(&self, id: &str) -> Option<Outlet> {
+        self.read().outlets.get(id).cloned()
+    }
+
+    /// A registered meter.
+    pub fn meter(&self, id: &str) -> Option<Meter> {
+        self.read().meters.get(id).cloned()
+    }
+
     /// The enterprise a registered source (outlet or meter) belongs to.
     pub fn enterprise_of_source(&self, source_id: &str) -> Option<String> {
         let maps = self.read();

@@ -8,6 +8,7 @@
 //! | `a`    | anomaly id                                         | version byte + postcard [`Anomaly`]    |
 //! | `r`    | kind byte + id                                     | JSON registry object                   |
 //! | `u`    | audit seq (8 B, BE)                                | JSON conflicting-rewrite record        |
+//! | `g`    | change-audit seq (8 B, BE)                         | JSON audit entry (who changed what)    |
 //! | `m`    | name                                               | metadata (checkpoint, counters)        |
 //! | `M`    | model scope `\0` version (4 B, BE)                  | model artifact (own format header)     |
 //!
@@ -22,6 +23,7 @@ pub(crate) const LOG: u8 = b'l';
 pub(crate) const ANOMALY: u8 = b'a';
 pub(crate) const REGISTRY: u8 = b'r';
 pub(crate) const AUDIT: u8 = b'u';
+pub(crate) const CHANGES: u8 = b'g';
 pub(crate) const META: u8 = b'm';
 pub(crate) const MODEL: u8 = b'M';
 

@@ -518,6 +518,46 @@ impl Store {
             .collect()
     }
 
+    /// Appends an entry to the change audit (who changed what) and flushes; returns its sequence number.
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn append_change<T: Serialize>(&self, entry: &T) -> Result<u64> {
+        let seq = self.db.generate_id()? + 1;
+        let mut key = vec![keys::CHANGES];
+        key.extend_from_slice(&seq.to_be_bytes());
+        self.db.insert(key, json("audit entry", entry)?)?;
+        self.flush()?;
+        Ok(seq)
+    }
+
+    /// Change-audit entries after `after_seq`, oldest first, at most `limit`.
+    ///
+    /// # Errors
+    /// Engine failure or a corrupt entry.
+    pub fn changes_after<T: DeserializeOwned>(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, T)>> {
+        let mut from = vec![keys::CHANGES];
+        from.extend_from_slice(&after_seq.saturating_add(1).to_be_bytes());
+        self.db
+            .range(from..vec![keys::CHANGES + 1])
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                let seq = k
+                    .get(1..9)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes)
+                    .ok_or_else(|| corrupt(&k, "audit key"))?;
+                let entry = serde_json::from_slice(&v).map_err(|e| corrupt(&k, &e.to_string()))?;
+                Ok((seq, entry))
+            })
+            .collect()
+    }
+
     /// Writes a JSON metadata document (e.g. which model versions are active) and flushes.
     ///
     /// # Errors

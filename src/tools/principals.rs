@@ -154,3 +154,77 @@ impl PrincipalsCommand {
         Ok(())
     }
 }
+
+/// `sentinel audit` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuditArgs {
+    /// Entries after this sequence number.
+    #[arg(long, default_value_t = 0)]
+    after: u64,
+    /// At most this many (the server caps at 1000).
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+impl AuditArgs {
+    /// Prints the change audit of `server` (admin).
+    ///
+    /// # Errors
+    /// A failed or refused call.
+    pub async fn run(self, server: &str) -> anyhow::Result<()> {
+        let page = AdminServiceClient::new(feed::connect(server).await?)
+            .get_audit_log(pb::GetAuditLogRequest {
+                after_seq: self.after,
+                limit: self.limit,
+            })
+            .await?
+            .into_inner();
+        if self.json {
+            for e in page.entries {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "seq": e.seq, "at_ms": e.at_ms, "principal_id": e.principal_id,
+                        "principal_name": e.principal_name, "action": e.action, "target": e.target,
+                        "outcome": e.outcome,
+                        "before": serde_json::from_str::<serde_json::Value>(&e.before_json).unwrap_or_default(),
+                        "after": serde_json::from_str::<serde_json::Value>(&e.after_json).unwrap_or_default(),
+                    })
+                );
+            }
+            return Ok(());
+        }
+        let rows: Vec<Vec<String>> = page
+            .entries
+            .into_iter()
+            .map(|e| {
+                vec![
+                    e.seq.to_string(),
+                    beijing(e.at_ms),
+                    format!("{} {}", e.principal_id, e.principal_name),
+                    e.action,
+                    e.target,
+                    e.outcome,
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            render(
+                &[
+                    "seq",
+                    "at (UTC+8)",
+                    "principal",
+                    "action",
+                    "target",
+                    "outcome"
+                ],
+                &rows
+            )
+        );
+        Ok(())
+    }
+}
