@@ -154,7 +154,7 @@ async fn unknown_mn_wrong_password_and_bad_crc_are_refused_counted_and_not_store
 #[tokio::test]
 async fn the_ack_comes_after_the_data_is_durable_and_segments_are_joined() {
     let mut s = start_with_gateway().await;
-    register_station(&mut s, "M2", "").await;
+    register_station(&mut s, "M2", "x").await;
     let addr = s.hj212_addr();
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let mut framer = Framer::new();
@@ -205,7 +205,7 @@ async fn a_connection_over_the_limit_is_closed_at_once_and_counted() {
         c
     })
     .await;
-    register_station(&mut s, "M3", "").await;
+    register_station(&mut s, "M3", "x").await;
     let addr = s.hj212_addr();
     let stats = s.hj212_stats();
     let mut first = TcpStream::connect(addr).await.expect("first");
@@ -225,4 +225,76 @@ async fn a_connection_over_the_limit_is_closed_at_once_and_counted() {
         .unwrap_or(0);
     assert_eq!(n, 0);
     assert_eq!(stats.connections_refused.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn an_mn_without_a_password_is_refused_and_a_rotated_password_replaces_the_old_one() {
+    let mut s = start_with_gateway().await;
+    register_station(&mut s, "M4", "").await;
+    let addr = s.hj212_addr();
+    let stats = s.hj212_stats();
+    let packet = |pw: &str, minute: u32| {
+        encode(&format!("QN=1;ST=31;CN=2051;PW={pw};MN=M4;Flag=4;CP=&&DataTime=202101071{minute:03}00;a21026-Avg=5,a21026-Flag=N&&"))
+    };
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    // No password registered: refused whatever PW the device sends.
+    stream.write_all(&packet("anything", 0)).await.expect("w");
+    s.registry
+        .set_hj212_password(pb::SetHj212PasswordRequest {
+            source_id: "M4".into(),
+            password: "first".into(),
+        })
+        .await
+        .expect("set");
+    s.registry
+        .set_hj212_password(pb::SetHj212PasswordRequest {
+            source_id: "M4".into(),
+            password: "second".into(),
+        })
+        .await
+        .expect("rotate");
+    stream.write_all(&packet("first", 1)).await.expect("w");
+    stream.write_all(&barrier("M4", "second")).await.expect("w");
+    let mut framer = Framer::new();
+    assert_eq!(
+        read_reply(&mut stream, &mut framer).await.cn.as_deref(),
+        Some("9014")
+    );
+    assert_eq!(stats.refused_password.load(Ordering::Relaxed), 2);
+    assert_eq!(
+        read_all(&mut s, "M4").await.len(),
+        1,
+        "only the new password's packet"
+    );
+    // An upsert without a password keeps the registered one; no read returns it.
+    register_station(&mut s, "M4", "").await;
+    stream.write_all(&packet("second", 2)).await.expect("w");
+    stream.write_all(&barrier("M4", "second")).await.expect("w");
+    assert_eq!(
+        read_reply(&mut stream, &mut framer).await.cn.as_deref(),
+        Some("9014")
+    );
+    assert_eq!(
+        read_all(&mut s, "M4").await.len(),
+        2,
+        "the kept password still admits"
+    );
+    let topology = s
+        .registry
+        .get_topology(pb::GetTopologyRequest {
+            enterprise_id: "st".into(),
+        })
+        .await
+        .expect("topology")
+        .into_inner();
+    assert!(topology.outlets.iter().all(|o| o.hj212_password.is_empty()));
+    let unknown = s
+        .registry
+        .set_hj212_password(pb::SetHj212PasswordRequest {
+            source_id: "GHOST".into(),
+            password: "x".into(),
+        })
+        .await
+        .expect_err("unregistered");
+    assert_eq!(unknown.code(), tonic::Code::FailedPrecondition);
 }

@@ -105,6 +105,22 @@ impl RegistryService for RegistryApi {
         Ok(Response::new(restriction_to_pb(saved)))
     }
 
+    async fn set_hj212_password(
+        &self,
+        req: Request<pb::SetHj212PasswordRequest>,
+    ) -> Result<Response<pb::SetHj212PasswordResponse>, Status> {
+        let who = principal_of(&req)?;
+        let q = req.into_inner();
+        let r = self.registry.clone();
+        let source = q.source_id.clone();
+        let cleared = q.password.is_empty();
+        blocking(move || Ok(r.set_hj212_password(&q.source_id, &q.password)?)).await?;
+        let after = if cleared { "(cleared)" } else { "(set)" };
+        self.audit
+            .changed(&who, "SetHj212Password", &source, None::<&()>, &after)?;
+        Ok(Response::new(pb::SetHj212PasswordResponse {}))
+    }
+
     async fn record_operating_change(
         &self,
         req: Request<pb::OperatingChange>,

@@ -13,7 +13,6 @@ pub mod policy;
 use crate::store::{Store, StoreError};
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 use std::sync::{Arc, RwLock};
 
 /// Metadata document holding the principals.
@@ -152,10 +151,7 @@ pub struct NewPrincipal {
 
 /// Hex SHA-256 of a token.
 pub fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::domain::secret::sha256_hex(token.as_bytes())
 }
 
 /// A fresh random token.

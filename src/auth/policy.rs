@@ -67,6 +67,7 @@ pub const RPC_ROLES: &[(&str, &[Role])] = &[
         "/sentinel.v1.RegistryService/GetTopology",
         &[Officer, Analyst, Admin],
     ),
+    ("/sentinel.v1.RegistryService/SetHj212Password", &[Admin]),
     (
         "/sentinel.v1.RegistryService/RecordOperatingChange",
         &[Source, Officer, Admin],

@@ -10,6 +10,7 @@ mod incoming;
 mod language;
 mod record;
 mod registry;
+pub mod secret;
 mod topology;
 pub mod units;
 

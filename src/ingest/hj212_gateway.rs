@@ -38,6 +38,9 @@ pub struct GatewayConfig {
     pub code_dictionary: BTreeMap<String, String>,
     /// Per-device settings by MN.
     pub devices: BTreeMap<String, DeviceConfig>,
+    /// Accept packets of an MN registered without a password (off: every MN must have a PW, set with
+    /// `RegistryService.SetHj212Password`).
+    pub allow_missing_password: bool,
 }
 
 /// Settings of one device.
@@ -57,6 +60,7 @@ impl Default for GatewayConfig {
             segment_timeout_secs: 60,
             code_dictionary: BTreeMap::new(),
             devices: BTreeMap::new(),
+            allow_missing_password: false,
         }
     }
 }
@@ -208,6 +212,7 @@ struct Shared {
     stats: Arc<GatewayStats>,
     idle_timeout: Duration,
     segment_timeout: Duration,
+    allow_missing_password: bool,
 }
 
 /// Accepts connections until `shutdown` turns true.
@@ -225,6 +230,7 @@ pub async fn serve(
         registry,
         convert: config.convert(),
         modbus: config.modbus_devices(),
+        allow_missing_password: config.allow_missing_password,
         stats,
         idle_timeout: Duration::from_secs(config.idle_timeout_secs),
         segment_timeout: Duration::from_secs(config.segment_timeout_secs),
@@ -349,7 +355,19 @@ fn authorized(shared: &Shared, peer: &std::net::SocketAddr, p: &Packet) -> bool 
             tracing::warn!(%peer, mn, cn = p.cn.as_deref().unwrap_or_default(), "HJ 212 packet refused: MN is not a registered outlet or meter.");
             false
         }
-        Some(pw) if !pw.is_empty() && p.pw.as_deref() != Some(pw.as_str()) => {
+        Some(pw) if pw.is_empty() => {
+            if !shared.allow_missing_password {
+                GatewayStats::add(&shared.stats.refused_password, 1);
+                tracing::warn!(%peer, mn, "HJ 212 packet refused: no PW registered for this MN (set one with SetHj212Password).");
+            }
+            shared.allow_missing_password
+        }
+        Some(pw)
+            if !crate::domain::secret::password_matches(
+                &pw,
+                p.pw.as_deref().unwrap_or_default(),
+            ) =>
+        {
             GatewayStats::add(&shared.stats.refused_password, 1);
             tracing::warn!(%peer, mn, "HJ 212 packet refused: wrong PW.");
             false

@@ -4,6 +4,7 @@
 //! Detection asks one question of it above all: for an outlet, which meters tell whether its production and its
 //! treatment run, and which bypass ducts could take its gas ([`OutletTopology`]).
 
+use crate::domain::secret;
 use crate::domain::{
     Enterprise, EnterpriseTopology, Meter, MeterRole, OperatingChange, Outlet, OutletKind,
     OutletTopology, RestrictionOrder,
@@ -160,7 +161,7 @@ impl Registry {
     ///
     /// # Errors
     /// Invalid fields, unknown enterprise or main outlet, or store failure.
-    pub fn upsert_outlet(&self, o: Outlet) -> Result<Outlet, RegistryError> {
+    pub fn upsert_outlet(&self, mut o: Outlet) -> Result<Outlet, RegistryError> {
         check_id("id", &o.id)?;
         self.require_enterprise(&o.enterprise_id)?;
         check_finite("reference_o2_pct", o.reference_o2_pct, 0.0, 20.9)?;
@@ -178,6 +179,12 @@ impl Registry {
                     reason: format!("{:?} is already a meter's source id", o.id),
                 });
             }
+            // Passwords are stored sealed; an upsert without one keeps the registered one (reads never return it,
+            // so a client could not send it back).
+            o.hj212_password = match (o.hj212_password.as_str(), maps.outlets.get(&o.id)) {
+                ("", Some(old)) => old.hj212_password.clone(),
+                (pw, _) => secret::seal_password(pw),
+            };
             if o.kind == OutletKind::Bypass {
                 match maps.outlets.get(&o.main_outlet_id) {
                     Some(main) if main.kind == OutletKind::Stack => {}
@@ -204,7 +211,7 @@ impl Registry {
     ///
     /// # Errors
     /// Invalid fields, unknown enterprise or outlet, or store failure.
-    pub fn upsert_meter(&self, m: Meter) -> Result<Meter, RegistryError> {
+    pub fn upsert_meter(&self, mut m: Meter) -> Result<Meter, RegistryError> {
         check_id("id", &m.id)?;
         self.require_enterprise(&m.enterprise_id)?;
         check_finite("rated_kw", m.rated_kw, 0.0, 1e7)?;
@@ -216,6 +223,10 @@ impl Registry {
                     reason: format!("{:?} is already an outlet's source id", m.id),
                 });
             }
+            m.hj212_password = match (m.hj212_password.as_str(), maps.meters.get(&m.id)) {
+                ("", Some(old)) => old.hj212_password.clone(),
+                (pw, _) => secret::seal_password(pw),
+            };
             for o in &m.outlet_ids {
                 if !maps.outlets.contains_key(o) {
                     return Err(RegistryError::NotFound {
@@ -343,6 +354,27 @@ impl Registry {
             .get(source_id)
             .map(|o| o.enterprise_id.clone())
             .or_else(|| maps.meters.get(source_id).map(|m| m.enterprise_id.clone()))
+    }
+
+    /// Sets (rotates) or, with an empty one, clears the HJ 212 password of a registered outlet or meter.
+    ///
+    /// # Errors
+    /// An unregistered source, or a store failure.
+    pub fn set_hj212_password(&self, source_id: &str, password: &str) -> Result<(), RegistryError> {
+        let sealed = secret::seal_password(password);
+        if let Some(mut o) = self.outlet(source_id) {
+            o.hj212_password = sealed;
+            self.persist(RegistryItem::Outlet(o))?;
+        } else if let Some(mut m) = self.meter(source_id) {
+            m.hj212_password = sealed;
+            self.persist(RegistryItem::Meter(m))?;
+        } else {
+            return Err(RegistryError::NotFound {
+                what: "source",
+                id: source_id.to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// The HJ 212 password a source must send, if the source is registered (`Some("")` = not checked).

@@ -383,7 +383,7 @@ impl Scenario {
                 equipment: profile.production.0.to_string(),
                 outlet_ids: vec![ids.stack.clone()],
                 rated_kw: profile.production.1,
-                hj212_password: String::new(),
+                hj212_password: "123456".into(),
             });
             for (k, f) in profile.treatment.iter().enumerate() {
                 scenario.meters.push(Meter {
@@ -393,7 +393,7 @@ impl Scenario {
                     equipment: f.equipment.to_string(),
                     outlet_ids: vec![ids.stack.clone()],
                     rated_kw: f.rated_kw,
-                    hj212_password: String::new(),
+                    hj212_password: "123456".into(),
                 });
             }
             let seed = config.seed.wrapping_mul(1_000_003).wrapping_add(i as u64);
