@@ -373,6 +373,7 @@ impl Scenario {
                     name: "1#旁路烟道".into(),
                     kind: OutletKind::Bypass,
                     main_outlet_id: ids.stack.clone(),
+                    hj212_password: "123456".into(),
                     ..Outlet::default()
                 });
             }
