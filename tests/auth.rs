@@ -40,6 +40,16 @@ async fn secured() -> Secured {
     Secured { s, addr, admin }
 }
 
+/// The whole change audit, read as admin.
+async fn audit_of(sec: &Secured) -> Vec<pb::AuditEntry> {
+    AdminServiceClient::new(sec.admin.clone())
+        .get_audit_log(pb::GetAuditLogRequest::default())
+        .await
+        .expect("audit")
+        .into_inner()
+        .entries
+}
+
 /// Registers enterprise `e` (region `region`) with the admin's credential.
 async fn register(sec: &Secured, e: &str, region: &str) {
     let mut reg = RegistryServiceClient::new(sec.admin.clone());
@@ -241,12 +251,7 @@ async fn a_source_writes_only_for_its_own_enterprises_and_nothing_of_the_other_i
         .await
         .expect_err("finalize");
     assert_eq!(finalize.code(), Code::PermissionDenied);
-    let audit = AdminServiceClient::new(sec.admin.clone())
-        .get_audit_log(pb::GetAuditLogRequest::default())
-        .await
-        .expect("audit")
-        .into_inner()
-        .entries;
+    let audit = audit_of(&sec).await;
     assert!(
         audit
             .iter()
@@ -259,12 +264,7 @@ async fn a_source_writes_only_for_its_own_enterprises_and_nothing_of_the_other_i
         .await
         .expect_err("a source does not list anomalies");
     assert_eq!(gate.code(), Code::PermissionDenied);
-    let audit = AdminServiceClient::new(sec.admin.clone())
-        .get_audit_log(pb::GetAuditLogRequest::default())
-        .await
-        .expect("audit")
-        .into_inner()
-        .entries;
+    let audit = audit_of(&sec).await;
     assert!(
         audit.iter().any(|e| e.principal_id == source_id
             && e.action.ends_with("/ListAnomalies")
@@ -332,12 +332,7 @@ async fn the_reviewer_of_record_is_the_principal_and_officers_see_only_their_reg
     );
 
     // The audit names the real principals: the admin who registered, the officer who reviewed.
-    let audit = AdminServiceClient::new(sec.admin.clone())
-        .get_audit_log(pb::GetAuditLogRequest::default())
-        .await
-        .expect("audit")
-        .into_inner()
-        .entries;
+    let audit = audit_of(&sec).await;
     let find = |action: &str| audit.iter().find(|e| e.action == action);
     let registered = find("UpsertEnterprise").expect("registration audited");
     assert_eq!(registered.principal_id, "p-1");

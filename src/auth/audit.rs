@@ -54,7 +54,7 @@ impl AuditLog {
     ) -> Result<u64, StoreError> {
         let value = |v: Option<serde_json::Value>| v.unwrap_or(serde_json::Value::Null);
         self.store.append_change(&AuditEntry {
-            at_ms: now_ms(),
+            at_ms: crate::ingest::system_now_ms(),
             principal_id: who.id.clone(),
             principal_name: who.name.clone(),
             action: action.to_string(),
@@ -68,7 +68,7 @@ impl AuditLog {
     /// Appends a refused attempt (a failure to record it is logged, not answered: the refusal stands either way).
     pub fn refused(&self, who: &Principal, action: &str, target: &str, why: &str) {
         let entry = AuditEntry {
-            at_ms: now_ms(),
+            at_ms: crate::ingest::system_now_ms(),
             principal_id: who.id.clone(),
             principal_name: who.name.clone(),
             action: action.to_string(),
@@ -89,12 +89,6 @@ impl AuditLog {
     pub fn read(&self, after_seq: u64, limit: usize) -> Result<Vec<(u64, AuditEntry)>, StoreError> {
         self.store.changes_after(after_seq, limit)
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

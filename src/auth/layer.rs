@@ -18,12 +18,6 @@ pub enum Gate {
     Disabled,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 impl Gate {
     /// The principal a request to `path` with these headers runs as, or the status that refuses it.
     ///
@@ -50,7 +44,7 @@ impl Gate {
                     .filter(|t| !t.is_empty())
                     .ok_or_else(|| Status::unauthenticated(AuthError::Missing.to_string()))?;
                 principals
-                    .authenticate(token, now_ms())
+                    .authenticate(token, crate::ingest::system_now_ms())
                     .map_err(|e| Status::unauthenticated(e.to_string()))?
             }
         };

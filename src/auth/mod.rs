@@ -158,17 +158,7 @@ pub fn token_hash(token: &str) -> String {
 fn new_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{TOKEN_PREFIX}{hex}")
-}
-
-/// Compares two hex digests without an early exit, so timing does not reveal how much of a guess matched.
-fn same_digest(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    format!("{TOKEN_PREFIX}{}", crate::domain::secret::hex(&bytes))
 }
 
 /// The principals, persisted in the store.
@@ -278,7 +268,7 @@ impl Principals {
         let all = self.read();
         let p = all
             .iter()
-            .find(|p| same_digest(&p.token_sha256, &digest))
+            .find(|p| crate::domain::secret::same_text(&p.token_sha256, &digest))
             .ok_or(AuthError::Unknown)?;
         if p.revoked {
             return Err(AuthError::Revoked);

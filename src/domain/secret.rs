@@ -5,12 +5,23 @@ use sha2::{Digest as _, Sha256};
 /// Prefix of a sealed HJ 212 password.
 const SEALED: &str = "sha256:";
 
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(bytes))
+}
+
+/// Compares two secrets' texts without an early exit, so timing does not reveal how much of a guess matched.
+pub fn same_text(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// An HJ 212 password as stored: empty stays empty (none registered), an already sealed one stays as it is.
@@ -24,18 +35,10 @@ pub fn seal_password(password: &str) -> String {
 
 /// Whether the `PW` a device sent matches the stored password (sealed, or plain in a store written before sealing).
 pub fn password_matches(stored: &str, given: &str) -> bool {
-    let expected = match stored.strip_prefix(SEALED) {
-        Some(digest) => (digest.to_string(), sha256_hex(given.as_bytes())),
-        None => (stored.to_string(), given.to_string()),
-    };
-    // No early exit: timing does not tell how much of a guess was right.
-    expected.0.len() == expected.1.len()
-        && expected
-            .0
-            .bytes()
-            .zip(expected.1.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    match stored.strip_prefix(SEALED) {
+        Some(digest) => same_text(digest, &sha256_hex(given.as_bytes())),
+        None => same_text(stored, given),
+    }
 }
 
 #[cfg(test)]
