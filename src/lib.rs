@@ -18,6 +18,7 @@ mod error;
 pub mod eval;
 pub mod hj212;
 pub mod ingest;
+pub mod ledger;
 pub mod models;
 pub mod pb;
 pub mod pipeline;

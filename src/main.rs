@@ -1,8 +1,8 @@
 //! `sentinel`: the service and its tools. Each command's flags and behaviour live in its `tools` module.
 
 use cems_sentinel::tools::{
-    anomalies, availability, bench, demo, eval, hj212, models, principals, replay_epa, serve,
-    simulate,
+    anomalies, availability, bench, demo, eval, evidence, hj212, models, principals, replay_epa,
+    serve, simulate,
 };
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -80,6 +80,9 @@ enum Command {
     Principals(principals::PrincipalsCommand),
     /// Who changed what: registry changes, reviews, activations, principals, refused attempts (admin).
     Audit(principals::AuditArgs),
+    /// The copy of record: export an anomaly's evidence bundle, verify one offline, print the signed log head.
+    #[command(subcommand)]
+    Evidence(evidence::EvidenceCommand),
     /// HJ 212 tools: check a file of packets, or send it to a gateway.
     #[command(subcommand)]
     Hj212(hj212::Hj212Command),
@@ -147,6 +150,7 @@ fn main() -> anyhow::Result<ExitCode> {
             Command::Principals(c) => c.run(&server).await?,
             Command::Audit(a) => a.run(&server).await?,
             Command::Hj212(c) => return c.run().await,
+            Command::Evidence(c) => return c.run(&server).await,
             Command::Bench(c) => c.run().await?,
         }
         Ok(ExitCode::SUCCESS)

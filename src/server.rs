@@ -10,6 +10,7 @@ use crate::domain::Language;
 use crate::enforce::AnomalyBook;
 use crate::ingest::hj212_gateway::{self, GatewayConfig, GatewayStats};
 use crate::ingest::{system_now_ms, IngestConfig, Ingestor};
+use crate::ledger::Signer;
 use crate::models::ActiveModels;
 use crate::pb::admin_service_server::AdminServiceServer;
 use crate::pb::enforcement_service_server::EnforcementServiceServer;
@@ -75,6 +76,8 @@ pub struct TlsFiles {
 
 /// Where a new data directory's first admin token is written.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// The copy of record's signing key, in the data directory.
+pub const LEDGER_KEY_FILE: &str = "ledger.key";
 
 impl ServeConfig {
     /// Defaults for a data directory.
@@ -129,6 +132,29 @@ fn bootstrap_admin(principals: &Principals, data_dir: &std::path::Path) -> anyho
     write_secret(&path, &token)?;
     tracing::info!(id = %admin.id, path = %path.display(), "New data directory: admin token written (mode 0600); create other principals with `sentinel principals add`.");
     Ok(())
+}
+
+/// The server's signing key for the copy of record, in `<data-dir>/ledger.key` (hex PKCS#8, mode 0600), made on
+/// first start. Whoever holds it can sign heads: back it up with the data, never hand it out.
+fn signing_key(data_dir: &std::path::Path) -> anyhow::Result<Signer> {
+    let path = data_dir.join(LEDGER_KEY_FILE);
+    let pkcs8 = match std::fs::read_to_string(&path) {
+        Ok(text) => crate::domain::secret::from_hex(text.trim())
+            .with_context(|| format!("{} is not hex", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let pkcs8 = Signer::generate_pkcs8()?;
+            write_secret(&path, &crate::domain::secret::hex(&pkcs8))?;
+            tracing::info!(path = %path.display(), "New signing key for the copy of record written (mode 0600).");
+            pkcs8
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let signer = Signer::from_pkcs8(&pkcs8).with_context(|| format!("{}", path.display()))?;
+    tracing::info!(
+        public_key = %crate::domain::secret::hex(&signer.public_key()),
+        "Copy of record: heads and evidence bundles are signed with this key (publish it; `sentinel evidence head`)."
+    );
+    Ok(signer)
 }
 
 /// Writes a secret readable by the owner only.
@@ -188,6 +214,7 @@ pub async fn start_with(
         tracing::warn!("Authentication is OFF (--insecure-no-auth): any client may write, read, review and activate as admin.");
         Gate::Disabled
     };
+    let signer = Arc::new(signing_key(&config.data_dir)?);
     let book = Arc::new(AnomalyBook::load(store.clone())?);
     let active_models = Arc::new(ActiveModels::default());
     let catalog = Arc::new(ModelCatalog::open(
@@ -279,6 +306,7 @@ pub async fn start_with(
     let model_api = ModelServiceServer::new(ModelApi {
         catalog,
         audit: audit.clone(),
+        approvals: Default::default(),
     });
     let admin_api = AdminServiceServer::new(AdminApi {
         principals,
@@ -291,6 +319,7 @@ pub async fn start_with(
         store: store.clone(),
         equipment: config.detect.equipment,
         audit,
+        signer,
     });
 
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();

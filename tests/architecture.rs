@@ -14,6 +14,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("signal", 1),
     ("sim", 1),
     ("models", 2),
+    ("ledger", 2),
     ("detect", 3),
     ("episode", 4),
     ("store", 5),
@@ -36,7 +37,7 @@ const SAME_LAYER: &[(&str, &str)] = &[];
 /// Modules that pure code must never reach: pure layers judge data and return results, with no I/O, no async and
 /// no command-line or storage types.
 const PURE: &[&str] = &[
-    "domain", "hj212", "signal", "sim", "models", "detect", "episode",
+    "domain", "hj212", "signal", "sim", "models", "ledger", "detect", "episode",
 ];
 const IMPURE_CRATES: &[&str] = &["tokio", "tonic", "sled", "clap"];
 

@@ -277,7 +277,7 @@ async fn a_source_writes_only_for_its_own_enterprises_and_nothing_of_the_other_i
 async fn the_reviewer_of_record_is_the_principal_and_officers_see_only_their_regions() {
     let sec = secured().await;
     register(&sec, "e1", "r1").await;
-    let (source, _) = as_role(&sec, Role::Source, &["e1"], &[]).await;
+    let (source, source_id) = as_role(&sec, Role::Source, &["e1"], &[]).await;
     let mut ingest = IngestServiceClient::new(source);
     for batch in plant_batches("e1", 0..720, 300..420, 30) {
         let ack = ingest.write(batch).await.expect("write").into_inner();
@@ -304,13 +304,30 @@ async fn the_reviewer_of_record_is_the_principal_and_officers_see_only_their_reg
         "r2's officer sees none of r1's"
     );
     let id = seen[0].id.clone();
-    let refused = EnforcementServiceClient::new(elsewhere)
+    let refused = EnforcementServiceClient::new(elsewhere.clone())
         .get_anomaly(pb::GetAnomalyRequest { id: id.clone() })
         .await
         .expect_err("another region");
     assert_eq!(refused.code(), Code::PermissionDenied);
+    // Evidence goes to the region's officer, and its receipts name the source that sent the data.
+    let out = tempfile::tempdir().expect("tempdir");
+    let refused = cems_sentinel::tools::evidence::export(&elsewhere, &id, out.path())
+        .await
+        .expect_err("another region's evidence");
+    assert!(refused.to_string().contains("outside"), "{refused}");
+    let files = cems_sentinel::tools::evidence::export(&here, &id, out.path())
+        .await
+        .expect("export");
+    let leaves = String::from_utf8(files["leaves.jsonl"].clone()).expect("utf8");
+    assert!(
+        leaves.contains(&format!("source tester ({source_id})")),
+        "{leaves}"
+    );
+    assert!(cems_sentinel::tools::evidence::verify_dir(out.path(), None)
+        .expect("readable")
+        .is_ok());
 
-    let mut enforcement = EnforcementServiceClient::new(here);
+    let mut enforcement = EnforcementServiceClient::new(here.clone());
     enforcement
         .review_anomaly(pb::ReviewAnomalyRequest {
             id: id.clone(),
@@ -521,4 +538,85 @@ async fn tls_and_mtls_with_certificates_the_test_made() {
             .is_err()
     );
     server.shutdown().await.expect("stops");
+}
+
+#[tokio::test]
+async fn activating_a_model_takes_an_admin_or_two_principals() {
+    use cems_sentinel::pb::model_service_client::ModelServiceClient;
+    let sec = secured().await;
+    register(&sec, "e1", "r1").await;
+    let mut ingest = IngestServiceClient::new(sec.admin.clone());
+    for batch in plant_batches("e1", 0..2 * 1440, 0..0, 120) {
+        let ack = ingest.write(batch).await.expect("write").into_inner();
+        assert!(ack.rejected.is_empty(), "{ack:?}");
+    }
+    ingest
+        .sync(pb::SyncRequest { finalize: false })
+        .await
+        .expect("sync");
+    let (first, first_id) = as_role(&sec, Role::Analyst, &[], &[]).await;
+    let (second, second_id) = as_role(&sec, Role::Analyst, &[], &[]).await;
+    let mut models = ModelServiceClient::new(first.clone());
+    let job = models
+        .train(pb::TrainRequest {
+            outlet_ids: vec!["e1-s1".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("train")
+        .into_inner();
+    let job = loop {
+        let j = models
+            .get_training_job(pb::GetTrainingJobRequest { id: job.id })
+            .await
+            .expect("job")
+            .into_inner();
+        if j.state != pb::JobState::Running as i32 {
+            break j;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(job.state, pb::JobState::Done as i32, "{job:?}");
+    let id = job.model_ids[0].clone();
+    let activate = |conn: Conn, id: String| async move {
+        ModelServiceClient::new(conn)
+            .activate_model(pb::ActivateModelRequest { id })
+            .await
+            .expect("activate")
+            .into_inner()
+    };
+    // The analyst who trained it asks; asking again does not make it two principals.
+    for _ in 0..2 {
+        let asked = activate(first.clone(), id.clone()).await;
+        assert!(!asked.active, "one analyst activated a model alone");
+        assert!(asked.awaiting_approval_of.contains(&first_id), "{asked:?}");
+    }
+    let done = activate(second.clone(), id.clone()).await;
+    assert!(
+        done.active && done.awaiting_approval_of.is_empty(),
+        "{done:?}"
+    );
+    let audit = audit_of(&sec).await;
+    let approved = audit
+        .iter()
+        .find(|e| e.action.starts_with("ActivateModel (approving"))
+        .expect("the approval is audited");
+    assert_eq!(approved.principal_id, second_id);
+    assert!(approved.action.contains(&first_id), "{approved:?}");
+    assert_eq!(
+        audit
+            .iter()
+            .filter(
+                |e| e.action.starts_with("ActivateModel (requested") && e.principal_id == first_id
+            )
+            .count(),
+        2
+    );
+    // A source may not even ask.
+    let (source, _) = as_role(&sec, Role::Source, &["e1"], &[]).await;
+    let refused = ModelServiceClient::new(source)
+        .activate_model(pb::ActivateModelRequest { id })
+        .await
+        .expect_err("a source");
+    assert_eq!(refused.code(), Code::PermissionDenied);
 }

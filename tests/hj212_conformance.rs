@@ -142,7 +142,7 @@ fn the_standards_example_segments_parse() {
         // Re-framed with our encoder, it verifies and parses again to the same packet.
         let framed = cems_sentinel::hj212::frame::encode(std::str::from_utf8(s).expect("utf8"));
         match check_line(&framed, &|_| false, &ConvertConfig::default()) {
-            Verdict::Accepted { packet, .. } => assert_eq!(packet, p),
+            Verdict::Accepted { packet, .. } => assert_eq!(*packet, p),
             Verdict::Rejected { reason } => {
                 // Data commands whose example DataTime the standard abridged are refused for that reason only.
                 assert!(

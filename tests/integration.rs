@@ -24,5 +24,7 @@ mod registry_api;
 mod models_api;
 // Who may do what: every RPC's roles, a source's scope, the reviewer of record, tokens.
 mod auth;
+// The copy of record: receipts in a signed Merkle log, evidence bundles verified offline, tampering caught.
+mod evidence;
 // Real US EPA hourly CEMS units through the server: injected violations found, real control-device steps bounded.
 mod real_epa;

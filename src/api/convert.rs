@@ -292,6 +292,7 @@ pub fn anomaly_to_pb(a: Anomaly, summary: String) -> pb::Anomaly {
         detected_at_ms: a.detected_at_ms,
         note: a.note,
         ongoing: a.ongoing,
+        record_log_leaves: Vec::new(),
     }
 }
 

@@ -4,6 +4,7 @@ use super::convert::{
     anomaly_to_pb, filter_from_pb, hotspot_to_pb, incident_to_pb, review_entry_to_pb,
     review_status_from_pb,
 };
+use super::evidence;
 use super::summary::{request_language, Summaries};
 use crate::auth::audit::AuditLog;
 use crate::auth::layer::principal_of;
@@ -15,6 +16,7 @@ use crate::enforce::cases;
 use crate::enforce::{AnomalyBook, ReviewRequest};
 use crate::error::task_failed;
 use crate::ingest::system_now_ms;
+use crate::ledger::Signer;
 use crate::pb::{self, enforcement_service_server::EnforcementService};
 use crate::registry::RegistryRef;
 use crate::signal::equipment::Thresholds;
@@ -41,6 +43,8 @@ pub struct EnforcementApi {
     pub equipment: Thresholds,
     /// Who reviewed what.
     pub audit: AuditLog,
+    /// Signs the copy of record's heads and evidence bundles.
+    pub signer: Arc<Signer>,
 }
 
 /// Most outlets one `GetDataAvailability` may cover.
@@ -102,6 +106,8 @@ impl EnforcementApi {
 #[tonic::async_trait]
 impl EnforcementService for EnforcementApi {
     type WatchAnomaliesStream = Pin<Box<dyn Stream<Item = Result<pb::Anomaly, Status>> + Send>>;
+    type ExportEvidenceStream =
+        Pin<Box<dyn Stream<Item = Result<pb::EvidenceFileChunk, Status>> + Send>>;
 
     async fn list_anomalies(
         &self,
@@ -146,7 +152,19 @@ impl EnforcementService for EnforcementApi {
             .ok_or_else(|| Status::not_found(format!("anomaly {id:?} not found")))?;
         self.check_region(&principal, &a.enterprise_id)?;
         let summary = summaries.of(&a);
-        Ok(Response::new(anomaly_to_pb(a, summary)))
+        let (store, found) = (self.store.clone(), a.clone());
+        let leaves = tokio::task::spawn_blocking(move || evidence::leaves_of(&store, &found))
+            .await
+            .map_err(task_failed)?;
+        let leaves = match leaves {
+            Ok(l) => l,
+            // Too many to list here: the export says so with the figure.
+            Err(s) if s.code() == tonic::Code::FailedPrecondition => Vec::new(),
+            Err(s) => return Err(s),
+        };
+        let mut out = anomaly_to_pb(a, summary);
+        out.record_log_leaves = leaves;
+        Ok(Response::new(out))
     }
 
     async fn watch_anomalies(
@@ -322,7 +340,7 @@ impl EnforcementService for EnforcementApi {
         let reviewer = if principal.is_anonymous() {
             q.reviewer
         } else {
-            format!("{} ({})", principal.name, principal.id)
+            principal.label()
         };
         let request = ReviewRequest {
             id: q.id,
@@ -429,5 +447,36 @@ impl EnforcementService for EnforcementApi {
         .await
         .map_err(task_failed)??;
         Ok(Response::new(pb::DataAvailabilityResponse { months }))
+    }
+
+    async fn get_log_head(
+        &self,
+        _req: Request<pb::GetLogHeadRequest>,
+    ) -> Result<Response<pb::SignedLogHead>, Status> {
+        let (store, signer) = (self.store.clone(), self.signer.clone());
+        let head = tokio::task::spawn_blocking(move || evidence::signed_head(&store, &signer))
+            .await
+            .map_err(task_failed)??;
+        Ok(Response::new(head))
+    }
+
+    async fn export_evidence(
+        &self,
+        req: Request<pb::ExportEvidenceRequest>,
+    ) -> Result<Response<Self::ExportEvidenceStream>, Status> {
+        let principal = principal_of(&req)?;
+        let id = req.into_inner().anomaly_id;
+        let a = self
+            .book
+            .get(&id)
+            .ok_or_else(|| Status::not_found(format!("anomaly {id:?} not found")))?;
+        self.check_region(&principal, &a.enterprise_id)?;
+        let (store, signer) = (self.store.clone(), self.signer.clone());
+        let files = tokio::task::spawn_blocking(move || evidence::bundle_of(&store, &signer, &a))
+            .await
+            .map_err(task_failed)??;
+        tracing::info!(principal = %principal.id, anomaly = %id, "Evidence bundle exported.");
+        let chunks = evidence::chunks(files).into_iter().map(Ok);
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 }

@@ -6,6 +6,7 @@ use crate::auth::Principal;
 use crate::domain::IncomingRecord;
 use crate::domain::MS_PER_HOUR;
 use crate::ingest::{Ack, Ingestor, Rejection};
+use crate::ledger::{Receipt, Transport};
 use crate::pb::{self, ingest_service_server::IngestService};
 use crate::registry::RegistryRef;
 use crate::store::Store;
@@ -46,14 +47,23 @@ fn scope_records(
     principal: &Principal,
     registry: &RegistryRef,
     audit: &crate::auth::audit::AuditLog,
-    records: Vec<IncomingRecord>,
-) -> Scoped {
+    received: Vec<pb::Record>,
+) -> (Scoped, Receipt) {
+    // Each record in protobuf's canonical encoding of what was decoded: the same bytes for the same record whatever
+    // the client's encoder (fields this contract does not know are not kept).
+    let items: Vec<Vec<u8>> = received.iter().map(prost::Message::encode_to_vec).collect();
+    let records = records_from_pb(received);
     let mut out = Scoped {
         kept: Vec::with_capacity(records.len()),
         index: Vec::with_capacity(records.len()),
         refused: Vec::new(),
     };
-    for (i, r) in records.into_iter().enumerate() {
+    let mut receipt = Receipt {
+        principal: principal.label(),
+        transport: Transport::Grpc,
+        items: Vec::with_capacity(records.len()),
+    };
+    for ((i, r), item) in records.into_iter().enumerate().zip(items) {
         let i = u32::try_from(i).unwrap_or(u32::MAX);
         // Unregistered sources pass on, to be refused by validation with its own reason.
         let owner = registry.enterprise_of_source(&r.source_id);
@@ -69,6 +79,7 @@ fn scope_records(
             _ => {
                 out.kept.push(r);
                 out.index.push(i);
+                receipt.items.push(item);
             }
         }
     }
@@ -85,7 +96,7 @@ fn scope_records(
             ),
         );
     }
-    out
+    (out, receipt)
 }
 
 impl Scoped {
@@ -143,13 +154,8 @@ impl IngestService for IngestApi {
                     }
                 };
                 let seq = batch.seq;
-                let scoped = scope_records(
-                    &principal,
-                    &registry,
-                    &audit,
-                    records_from_pb(batch.records),
-                );
-                match ingestor.submit(scoped.kept.clone()).await {
+                let (scoped, receipt) = scope_records(&principal, &registry, &audit, batch.records);
+                match ingestor.submit(scoped.kept.clone(), receipt).await {
                     Ok(pending) => {
                         if pending_tx.send((seq, pending, scoped)).await.is_err() {
                             break;
@@ -182,13 +188,9 @@ impl IngestService for IngestApi {
     async fn write(&self, req: Request<pb::RecordBatch>) -> Result<Response<pb::PushAck>, Status> {
         let principal = principal_of(&req)?;
         let batch = req.into_inner();
-        let scoped = scope_records(
-            &principal,
-            &self.registry,
-            &self.audit,
-            records_from_pb(batch.records),
-        );
-        let ack = self.ingestor.write(scoped.kept.clone()).await?;
+        let (scoped, receipt) =
+            scope_records(&principal, &self.registry, &self.audit, batch.records);
+        let ack = self.ingestor.write(scoped.kept.clone(), receipt).await?;
         Ok(Response::new(ack_to_pb(batch.seq, scoped.ack(ack))))
     }
 

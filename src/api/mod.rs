@@ -3,6 +3,7 @@
 mod admin;
 mod convert;
 mod enforcement;
+mod evidence;
 mod ingest;
 mod models;
 mod registry;

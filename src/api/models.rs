@@ -24,6 +24,51 @@ pub struct ModelApi {
     pub catalog: Arc<ModelCatalog>,
     /// Who activated what.
     pub audit: crate::auth::audit::AuditLog,
+    /// Activations analysts asked for, awaiting a second principal (four eyes).
+    pub approvals: Approvals,
+}
+
+/// How long an analyst's activation request waits for a second principal.
+const APPROVAL_TTL_MS: i64 = 24 * 3_600_000;
+
+/// Activation requests by model id: who asked (id, label) and when. Kept in memory: after a restart the request is
+/// made again (the audit keeps every one).
+#[derive(Default)]
+pub struct Approvals(std::sync::Mutex<std::collections::HashMap<String, (String, String, i64)>>);
+
+/// What an `ActivateModel` call does.
+#[derive(Debug, PartialEq)]
+enum Activation {
+    /// Activate now; `Some(label)` when it approves that principal's request.
+    Now(Option<String>),
+    /// Recorded; waits for a second principal.
+    Awaiting(String),
+}
+
+impl Approvals {
+    /// An admin activates at once; an analyst's call approves another principal's pending request, or files its own.
+    fn decide(&self, who: &crate::auth::Principal, model_id: &str, now_ms: i64) -> Activation {
+        let mut pending = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        pending.retain(|_, (_, _, at)| now_ms - *at < APPROVAL_TTL_MS);
+        let asked = pending.get(model_id).cloned();
+        match asked {
+            Some((by, label, _)) if by != who.id => {
+                pending.remove(model_id);
+                Activation::Now(Some(label))
+            }
+            _ if who.role == crate::auth::Role::Admin => {
+                pending.remove(model_id);
+                Activation::Now(None)
+            }
+            _ => {
+                pending.insert(model_id.to_string(), (who.id.clone(), who.label(), now_ms));
+                Activation::Awaiting(who.label())
+            }
+        }
+    }
 }
 
 /// Runs blocking catalog work (store reads, fitting) off the async runtime.
@@ -115,25 +160,49 @@ impl ModelService for ModelApi {
     ) -> Result<Response<pb::ModelInfo>, Status> {
         let who = crate::auth::layer::principal_of(&req)?;
         let id = req.into_inner().id;
+        let model = self.catalog.get(&id)?;
+        let info_of = |catalog: &ModelCatalog| {
+            catalog
+                .list(Some(&model.scope))
+                .into_iter()
+                .find(|i| i.artifact.version == model.version)
+                .ok_or_else(|| {
+                    crate::error::internal("model catalog", &"an activated model vanished")
+                })
+        };
+        let approved = match self
+            .approvals
+            .decide(&who, &id, crate::ingest::system_now_ms())
+        {
+            Activation::Awaiting(by) => {
+                self.audit.changed(
+                    &who,
+                    "ActivateModel (requested; awaits a second principal)",
+                    &id,
+                    None::<&()>,
+                    &(model.scope.clone(), model.version),
+                )?;
+                let mut info = info_to_pb(info_of(&self.catalog)?);
+                info.awaiting_approval_of = by;
+                return Ok(Response::new(info));
+            }
+            Activation::Now(approved) => approved,
+        };
         let catalog = self.catalog.clone();
         let activated = id.clone();
         blocking(move || catalog.activate(&activated)).await?;
-        let model = self.catalog.get(&id)?;
+        let action = match &approved {
+            Some(asker) => format!("ActivateModel (approving {asker}'s request)"),
+            None => "ActivateModel".to_string(),
+        };
         self.audit.changed(
             &who,
-            "ActivateModel",
+            &action,
             &id,
             None::<&()>,
             &(model.scope.clone(), model.version),
         )?;
-        let info = self
-            .catalog
-            .list(Some(&model.scope))
-            .into_iter()
-            .find(|i| i.artifact.version == model.version)
-            .ok_or_else(|| {
-                crate::error::internal("model catalog", &"an activated model vanished")
-            })?;
+        let info = info_of(&self.catalog)?;
         Ok(Response::new(info_to_pb(info)))
     }
 
@@ -237,6 +306,7 @@ fn info_to_pb(i: ModelInfo) -> pb::ModelInfo {
         notes: m.notes.clone(),
         false_alarms_per_day: m.calibration.false_alarms_per_day,
         window_min: m.calibration.window_min,
+        awaiting_approval_of: String::new(),
     }
 }
 
@@ -286,5 +356,65 @@ fn row_to_pb(r: DatasetRow) -> pb::DatasetRow {
         label: r.label,
         label_kinds: r.label_kinds.iter().map(|k| k.number()).collect(),
         flagged_kinds: r.flagged_kinds.iter().map(|k| k.number()).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Principal, Role};
+
+    fn principal(id: &str, role: Role) -> Principal {
+        Principal {
+            id: id.into(),
+            name: format!("{id} name"),
+            role,
+            ..Principal::anonymous_admin()
+        }
+    }
+
+    #[test]
+    fn an_analyst_needs_a_second_principal_and_cannot_approve_itself() {
+        let approvals = Approvals::default();
+        let (a, b) = (
+            principal("p-1", Role::Analyst),
+            principal("p-2", Role::Analyst),
+        );
+        let admin = principal("p-3", Role::Admin);
+        assert_eq!(
+            approvals.decide(&a, "m@1", 0),
+            Activation::Awaiting("p-1 name (p-1)".into())
+        );
+        assert_eq!(
+            approvals.decide(&a, "m@1", 10),
+            Activation::Awaiting("p-1 name (p-1)".into())
+        );
+        assert_eq!(
+            approvals.decide(&b, "m@2", 20),
+            Activation::Awaiting("p-2 name (p-2)".into())
+        );
+        assert_eq!(
+            approvals.decide(&b, "m@1", 30),
+            Activation::Now(Some("p-1 name (p-1)".into()))
+        );
+        // Carried out once: the next call is a new request.
+        assert_eq!(
+            approvals.decide(&b, "m@1", 40),
+            Activation::Awaiting("p-2 name (p-2)".into())
+        );
+        assert_eq!(
+            approvals.decide(&admin, "m@2", 50),
+            Activation::Now(Some("p-2 name (p-2)".into()))
+        );
+        assert_eq!(approvals.decide(&admin, "m@3", 60), Activation::Now(None));
+        // A request expires.
+        assert_eq!(
+            approvals.decide(&a, "m@4", 0),
+            Activation::Awaiting("p-1 name (p-1)".into())
+        );
+        assert_eq!(
+            approvals.decide(&b, "m@4", APPROVAL_TTL_MS + 1),
+            Activation::Awaiting("p-2 name (p-2)".into())
+        );
     }
 }

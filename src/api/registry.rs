@@ -135,7 +135,7 @@ impl RegistryService for RegistryApi {
             )));
         }
         if !principal.is_anonymous() {
-            c.declared_by = format!("{} ({})", principal.name, principal.id);
+            c.declared_by = principal.label();
         }
         let saved =
             blocking(move || Ok(r.record_operating_change(c, crate::ingest::system_now_ms())?))

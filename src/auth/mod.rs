@@ -83,6 +83,15 @@ impl Principal {
             || self.regions.iter().any(|r| r == region)
     }
 
+    /// How records of who did what name the principal: `name (id)`.
+    pub fn label(&self) -> String {
+        if self.is_anonymous() {
+            self.name.clone()
+        } else {
+            format!("{} ({})", self.name, self.id)
+        }
+    }
+
     /// Whether this is [`Principal::anonymous_admin`] (authentication off).
     pub fn is_anonymous(&self) -> bool {
         self.id == "anonymous"

@@ -54,6 +54,15 @@ pub const RPC_ROLES: &[(&str, &[Role])] = &[
         "/sentinel.v1.EnforcementService/GetDataAvailability",
         &[Officer, Analyst, Admin],
     ),
+    // The copy of record: anyone who deals with us may check the log's head; evidence goes to officers.
+    (
+        "/sentinel.v1.EnforcementService/GetLogHead",
+        &[Source, Officer, Analyst, Admin],
+    ),
+    (
+        "/sentinel.v1.EnforcementService/ExportEvidence",
+        &[Officer, Admin],
+    ),
     // Registry: admin writes it; sources declare operating changes of their own enterprises.
     ("/sentinel.v1.RegistryService/UpsertEnterprise", &[Admin]),
     ("/sentinel.v1.RegistryService/UpsertOutlet", &[Admin]),
@@ -76,7 +85,8 @@ pub const RPC_ROLES: &[(&str, &[Role])] = &[
         "/sentinel.v1.RegistryService/ListOperatingChanges",
         &[Source, Officer, Analyst, Admin],
     ),
-    // Models: analysts; activation changes what detection judges, so it is admin's.
+    // Models: analysts train, evaluate and export; activation changes what detection judges, so it takes an admin
+    // or two principals.
     ("/sentinel.v1.ModelService/Train", &[Analyst, Admin]),
     (
         "/sentinel.v1.ModelService/GetTrainingJob",
@@ -84,7 +94,8 @@ pub const RPC_ROLES: &[(&str, &[Role])] = &[
     ),
     ("/sentinel.v1.ModelService/ListModels", &[Analyst, Admin]),
     ("/sentinel.v1.ModelService/GetModel", &[Analyst, Admin]),
-    ("/sentinel.v1.ModelService/ActivateModel", &[Admin]),
+    // Four eyes: an analyst's activation waits for a second principal (the handler keeps the requests).
+    ("/sentinel.v1.ModelService/ActivateModel", &[Analyst, Admin]),
     ("/sentinel.v1.ModelService/EvaluateModel", &[Analyst, Admin]),
     ("/sentinel.v1.ModelService/ExportDataset", &[Analyst, Admin]),
     // Principals.

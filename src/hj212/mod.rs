@@ -136,7 +136,7 @@ pub enum Verdict {
     /// Parsed; `measurements` is how many values it carries for ingest.
     Accepted {
         /// The packet.
-        packet: Packet,
+        packet: Box<Packet>,
         /// Everything tolerated, from framing to values.
         warnings: Vec<Warning>,
         /// Values for ingest.
@@ -205,7 +205,7 @@ pub fn check_line(
         }
     };
     Verdict::Accepted {
-        packet,
+        packet: Box::new(packet),
         warnings,
         measurements,
     }

@@ -30,6 +30,9 @@ pub struct Packet {
     pub cp: Vec<(String, String)>,
     /// Deviations from the standard that were tolerated.
     pub warnings: Vec<Warning>,
+    /// The data segments as received: one, or one per segment of a reassembled packet (the copy of record keeps
+    /// them byte for byte).
+    pub received: Vec<Vec<u8>>,
 }
 
 /// Why a data segment could not be parsed at all.
@@ -93,7 +96,10 @@ impl Packet {
             // Bytes after the closing && inside the segment (e.g. "&&&&" of an empty CP is fine: rfind takes the last).
             return Err(PacketError::UnclosedCp);
         }
-        let mut p = Packet::default();
+        let mut p = Packet {
+            received: vec![segment.to_vec()],
+            ..Packet::default()
+        };
         let mut order = Vec::new();
         for item in header.split(';') {
             let item = item.trim_matches(|c: char| c == ',' || c.is_whitespace());

@@ -29,6 +29,7 @@ fn merge(segments: BTreeMap<u32, Packet>, pnum: u32) -> Option<Packet> {
         merged
             .cp
             .extend(p.cp.into_iter().filter(|(k, _)| k != "DataTime"));
+        merged.received.extend(p.received);
         for w in p.warnings {
             if !merged.warnings.contains(&w) {
                 merged.warnings.push(w);

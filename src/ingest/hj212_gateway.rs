@@ -377,8 +377,14 @@ fn authorized(shared: &Shared, peer: &std::net::SocketAddr, p: &Packet) -> bool 
 }
 
 /// Ingests a packet's data (waiting for durability) and returns the reply due, if any.
-async fn handle(shared: &Shared, peer: &std::net::SocketAddr, p: Packet) -> Option<Vec<u8>> {
+async fn handle(shared: &Shared, peer: &std::net::SocketAddr, mut p: Packet) -> Option<Vec<u8>> {
     let cn = p.cn.clone().unwrap_or_default();
+    // The device authenticated by its MN and PW is who sent it.
+    let receipt = crate::ledger::Receipt {
+        principal: format!("MN {} ({peer})", p.mn.as_deref().unwrap_or_default()),
+        transport: crate::ledger::Transport::Hj212,
+        items: std::mem::take(&mut p.received),
+    };
     let converted = match records::to_records(&p, &shared.convert) {
         Ok(c) => c,
         Err(e) => {
@@ -388,7 +394,7 @@ async fn handle(shared: &Shared, peer: &std::net::SocketAddr, p: Packet) -> Opti
         }
     };
     if !converted.records.is_empty() {
-        match shared.ingestor.write(converted.records).await {
+        match shared.ingestor.write(converted.records, receipt).await {
             Ok(ack) => {
                 GatewayStats::add(&shared.stats.measurements, u64::from(ack.accepted));
                 for r in &ack.rejected {

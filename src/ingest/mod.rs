@@ -11,6 +11,7 @@ mod validate;
 pub use validate::{flag_from_number, interval_from_number, validate, Rejection};
 
 use crate::domain::{Clock, IncomingRecord, Point};
+use crate::ledger::Receipt;
 use crate::pipeline::task::{DetectMsg, SyncStatus};
 use crate::registry::RegistryRef;
 use crate::store::{PointOutcome, Store};
@@ -125,6 +126,7 @@ impl PendingAck {
 
 struct WriteJob {
     points: Vec<(u32, Point)>,
+    receipt: Receipt,
     reply: oneshot::Sender<Result<Vec<PointOutcome>, String>>,
 }
 
@@ -176,12 +178,17 @@ impl Ingestor {
         ))
     }
 
-    /// Validates, commits durably and acknowledges one batch.
+    /// Validates, commits durably and acknowledges one batch; `receipt` (its items as received) goes into the
+    /// copy of record with it.
     ///
     /// # Errors
     /// [`IngestError::BatchTooLarge`], [`IngestError::ShuttingDown`] or a failed commit (nothing acknowledged).
-    pub async fn write(&self, records: Vec<IncomingRecord>) -> Result<Ack, IngestError> {
-        self.submit(records).await?.wait().await
+    pub async fn write(
+        &self,
+        records: Vec<IncomingRecord>,
+        receipt: Receipt,
+    ) -> Result<Ack, IngestError> {
+        self.submit(records, receipt).await?.wait().await
     }
 
     /// Validates a batch and queues it for the next group commit. Once this returns, the batch will be committed
@@ -190,7 +197,11 @@ impl Ingestor {
     ///
     /// # Errors
     /// [`IngestError::BatchTooLarge`] or [`IngestError::ShuttingDown`].
-    pub async fn submit(&self, records: Vec<IncomingRecord>) -> Result<PendingAck, IngestError> {
+    pub async fn submit(
+        &self,
+        records: Vec<IncomingRecord>,
+        receipt: Receipt,
+    ) -> Result<PendingAck, IngestError> {
         if records.len() > self.config.max_batch_records {
             return Err(IngestError::BatchTooLarge {
                 records: records.len(),
@@ -222,6 +233,7 @@ impl Ingestor {
             self.writer
                 .send(WriteJob {
                     points: v.points,
+                    receipt,
                     reply,
                 })
                 .await
@@ -275,8 +287,16 @@ fn writer_loop(
                     .collect()
             })
             .collect();
+        let receipts: Vec<Receipt> = jobs
+            .iter_mut()
+            .map(|j| Receipt {
+                principal: std::mem::take(&mut j.receipt.principal),
+                transport: j.receipt.transport,
+                items: std::mem::take(&mut j.receipt.items),
+            })
+            .collect();
         let result = store
-            .write_commit(seq, &batches, clock())
+            .write_commit(seq, &batches, &receipts, clock())
             .and_then(|outcomes| store.flush().map(|()| outcomes));
         match result {
             Ok(outcomes) => {

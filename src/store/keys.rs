@@ -11,6 +11,9 @@
 //! | `g`    | change-audit seq (8 B, BE)                         | JSON audit entry (who changed what)    |
 //! | `m`    | name                                               | metadata (checkpoint, counters)        |
 //! | `M`    | model scope `\0` version (4 B, BE)                  | model artifact (own format header)     |
+//! | `R`    | ledger leaf index (8 B, BE)                        | version byte + postcard leaf and items |
+//! | `T`    | level (1 B) + position (8 B, BE)                   | perfect Merkle subtree hash (32 B)     |
+//! | `X`    | source `\0` hour start (8 B) + leaf index (8 B, BE) | empty: which leaves carried the hour   |
 //!
 //! Ids and codes never contain `\0` (ingest rejects them), which keeps the `p` keys unambiguous.
 //!
@@ -26,6 +29,9 @@ pub(crate) const AUDIT: u8 = b'u';
 pub(crate) const CHANGES: u8 = b'g';
 pub(crate) const META: u8 = b'm';
 pub(crate) const MODEL: u8 = b'M';
+pub(crate) const LEDGER_LEAF: u8 = b'R';
+pub(crate) const LEDGER_NODE: u8 = b'T';
+pub(crate) const LEDGER_INDEX: u8 = b'X';
 
 /// Width of one stored chunk of a series: one key per series per hour keeps sled's per-key overhead off every point.
 pub(crate) const CHUNK_MS: i64 = MS_PER_HOUR;
@@ -75,6 +81,30 @@ pub(crate) fn seq_key(prefix: u8, seq: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = prefix;
     k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// `T` level position: one perfect subtree of the ledger.
+pub(crate) fn ledger_node_key(level: u8, position: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[0] = LEDGER_NODE;
+    k[1] = level;
+    k[2..].copy_from_slice(&position.to_be_bytes());
+    k
+}
+
+/// `X` source `\0`: every ledger-index entry of a source.
+pub(crate) fn ledger_index_prefix(source_id: &str) -> Vec<u8> {
+    let mut k = str_key(LEDGER_INDEX, source_id);
+    k.push(0);
+    k
+}
+
+/// `X` source `\0` hour leaf.
+pub(crate) fn ledger_index_key(source_id: &str, hour_start_ms: i64, leaf: u64) -> Vec<u8> {
+    let mut k = ledger_index_prefix(source_id);
+    k.extend_from_slice(&i64_be(hour_start_ms));
+    k.extend_from_slice(&leaf.to_be_bytes());
     k
 }
 

@@ -7,6 +7,7 @@
 
 mod chunk;
 mod keys;
+mod ledger;
 
 use crate::domain::{Anomaly, Enterprise, Meter, OperatingChange, Outlet, Point, RestrictionOrder};
 use chunk::{Chunk, Insert};
@@ -146,9 +147,9 @@ impl Store {
         Ok(())
     }
 
-    /// Writes one group commit: every batch's points, de-duplicated against stored data and against each other, plus
-    /// a replay-log entry (under `log_seq`) holding the newly stored points, atomically. Does **not** flush: the caller
-    /// flushes once and only then acknowledges.
+    /// Writes one group commit: every batch's points, de-duplicated against stored data and against each other, a
+    /// replay-log entry (under `log_seq`) holding the newly stored points, and one ledger leaf per receipt (receipt
+    /// `i` is batch `i`'s), atomically. Does **not** flush: the caller flushes once and only then acknowledges.
     ///
     /// Returns one outcome per input point, per batch, in order.
     ///
@@ -158,6 +159,7 @@ impl Store {
         &self,
         log_seq: u64,
         batches: &[Vec<Point>],
+        receipts: &[crate::ledger::Receipt],
         now_ms: i64,
     ) -> Result<Vec<Vec<PointOutcome>>> {
         let mut chunks: HashMap<Vec<u8>, Chunk> = HashMap::new();
@@ -219,6 +221,7 @@ impl Store {
             let id = self.db.generate_id()?;
             batch.insert(&keys::seq_key(keys::AUDIT, id)[..], json("audit entry", a)?);
         }
+        self.append_leaves(&mut batch, receipts, batches, now_ms)?;
         self.db.apply_batch(batch)?;
         Ok(outcomes)
     }
@@ -695,14 +698,14 @@ mod tests {
             point("o1", "a21026", t, 12.5),
             point("o1", "a21026", t + 60_000, 13.0),
         ];
-        let out = store.write_commit(1, &[first], 1).unwrap();
+        let out = store.write_commit(1, &[first], &[], 1).unwrap();
         assert_eq!(out[0], vec![PointOutcome::Stored, PointOutcome::Stored]);
 
         let again = vec![
             point("o1", "a21026", t, 12.5),
             point("o1", "a21026", t + 60_000, 99.0),
         ];
-        let out = store.write_commit(2, &[again], 2).unwrap();
+        let out = store.write_commit(2, &[again], &[], 2).unwrap();
         assert_eq!(
             out[0],
             vec![PointOutcome::Duplicate, PointOutcome::ConflictingRewrite]
@@ -721,7 +724,7 @@ mod tests {
         let (_dir, store) = open();
         let p = point("m1", "power_kw", 1_000, 5.0);
         let out = store
-            .write_commit(1, &[vec![p.clone()], vec![p.clone()]], 0)
+            .write_commit(1, &[vec![p.clone()], vec![p.clone()]], &[], 0)
             .unwrap();
         assert_eq!(out[0], vec![PointOutcome::Stored]);
         assert_eq!(out[1], vec![PointOutcome::Duplicate]);
@@ -738,7 +741,7 @@ mod tests {
             pts.push(point("o1", "a19001", base + i * 60_000, 6.0));
         }
         pts.push(point("o10", "a21026", base, 1.0)); // a source whose id extends "o1"
-        store.write_commit(1, &[pts], 0).unwrap();
+        store.write_commit(1, &[pts], &[], 0).unwrap();
         let got = store
             .read_points(
                 "o1",
@@ -767,10 +770,10 @@ mod tests {
         {
             let store = Store::open(dir.path(), 16 << 20).unwrap();
             store
-                .write_commit(1, &[vec![point("s", "c", 1, 1.0)]], 0)
+                .write_commit(1, &[vec![point("s", "c", 1, 1.0)]], &[], 0)
                 .unwrap();
             store
-                .write_commit(2, &[vec![point("s", "c", 2, 1.0)]], 0)
+                .write_commit(2, &[vec![point("s", "c", 2, 1.0)]], &[], 0)
                 .unwrap();
             store.save_checkpoint(1, b"state", &[]).unwrap();
             store.flush().unwrap();
@@ -782,5 +785,82 @@ mod tests {
         assert_eq!(rest.len(), 1);
         assert_eq!(rest[0].0, 2);
         assert_eq!(store.last_log_seq().unwrap(), 2);
+    }
+
+    #[test]
+    fn every_commit_appends_provable_leaves_that_survive_reopen() {
+        use crate::ledger::{merkle, Leaf, Receipt, Transport};
+        let dir = tempfile::tempdir().unwrap();
+        let t = 1_699_999_200_000; // on the hour
+        let receipt = |n: u8| Receipt {
+            principal: format!("p{n}"),
+            transport: Transport::Grpc,
+            items: vec![vec![n; 3]],
+        };
+        {
+            let store = Store::open(dir.path(), 1 << 20).unwrap();
+            for round in 0..5u8 {
+                let batches: Vec<Vec<Point>> = (0..round + 1)
+                    .map(|b| {
+                        vec![point(
+                            &format!("o{b}"),
+                            "a21026",
+                            t + i64::from(round) * 3_600_000,
+                            1.0,
+                        )]
+                    })
+                    .collect();
+                let receipts: Vec<Receipt> = (0..=round).map(receipt).collect();
+                store
+                    .write_commit(u64::from(round) + 1, &batches, &receipts, 7)
+                    .unwrap();
+            }
+            store.flush().unwrap();
+        }
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let size = store.ledger_size().unwrap();
+        assert_eq!(size, 15, "1 + 2 + 3 + 4 + 5 receipts");
+        let root = store.ledger_root(size).unwrap();
+        for i in 0..size {
+            let (leaf, items) = store.ledger_leaf(i).unwrap().unwrap();
+            assert_eq!(leaf.received_at_ms, 7);
+            assert_eq!(
+                leaf,
+                Leaf::of(
+                    &Receipt {
+                        principal: leaf.principal.clone(),
+                        transport: Transport::Grpc,
+                        items
+                    },
+                    7
+                )
+            );
+            let proof = store.ledger_proof(i, size).unwrap();
+            assert!(
+                merkle::verify_inclusion(&leaf.hash(), i, size, &proof, &root),
+                "leaf {i}"
+            );
+        }
+        // o0 had a point in every round: leaves 0, 1, 3, 6, 10; o4 only in the last: leaf 14.
+        let o0 = store
+            .ledger_leaves_for("o0", t, t + 5 * 3_600_000, 100)
+            .unwrap();
+        assert_eq!(o0, vec![0, 1, 3, 6, 10]);
+        assert_eq!(
+            store
+                .ledger_leaves_for("o0", t + 3_600_000, t + 2 * 3_600_000, 100)
+                .unwrap(),
+            vec![1]
+        );
+        assert_eq!(
+            store
+                .ledger_leaves_for("o4", t, t + 5 * 3_600_000, 100)
+                .unwrap(),
+            vec![14]
+        );
+        assert!(store
+            .ledger_leaves_for("o9", t, t + 5 * 3_600_000, 100)
+            .unwrap()
+            .is_empty());
     }
 }

@@ -8,6 +8,7 @@ pub mod availability;
 pub mod bench;
 pub mod demo;
 pub mod eval;
+pub mod evidence;
 pub mod feed;
 pub mod hj212;
 pub mod models;

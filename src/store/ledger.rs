@@ -1,0 +1,153 @@
+//! The copy of record on disk: leaves with their items, perfect subtrees of the Merkle tree, and an index from a
+//! source's hours to the leaves that carried them. Appended inside the commit that stores the points, so a point is
+//! acknowledged only with its receipt in the log.
+
+use super::{corrupt, decode_versioned, encode_versioned, keys, Result, Store};
+use crate::domain::Point;
+use crate::ledger::{merkle, Hash, Leaf, Receipt};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+
+/// A leaf as stored: the leaf and its items' bytes.
+#[derive(Serialize, Deserialize)]
+struct StoredLeaf {
+    leaf: Leaf,
+    items: Vec<Vec<u8>>,
+}
+
+const SIZE: &str = "ledger_size";
+
+impl Store {
+    /// Leaves in the log.
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn ledger_size(&self) -> Result<u64> {
+        Ok(self.meta_u64(SIZE)?.unwrap_or(0))
+    }
+
+    /// Adds one leaf per receipt to `batch`: the leaf and its items, the subtrees it completes, the index of the
+    /// hours its points (`points[i]`, receipt `i`'s) cover, and the new size.
+    pub(super) fn append_leaves(
+        &self,
+        batch: &mut sled::Batch,
+        receipts: &[Receipt],
+        points: &[Vec<Point>],
+        received_at_ms: i64,
+    ) -> Result<()> {
+        if receipts.is_empty() {
+            return Ok(());
+        }
+        let mut size = self.ledger_size()?;
+        let mut new_nodes: HashMap<(u8, u64), Hash> = HashMap::new();
+        for (i, receipt) in receipts.iter().enumerate() {
+            let leaf = Leaf::of(receipt, received_at_ms);
+            let completed =
+                merkle::completed_by_append(size, leaf.hash(), |level, position| match new_nodes
+                    .get(&(level, position))
+                {
+                    Some(h) => Ok(*h),
+                    None => self.ledger_node(level, position),
+                })?;
+            for (level, position, hash) in completed {
+                batch.insert(&keys::ledger_node_key(level, position)[..], &hash[..]);
+                new_nodes.insert((level, position), hash);
+            }
+            let hours: BTreeSet<(&str, i64)> = points
+                .get(i)
+                .into_iter()
+                .flatten()
+                .map(|p| (p.source_id.as_str(), keys::chunk_start(p.time_ms)))
+                .collect();
+            for (source, hour) in hours {
+                batch.insert(keys::ledger_index_key(source, hour, size), &[][..]);
+            }
+            let stored = StoredLeaf {
+                leaf,
+                items: receipt.items.clone(),
+            };
+            batch.insert(
+                &keys::seq_key(keys::LEDGER_LEAF, size)[..],
+                encode_versioned("ledger leaf", &stored)?,
+            );
+            size += 1;
+        }
+        batch.insert(keys::str_key(keys::META, SIZE), &size.to_be_bytes()[..]);
+        Ok(())
+    }
+
+    fn ledger_node(&self, level: u8, position: u64) -> Result<Hash> {
+        let key = keys::ledger_node_key(level, position);
+        let v = self
+            .db
+            .get(key)?
+            .ok_or_else(|| corrupt(&key, "ledger subtree missing"))?;
+        Hash::try_from(v.as_ref()).map_err(|_| corrupt(&key, "ledger subtree is not 32 bytes"))
+    }
+
+    /// Root of the first `size` leaves.
+    ///
+    /// # Errors
+    /// Engine failure or a missing subtree (a damaged log).
+    pub fn ledger_root(&self, size: u64) -> Result<Hash> {
+        merkle::root(size, |l, p| self.ledger_node(l, p))
+    }
+
+    /// Inclusion proof of leaf `index` in the tree of the first `size` leaves.
+    ///
+    /// # Errors
+    /// Engine failure or a missing subtree.
+    pub fn ledger_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>> {
+        merkle::inclusion_proof(index, size, |l, p| self.ledger_node(l, p))
+    }
+
+    /// Leaf `index` and its items' bytes.
+    ///
+    /// # Errors
+    /// Engine failure or a corrupt leaf.
+    pub fn ledger_leaf(&self, index: u64) -> Result<Option<(Leaf, Vec<Vec<u8>>)>> {
+        let key = keys::seq_key(keys::LEDGER_LEAF, index);
+        match self.db.get(key)? {
+            Some(v) => {
+                let s: StoredLeaf = decode_versioned(&key, &v)?;
+                Ok(Some((s.leaf, s.items)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The leaves that carried points of `source_id` in hours overlapping `[from_ms, to_ms)`, ascending, at most
+    /// `limit` (the caller says when a window has more).
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn ledger_leaves_for(
+        &self,
+        source_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<u64>> {
+        let prefix = keys::ledger_index_prefix(source_id);
+        let lo = keys::ledger_index_key(source_id, keys::chunk_start(from_ms), 0);
+        let hi = keys::ledger_index_key(
+            source_id,
+            keys::chunk_start(to_ms.saturating_sub(1)),
+            u64::MAX,
+        );
+        let mut out = BTreeSet::new();
+        for kv in self.db.range(lo..=hi) {
+            let (k, _) = kv?;
+            let leaf = k
+                .get(prefix.len() + 8..)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| corrupt(&k, "ledger index key"))?;
+            out.insert(leaf);
+            if out.len() > limit {
+                break;
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+}
