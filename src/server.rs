@@ -61,6 +61,8 @@ pub struct ServeConfig {
     pub require_auth: bool,
     /// TLS on the gRPC port; `None` is plain TCP (loopback, or behind a TLS-terminating proxy).
     pub tls: Option<TlsFiles>,
+    /// TLS on the HJ 212 port too, with the same files (off by default: most field DAUs speak plain TCP).
+    pub hj212_tls: bool,
 }
 
 /// PEM contents for TLS on the gRPC port.
@@ -94,6 +96,7 @@ impl ServeConfig {
             retrain: None,
             require_auth: true,
             tls: None,
+            hj212_tls: false,
         }
     }
 }
@@ -155,6 +158,37 @@ fn signing_key(data_dir: &std::path::Path) -> anyhow::Result<Signer> {
         "Copy of record: heads and evidence bundles are signed with this key (publish it; `sentinel evidence head`)."
     );
     Ok(signer)
+}
+
+/// The HJ 212 port's TLS: the gRPC port's certificate and key, and its client CA when mTLS is on.
+fn hj212_tls(files: &TlsFiles) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::{pem::PemObject as _, CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls;
+    let certs = CertificateDer::pem_slice_iter(&files.cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .context("HJ 212 TLS: the certificate chain")?;
+    let key = PrivateKeyDer::from_pem_slice(&files.key_pem).context("HJ 212 TLS: the key")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let config = match &files.client_ca_pem {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(ca) {
+                roots.add(c.context("HJ 212 TLS: the client CA")?)?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()?;
+            builder
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(certs, key)?
+        }
+        None => builder.with_no_client_auth().with_single_cert(certs, key)?,
+    };
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Writes a secret readable by the owner only.
@@ -273,6 +307,22 @@ pub async fn start_with(
     let (hj212_addr, hj212_stats, gateway) = match hj212 {
         Some(l) => {
             let hj_addr = l.local_addr()?;
+            let tls = match (&config.tls, config.hj212_tls) {
+                (Some(files), true) => Some(hj212_tls(files)?),
+                (None, true) => anyhow::bail!("HJ 212 TLS needs the TLS certificate and key"),
+                (_, false) => None,
+            };
+            match &tls {
+                Some(_) => {
+                    tracing::info!(addr = %hj_addr, mtls = config.tls.as_ref().is_some_and(|t| t.client_ca_pem.is_some()), "HJ 212 over TLS.")
+                }
+                None if hj_addr.ip().is_loopback() => {
+                    tracing::info!(addr = %hj_addr, "HJ 212 is plain TCP on loopback.")
+                }
+                None => {
+                    tracing::warn!(addr = %hj_addr, "HJ 212 is plain TCP: passwords and data travel in clear (for DAUs that cannot do TLS; --hj212-tls turns it on).")
+                }
+            }
             let stats = Arc::new(GatewayStats::default());
             let (tx, rx) = watch::channel(false);
             let handle = tokio::spawn(hj212_gateway::serve(
@@ -282,6 +332,7 @@ pub async fn start_with(
                 config.hj212.clone(),
                 stats.clone(),
                 rx,
+                tls,
             ));
             tracing::info!(addr = %hj_addr, "HJ 212 gateway listening.");
             (Some(hj_addr), Some(stats), Some((tx, handle)))

@@ -407,31 +407,37 @@ async fn the_admin_token_is_private_revoked_tokens_stop_and_passwords_are_never_
     assert_eq!(after.code(), Code::Unauthenticated);
 }
 
-/// A CA, a server certificate for `localhost` and a client certificate it signed (PEM): (ca, server cert, server
-/// key, client cert, client key).
-fn certificates() -> (String, String, String, String, String) {
+/// A CA (PEM), a server certificate for `localhost` with its key, and two client certificates it signed with theirs.
+struct Certs {
+    ca: String,
+    cert: String,
+    key: String,
+    client: (String, String),
+    other_client: (String, String),
+}
+
+fn certificates() -> Certs {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
     let ca_key = KeyPair::generate().expect("key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = ca_params.self_signed(&ca_key).expect("ca");
-    let server_key = KeyPair::generate().expect("key");
-    let server = CertificateParams::new(vec!["localhost".to_string()])
-        .expect("params")
-        .signed_by(&server_key, &ca, &ca_key)
-        .expect("server cert");
-    let client_key = KeyPair::generate().expect("key");
-    let client = CertificateParams::new(vec!["platform-1".to_string()])
-        .expect("params")
-        .signed_by(&client_key, &ca, &ca_key)
-        .expect("client cert");
-    (
-        ca.pem(),
-        server.pem(),
-        server_key.serialize_pem(),
-        client.pem(),
-        client_key.serialize_pem(),
-    )
+    let signed = |name: &str| {
+        let key = KeyPair::generate().expect("key");
+        let cert = CertificateParams::new(vec![name.to_string()])
+            .expect("params")
+            .signed_by(&key, &ca, &ca_key)
+            .expect("cert");
+        (cert.pem(), key.serialize_pem())
+    };
+    let (cert, key) = signed("localhost");
+    Certs {
+        client: signed("platform-1"),
+        other_client: signed("platform-2"),
+        ca: ca.pem(),
+        cert,
+        key,
+    }
 }
 
 async fn tls_server(
@@ -462,7 +468,13 @@ async fn list_principals(conn: anyhow::Result<Conn>) -> Result<usize, String> {
 async fn tls_and_mtls_with_certificates_the_test_made() {
     use cems_sentinel::server::TlsFiles;
     use cems_sentinel::tools::feed::{connect_with, ClientTls};
-    let (ca, cert, key, client_cert, client_key) = certificates();
+    let Certs {
+        ca,
+        cert,
+        key,
+        client: (client_cert, client_key),
+        other_client,
+    } = certificates();
     let trust = ClientTls {
         ca_pem: ca.clone().into_bytes(),
         domain: Some("localhost".into()),
@@ -492,9 +504,8 @@ async fn tls_and_mtls_with_certificates_the_test_made() {
             .is_err()
     );
     // Another CA's client refuses the server's certificate.
-    let (other_ca, ..) = certificates();
     let distrust = ClientTls {
-        ca_pem: other_ca.into_bytes(),
+        ca_pem: certificates().ca.into_bytes(),
         ..trust.clone()
     };
     assert!(
@@ -524,18 +535,172 @@ async fn tls_and_mtls_with_certificates_the_test_made() {
         "no client certificate"
     );
     let with_identity = ClientTls {
-        identity: Some((client_cert.into_bytes(), client_key.into_bytes())),
-        ..trust
+        identity: Some((client_cert.clone().into_bytes(), client_key.into_bytes())),
+        ..trust.clone()
     };
     assert_eq!(
         list_principals(connect_with(&addr, Some(&token), Some(&with_identity)).await).await,
         Ok(1)
     );
-    // The certificate is the transport's proof; the token still decides the role.
+    // A certificate the CA signed is the transport's proof, not a principal: without a token it is refused ...
+    let refused = list_principals(connect_with(&addr, None, Some(&with_identity)).await).await;
     assert!(
-        list_principals(connect_with(&addr, None, Some(&with_identity)).await)
+        matches!(&refused, Err(e) if e.contains("Unauthenticated") || e.contains("credential")),
+        "{refused:?}"
+    );
+    // ... until a principal is registered with it: then it authenticates alone, as that principal.
+    let admin = connect_with(&addr, Some(&token), Some(&with_identity))
+        .await
+        .expect("connect");
+    let created = AdminServiceClient::new(admin)
+        .create_principal(pb::CreatePrincipalRequest {
+            name: "platform-1 (mTLS)".into(),
+            role: pb::Role::Admin as i32,
+            client_cert_pem: client_cert,
+            ..Default::default()
+        })
+        .await
+        .expect("create")
+        .into_inner();
+    assert_eq!(
+        created
+            .principal
+            .expect("principal")
+            .client_cert_sha256
+            .len(),
+        64
+    );
+    assert_eq!(
+        list_principals(connect_with(&addr, None, Some(&with_identity)).await).await,
+        Ok(2)
+    );
+    // Another certificate of the same CA (same issuer, another key) is not that principal.
+    let other = ClientTls {
+        identity: Some((other_client.0.into_bytes(), other_client.1.into_bytes())),
+        ..trust
+    };
+    assert!(
+        list_principals(connect_with(&addr, None, Some(&other)).await)
             .await
             .is_err()
+    );
+    server.shutdown().await.expect("stops");
+}
+
+#[tokio::test]
+async fn hj212_over_tls_acknowledges_and_a_plain_client_gets_nothing() {
+    use cems_sentinel::hj212::{frame::encode, Framer, Packet};
+    use cems_sentinel::server::TlsFiles;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    let certs = certificates();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(dir.path());
+    config.tls = Some(TlsFiles {
+        cert_pem: certs.cert.clone().into_bytes(),
+        key_pem: certs.key.clone().into_bytes(),
+        client_ca_pem: None,
+    });
+    config.hj212_tls = true;
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hj = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let server = cems_sentinel::server::start_with(config, grpc, Some(hj))
+        .await
+        .expect("starts");
+    let trust = cems_sentinel::tools::feed::ClientTls {
+        ca_pem: certs.ca.clone().into_bytes(),
+        domain: Some("localhost".into()),
+        identity: None,
+    };
+    let conn =
+        cems_sentinel::tools::feed::connect_with(&server.addr.to_string(), None, Some(&trust))
+            .await
+            .expect("connect");
+    let mut reg = RegistryServiceClient::new(conn);
+    reg.upsert_enterprise(pb::Enterprise {
+        id: "st".into(),
+        name: "station".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("enterprise");
+    reg.upsert_outlet(pb::Outlet {
+        id: "MN1".into(),
+        enterprise_id: "st".into(),
+        kind: pb::OutletKind::Stack as i32,
+        hj212_password: "pw-1".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("outlet");
+    let hj_addr = server.hj212_addr.expect("gateway");
+    let packet = encode("QN=20210107160000000;ST=22;CN=2011;PW=pw-1;MN=MN1;Flag=5;CP=&&DataTime=20210107160000;a21026-Rtd=9.9,a21026-Flag=N&&");
+
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject as _;
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(certs.ca.as_bytes()).expect("ca"))
+        .expect("root");
+    let client = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(hj_addr)
+        .await
+        .expect("connect");
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").expect("name"),
+            tcp,
+        )
+        .await
+        .expect("TLS handshake");
+    tls.write_all(&packet).await.expect("send");
+    let mut framer = Framer::new();
+    let mut buf = [0u8; 4096];
+    let ack = loop {
+        if let Some(frame) = framer.next_frame() {
+            break Packet::parse(&frame.expect("frame").segment).expect("ack");
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
+            .await
+            .expect("ack in time")
+            .expect("read");
+        assert!(n > 0, "closed before the ack");
+        framer.push(&buf[..n]);
+    };
+    assert_eq!(ack.cn.as_deref(), Some("9014"));
+
+    // A device speaking plain TCP to the TLS port is closed without an ack, and nothing of it is stored.
+    let mut plain = tokio::net::TcpStream::connect(hj_addr)
+        .await
+        .expect("connect");
+    plain.write_all(&packet).await.expect("send");
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), plain.read_to_end(&mut got)).await;
+    assert!(
+        !String::from_utf8_lossy(&got).contains("CN=9014"),
+        "a plain client got an ack"
+    );
+    let stats = server.hj212_stats.clone().expect("stats");
+    assert_eq!(
+        stats
+            .tls_handshakes_failed
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(
+        stats
+            .packets_accepted
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
     );
     server.shutdown().await.expect("stops");
 }

@@ -53,7 +53,17 @@ fn principal_to_pb_json(p: &Principal) -> serde_json::Value {
     serde_json::json!({
         "id": p.id, "name": p.name, "role": p.role.as_str(), "enterprises": p.enterprises,
         "regions": p.regions, "expires_ms": p.expires_ms, "revoked": p.revoked,
+        "client_cert_sha256": p.client_cert_sha256,
     })
+}
+
+/// Hex SHA-256 of the DER of the first certificate in `pem`: what an mTLS connection must present.
+fn cert_fingerprint(pem: &str) -> Result<String, Status> {
+    use tokio_rustls::rustls::pki_types::{pem::PemObject as _, CertificateDer};
+    let der = CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| {
+        Status::invalid_argument(format!("client_cert_pem: not a PEM certificate ({e})"))
+    })?;
+    Ok(crate::domain::secret::sha256_hex(der.as_ref()))
 }
 
 /// A principal as shown: never its token hash.
@@ -67,6 +77,7 @@ pub fn principal_to_pb(p: Principal) -> pb::Principal {
         created_ms: p.created_ms,
         expires_ms: p.expires_ms.unwrap_or(0),
         revoked: p.revoked,
+        client_cert_sha256: p.client_cert_sha256,
     }
 }
 
@@ -81,11 +92,17 @@ impl AdminService for AdminApi {
         let role = role_from_pb(r.role).ok_or_else(|| {
             Status::invalid_argument(format!("role: unknown or unspecified {}", r.role))
         })?;
+        let client_cert_sha256 = if r.client_cert_pem.trim().is_empty() {
+            None
+        } else {
+            Some(cert_fingerprint(&r.client_cert_pem)?)
+        };
         let new = NewPrincipal {
             name: r.name,
             enterprises: r.enterprises,
             regions: r.regions,
             ttl_ms: (r.ttl_ms > 0).then_some(r.ttl_ms),
+            client_cert_sha256,
         };
         let principals = self.principals.clone();
         let (p, token) = tokio::task::spawn_blocking(move || {

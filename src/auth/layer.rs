@@ -28,6 +28,7 @@ impl Gate {
         &self,
         path: &str,
         headers: &http::HeaderMap,
+        client_cert_sha256: Option<&str>,
     ) -> Result<Option<Principal>, Status> {
         let rule = policy::access(path);
         if rule == Access::Open {
@@ -41,11 +42,15 @@ impl Gate {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.strip_prefix("Bearer "))
                     .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .ok_or_else(|| Status::unauthenticated(AuthError::Missing.to_string()))?;
-                principals
-                    .authenticate(token, crate::ingest::system_now_ms())
-                    .map_err(|e| Status::unauthenticated(e.to_string()))?
+                    .filter(|t| !t.is_empty());
+                let now = crate::ingest::system_now_ms();
+                // A token, when given, decides; otherwise the mTLS certificate the connection presented.
+                match (token, client_cert_sha256) {
+                    (Some(t), _) => principals.authenticate(t, now),
+                    (None, Some(cert)) => principals.authenticate_cert(cert, now),
+                    (None, None) => Err(AuthError::Missing),
+                }
+                .map_err(|e| Status::unauthenticated(e.to_string()))?
             }
         };
         let refusal = match rule {
@@ -102,6 +107,18 @@ impl<S> tower::Layer<S> for AuthLayer {
     }
 }
 
+/// Hex SHA-256 of the client certificate the TLS connection presented (mTLS), if any.
+fn client_cert_sha256<B>(req: &http::Request<B>) -> Option<String> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let certs = req
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()?
+        .peer_certs()?;
+    certs
+        .first()
+        .map(|c| crate::domain::secret::sha256_hex(c.as_ref()))
+}
+
 /// The service [`AuthLayer`] wraps the routes in.
 #[derive(Clone)]
 pub struct AuthService<S> {
@@ -128,7 +145,11 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<ReqBody>) -> Self::Future {
-        match self.gate.admit(req.uri().path(), req.headers()) {
+        let cert = client_cert_sha256(&req);
+        match self
+            .gate
+            .admit(req.uri().path(), req.headers(), cert.as_deref())
+        {
             Ok(principal) => {
                 if let Some(p) = principal {
                     req.extensions_mut().insert(p);

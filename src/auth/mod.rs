@@ -68,6 +68,10 @@ pub struct Principal {
     pub expires_ms: Option<i64>,
     /// Revoked principals authenticate no more.
     pub revoked: bool,
+    /// mTLS: hex SHA-256 of the client certificate (DER) that authenticates it without a token; empty = none.
+    /// Pinned by fingerprint, not subject, so a second certificate the CA issues under the same name gains nothing.
+    #[serde(default)]
+    pub client_cert_sha256: String,
 }
 
 impl Principal {
@@ -107,6 +111,7 @@ impl Principal {
             regions: vec![],
             token_sha256: String::new(),
             created_ms: 0,
+            client_cert_sha256: String::new(),
             expires_ms: None,
             revoked: false,
         }
@@ -156,6 +161,8 @@ pub struct NewPrincipal {
     pub regions: Vec<String>,
     /// Lifetime from now, ms (`None`: no expiry).
     pub ttl_ms: Option<i64>,
+    /// mTLS: the client certificate's hex SHA-256 (DER), which then authenticates it.
+    pub client_cert_sha256: Option<String>,
 }
 
 /// Hex SHA-256 of a token.
@@ -229,6 +236,15 @@ impl Principals {
             .all
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let cert = new
+            .client_cert_sha256
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if !cert.is_empty() && all.iter().any(|p| p.client_cert_sha256 == cert) {
+            return Err(AuthError::Invalid(
+                "that client certificate already belongs to another principal".into(),
+            ));
+        }
         let principal = Principal {
             id: format!("p-{}", all.len() + 1),
             name: new.name,
@@ -239,6 +255,7 @@ impl Principals {
             created_ms: now_ms,
             expires_ms: new.ttl_ms.map(|t| now_ms.saturating_add(t)),
             revoked: false,
+            client_cert_sha256: cert,
         };
         let mut next = all.clone();
         next.push(principal.clone());
@@ -274,11 +291,37 @@ impl Principals {
     /// Unknown, revoked or expired.
     pub fn authenticate(&self, token: &str, now_ms: i64) -> Result<Principal, AuthError> {
         let digest = token_hash(token);
+        self.valid(
+            |p| crate::domain::secret::same_text(&p.token_sha256, &digest),
+            now_ms,
+        )
+    }
+
+    /// The principal a client certificate (hex SHA-256 of its DER) belongs to, if it is valid at `now_ms`.
+    ///
+    /// # Errors
+    /// Unknown, revoked or expired.
+    pub fn authenticate_cert(
+        &self,
+        cert_sha256: &str,
+        now_ms: i64,
+    ) -> Result<Principal, AuthError> {
+        self.valid(
+            |p| {
+                !p.client_cert_sha256.is_empty()
+                    && crate::domain::secret::same_text(&p.client_cert_sha256, cert_sha256)
+            },
+            now_ms,
+        )
+    }
+
+    fn valid(
+        &self,
+        matches: impl Fn(&Principal) -> bool,
+        now_ms: i64,
+    ) -> Result<Principal, AuthError> {
         let all = self.read();
-        let p = all
-            .iter()
-            .find(|p| crate::domain::secret::same_text(&p.token_sha256, &digest))
-            .ok_or(AuthError::Unknown)?;
+        let p = all.iter().find(|p| matches(p)).ok_or(AuthError::Unknown)?;
         if p.revoked {
             return Err(AuthError::Revoked);
         }
@@ -369,5 +412,48 @@ mod tests {
             0,
         );
         assert!(matches!(err, Err(AuthError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_pinned_client_certificate_authenticates_its_principal_only() {
+        let (_dir, p) = principals();
+        let cert = "AB".repeat(32);
+        let (platform, _) = p
+            .add(
+                Role::Source,
+                NewPrincipal {
+                    name: "platform".into(),
+                    enterprises: vec!["e1".into()],
+                    client_cert_sha256: Some(cert.clone()),
+                    ..NewPrincipal::default()
+                },
+                10,
+            )
+            .unwrap();
+        assert_eq!(
+            p.authenticate_cert(&cert.to_ascii_lowercase(), 20)
+                .unwrap()
+                .id,
+            platform.id
+        );
+        assert_eq!(
+            p.authenticate_cert(&"cd".repeat(32), 20),
+            Err(AuthError::Unknown)
+        );
+        assert_eq!(p.authenticate_cert("", 20), Err(AuthError::Unknown));
+        let again = NewPrincipal {
+            name: "copy".into(),
+            client_cert_sha256: Some(cert.clone()),
+            ..NewPrincipal::default()
+        };
+        assert!(
+            p.add(Role::Admin, again, 30).is_err(),
+            "one certificate, one principal"
+        );
+        p.revoke(&platform.id).unwrap();
+        assert_eq!(
+            p.authenticate_cert(&cert.to_ascii_lowercase(), 40),
+            Err(AuthError::Revoked)
+        );
     }
 }

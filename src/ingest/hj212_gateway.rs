@@ -18,8 +18,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 /// Gateway settings, read from the `--hj212-config` TOML file (every field optional).
@@ -174,6 +174,8 @@ pub struct GatewayStats {
     pub measurements: AtomicU64,
     /// Acknowledgements sent.
     pub acks_sent: AtomicU64,
+    /// TLS connections closed because the handshake failed or did not finish in time.
+    pub tls_handshakes_failed: AtomicU64,
 }
 
 impl GatewayStats {
@@ -197,6 +199,7 @@ impl GatewayStats {
             ("garbage_bytes", g(&self.garbage_bytes)),
             ("measurements", g(&self.measurements)),
             ("acks_sent", g(&self.acks_sent)),
+            ("tls_handshakes_failed", g(&self.tls_handshakes_failed)),
         ]
     }
 }
@@ -215,7 +218,10 @@ struct Shared {
     allow_missing_password: bool,
 }
 
-/// Accepts connections until `shutdown` turns true.
+/// A TLS handshake longer than this is a connection holding a slot for nothing.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts connections until `shutdown` turns true; over TLS when `tls` is given.
 pub async fn serve(
     listener: TcpListener,
     ingestor: Arc<Ingestor>,
@@ -223,6 +229,7 @@ pub async fn serve(
     config: GatewayConfig,
     stats: Arc<GatewayStats>,
     mut shutdown: watch::Receiver<bool>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let permits = Arc::new(Semaphore::new(config.max_connections));
     let shared = Arc::new(Shared {
@@ -256,8 +263,24 @@ pub async fn serve(
                 GatewayStats::add(&shared.stats.connections, 1);
                 let shared = shared.clone();
                 let shutdown = shutdown.clone();
+                let tls = tls.clone();
                 connections.spawn(async move {
-                    connection(stream, peer, &shared, shutdown).await;
+                    match tls {
+                        None => connection(stream, peer, &shared, shutdown).await,
+                        Some(acceptor) => {
+                            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(tls_stream)) => connection(tls_stream, peer, &shared, shutdown).await,
+                                Ok(Err(e)) => {
+                                    GatewayStats::add(&shared.stats.tls_handshakes_failed, 1);
+                                    tracing::debug!(%peer, error = %e, "HJ 212 TLS handshake failed; closed.");
+                                }
+                                Err(_) => {
+                                    GatewayStats::add(&shared.stats.tls_handshakes_failed, 1);
+                                    tracing::debug!(%peer, "HJ 212 TLS handshake timed out; closed.");
+                                }
+                            }
+                        }
+                    }
                     drop(permit);
                 });
             }
@@ -268,8 +291,8 @@ pub async fn serve(
     tracing::info!("HJ 212 gateway stopped.");
 }
 
-async fn connection(
-    mut stream: TcpStream,
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     peer: std::net::SocketAddr,
     shared: &Shared,
     mut shutdown: watch::Receiver<bool>,

@@ -27,6 +27,10 @@ pub enum PrincipalsCommand {
         /// Lifetime in days (default: no expiry).
         #[arg(long)]
         days: Option<u32>,
+        /// mTLS: its client certificate (PEM file); presenting it on a TLS connection then authenticates it
+        /// without a token (the server pins the certificate's SHA-256).
+        #[arg(long)]
+        client_cert: Option<std::path::PathBuf>,
     },
     /// List principals (never their tokens).
     List,
@@ -55,6 +59,7 @@ pub async fn create(
             enterprises,
             regions,
             ttl_ms: 0,
+            client_cert_pem: String::new(),
         })
         .await?
         .into_inner();
@@ -75,7 +80,13 @@ impl PrincipalsCommand {
                 enterprises,
                 regions,
                 days,
+                client_cert,
             } => {
+                let client_cert_pem = match client_cert {
+                    Some(path) => std::fs::read_to_string(&path)
+                        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?,
+                    None => String::new(),
+                };
                 let created = client
                     .create_principal(pb::CreatePrincipalRequest {
                         name,
@@ -83,6 +94,7 @@ impl PrincipalsCommand {
                         enterprises,
                         regions,
                         ttl_ms: days.map_or(0, |d| i64::from(d) * 86_400_000),
+                        client_cert_pem,
                     })
                     .await?
                     .into_inner();

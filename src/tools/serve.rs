@@ -20,6 +20,9 @@ pub struct ServeArgs {
     /// mTLS: clients must present a certificate signed by this CA (PEM); needs --tls-cert.
     #[arg(long, env = "SENTINEL_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<std::path::PathBuf>,
+    /// TLS on the HJ 212 port too (same certificate, key and client CA); leave off for DAUs that speak plain TCP.
+    #[arg(long, env = "SENTINEL_HJ212_TLS", requires = "tls_cert")]
+    pub hj212_tls: bool,
     /// Serve without authentication: every client acts as admin. For local experiments only; warns at start.
     #[arg(long)]
     pub insecure_no_auth: bool,
@@ -98,6 +101,7 @@ impl TryFrom<&ServeArgs> for ServeConfig {
                 client_ca_pem,
             });
         }
+        config.hj212_tls = args.hj212_tls;
         config.ingest.max_batch_records = args.max_batch_records;
         config.allowed_lateness = Duration::from_secs(args.allowed_lateness_secs);
         match args.cache_mb.checked_mul(1 << 20) {
