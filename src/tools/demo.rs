@@ -299,6 +299,33 @@ impl DemoArgs {
             )?;
             println!("\nScore report written to {} (Markdown).", path.display());
         }
+        if let Some(top) = anomalies.first() {
+            let out = data_dir.join("evidence").join(&top.id);
+            super::evidence::export(&officer_channel, &top.id, &out).await?;
+            let head = pb::enforcement_service_client::EnforcementServiceClient::new(
+                officer_channel.clone(),
+            )
+            .get_log_head(pb::GetLogHeadRequest {})
+            .await?
+            .into_inner();
+            let key = crate::domain::secret::hex(&head.public_key);
+            println!("\n== Evidence for court: the top anomaly's bundle, checked offline ==\n");
+            match super::evidence::verify_dir(&out, Some(&key))? {
+                Ok(v) => println!(
+                    "{}: {} records as received, in {} receipts of the signed log ({} leaves), verified against key {}…",
+                    out.display(),
+                    v.records,
+                    v.leaves,
+                    v.head.size,
+                    &key[..16]
+                ),
+                Err(e) => anyhow::bail!("the demo's own evidence bundle does not verify: {e}"),
+            }
+            println!(
+                "  sentinel evidence verify {} --public-key {key}",
+                out.display()
+            );
+        }
         println!("\nEvery anomaly carries its evidence. While the service runs (--keep-serving):");
         let dir = data_dir.display();
         println!(
