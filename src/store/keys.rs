@@ -13,7 +13,7 @@
 //! | `M`    | model scope `\0` version (4 B, BE)                  | model artifact (own format header)     |
 //! | `R`    | ledger leaf index (8 B, BE)                        | version byte + postcard leaf and items |
 //! | `T`    | level (1 B) + position (8 B, BE)                   | perfect Merkle subtree hash (32 B)     |
-//! | `X`    | source `\0` hour start (8 B) + leaf index (8 B, BE) | empty: which leaves carried the hour   |
+//! | `X`    | source `\0` hour start (8 B)                       | leaf indices (8 B BE each) of the hour |
 //!
 //! Ids and codes never contain `\0` (ingest rejects them), which keeps the `p` keys unambiguous.
 //!
@@ -100,11 +100,10 @@ pub(crate) fn ledger_index_prefix(source_id: &str) -> Vec<u8> {
     k
 }
 
-/// `X` source `\0` hour leaf.
-pub(crate) fn ledger_index_key(source_id: &str, hour_start_ms: i64, leaf: u64) -> Vec<u8> {
+/// `X` source `\0` hour: the leaves that carried the source's points of that hour.
+pub(crate) fn ledger_index_key(source_id: &str, hour_start_ms: i64) -> Vec<u8> {
     let mut k = ledger_index_prefix(source_id);
     k.extend_from_slice(&i64_be(hour_start_ms));
-    k.extend_from_slice(&leaf.to_be_bytes());
     k
 }
 

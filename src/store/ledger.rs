@@ -6,13 +6,20 @@ use super::{corrupt, decode_versioned, encode_versioned, keys, Result, Store};
 use crate::domain::Point;
 use crate::ledger::{merkle, Hash, Leaf, Receipt};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A leaf as stored: the leaf and its items' bytes.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct StoredLeaf {
     leaf: Leaf,
     items: Vec<Vec<u8>>,
+}
+
+/// [`StoredLeaf`] as written, borrowing (the same encoding, no copy of the items).
+#[derive(Serialize)]
+struct StoredLeafRef<'a> {
+    leaf: &'a Leaf,
+    items: &'a [Vec<u8>],
 }
 
 const SIZE: &str = "ledger_size";
@@ -40,6 +47,7 @@ impl Store {
         }
         let mut size = self.ledger_size()?;
         let mut new_nodes: HashMap<(u8, u64), Hash> = HashMap::new();
+        let mut index: BTreeMap<(&str, i64), Vec<u64>> = BTreeMap::new();
         for (i, receipt) in receipts.iter().enumerate() {
             let leaf = Leaf::of(receipt, received_at_ms);
             let completed =
@@ -59,18 +67,27 @@ impl Store {
                 .flatten()
                 .map(|p| (p.source_id.as_str(), keys::chunk_start(p.time_ms)))
                 .collect();
-            for (source, hour) in hours {
-                batch.insert(keys::ledger_index_key(source, hour, size), &[][..]);
+            for hour in hours {
+                index.entry(hour).or_default().push(size);
             }
-            let stored = StoredLeaf {
-                leaf,
-                items: receipt.items.clone(),
+            let stored = StoredLeafRef {
+                leaf: &leaf,
+                items: &receipt.items,
             };
             batch.insert(
                 &keys::seq_key(keys::LEDGER_LEAF, size)[..],
                 encode_versioned("ledger leaf", &stored)?,
             );
             size += 1;
+        }
+        // One index value per source-hour and commit (not per leaf): the leaves are appended to the stored list.
+        for ((source, hour), leaves) in index {
+            let key = keys::ledger_index_key(source, hour);
+            let mut value = self.db.get(&key)?.map(|v| v.to_vec()).unwrap_or_default();
+            for leaf in leaves {
+                value.extend_from_slice(&leaf.to_be_bytes());
+            }
+            batch.insert(key, value);
         }
         batch.insert(keys::str_key(keys::META, SIZE), &size.to_be_bytes()[..]);
         Ok(())
@@ -128,22 +145,19 @@ impl Store {
         to_ms: i64,
         limit: usize,
     ) -> Result<Vec<u64>> {
-        let prefix = keys::ledger_index_prefix(source_id);
-        let lo = keys::ledger_index_key(source_id, keys::chunk_start(from_ms), 0);
-        let hi = keys::ledger_index_key(
-            source_id,
-            keys::chunk_start(to_ms.saturating_sub(1)),
-            u64::MAX,
-        );
+        let lo = keys::ledger_index_key(source_id, keys::chunk_start(from_ms));
+        let hi = keys::ledger_index_key(source_id, keys::chunk_start(to_ms.saturating_sub(1)));
         let mut out = BTreeSet::new();
         for kv in self.db.range(lo..=hi) {
-            let (k, _) = kv?;
-            let leaf = k
-                .get(prefix.len() + 8..)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map(u64::from_be_bytes)
-                .ok_or_else(|| corrupt(&k, "ledger index key"))?;
-            out.insert(leaf);
+            let (k, v) = kv?;
+            if !v.len().is_multiple_of(8) {
+                return Err(corrupt(&k, "ledger index value"));
+            }
+            out.extend(
+                v.chunks_exact(8)
+                    .filter_map(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes),
+            );
             if out.len() > limit {
                 break;
             }
