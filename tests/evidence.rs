@@ -6,8 +6,9 @@ use cems_sentinel::domain::secret::hex;
 use cems_sentinel::hj212::frame::encode;
 use cems_sentinel::hj212::Framer;
 use cems_sentinel::ledger::bundle::BundleError;
+use cems_sentinel::ledger::SignedHeadFile;
 use cems_sentinel::pb;
-use cems_sentinel::tools::evidence::{export, verify_dir};
+use cems_sentinel::tools::evidence::{check_extends, export, verify_dir};
 use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -101,7 +102,7 @@ async fn an_exported_bundle_verifies_offline_and_each_tampering_fails_with_its_r
         .expect("password");
     let empty = s
         .enforcement
-        .get_log_head(pb::GetLogHeadRequest {})
+        .get_log_head(pb::GetLogHeadRequest::default())
         .await
         .expect("head")
         .into_inner();
@@ -114,7 +115,7 @@ async fn an_exported_bundle_verifies_offline_and_each_tampering_fails_with_its_r
         .expect("sync");
     let head = s
         .enforcement
-        .get_log_head(pb::GetLogHeadRequest {})
+        .get_log_head(pb::GetLogHeadRequest::default())
         .await
         .expect("head")
         .into_inner();
@@ -235,7 +236,7 @@ async fn an_exported_bundle_verifies_offline_and_each_tampering_fails_with_its_r
     let mut s = start_full_with(dir, test_config).await;
     let again = s
         .enforcement
-        .get_log_head(pb::GetLogHeadRequest {})
+        .get_log_head(pb::GetLogHeadRequest::default())
         .await
         .expect("head")
         .into_inner();
@@ -248,5 +249,38 @@ async fn an_exported_bundle_verifies_offline_and_each_tampering_fails_with_its_r
         (head.tree_size, head.root.clone(), head.public_key.clone())
     );
     assert!(verify_dir(&bundle, Some(&key)).expect("readable").is_ok());
+
+    // The log only grows: the head in the bundle is provably a prefix of the log after more data arrives.
+    push_all(&mut s, plant_batches("e1", 720..780, 0..0, 30)).await;
+    let kept: SignedHeadFile =
+        serde_json::from_slice(&std::fs::read(bundle.join("head.json")).expect("head.json"))
+            .expect("a signed head");
+    let grown = s
+        .enforcement
+        .get_log_head(pb::GetLogHeadRequest {
+            consistent_with_size: kept.tree_size,
+        })
+        .await
+        .expect("head")
+        .into_inner();
+    assert_eq!(grown.tree_size, 29 + 2);
+    check_extends(&kept, &grown).expect("the grown log extends the kept head");
+    // A kept head whose root was changed is caught; a proof for another size does not pass.
+    let mut forged = kept.clone();
+    forged.root = hex(&[7u8; 32]);
+    assert!(check_extends(&forged, &grown)
+        .unwrap_err()
+        .contains("signature"));
+    let mut other = grown.clone();
+    other.consistent_with_size = 1;
+    assert!(check_extends(&kept, &other).is_err());
+    let beyond = s
+        .enforcement
+        .get_log_head(pb::GetLogHeadRequest {
+            consistent_with_size: 1_000,
+        })
+        .await
+        .expect_err("beyond the log");
+    assert_eq!(beyond.code(), tonic::Code::OutOfRange);
     s.stop().await;
 }

@@ -451,12 +451,14 @@ impl EnforcementService for EnforcementApi {
 
     async fn get_log_head(
         &self,
-        _req: Request<pb::GetLogHeadRequest>,
+        req: Request<pb::GetLogHeadRequest>,
     ) -> Result<Response<pb::SignedLogHead>, Status> {
+        let since = req.into_inner().consistent_with_size;
         let (store, signer) = (self.store.clone(), self.signer.clone());
-        let head = tokio::task::spawn_blocking(move || evidence::signed_head(&store, &signer))
-            .await
-            .map_err(task_failed)??;
+        let head =
+            tokio::task::spawn_blocking(move || evidence::signed_head(&store, &signer, since))
+                .await
+                .map_err(task_failed)??;
         Ok(Response::new(head))
     }
 

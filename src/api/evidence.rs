@@ -20,18 +20,33 @@ fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(format!("copy of record: {e}"))
 }
 
-/// The log's current head, signed.
+/// The log's current head, signed, with the proof that the log of `consistent_with_size` leaves is its prefix.
 ///
 /// # Errors
-/// `INTERNAL` when the store fails or the log is damaged.
-pub fn signed_head(store: &Store, signer: &Signer) -> Result<pb::SignedLogHead, Status> {
+/// `INTERNAL` when the store fails or the log is damaged; `OUT_OF_RANGE` for a size beyond the log.
+pub fn signed_head(
+    store: &Store,
+    signer: &Signer,
+    consistent_with_size: u64,
+) -> Result<pb::SignedLogHead, Status> {
     let head = current_head(store)?;
+    if consistent_with_size > head.size {
+        return Err(Status::out_of_range(format!(
+            "the log has {} leaves, fewer than {consistent_with_size}",
+            head.size
+        )));
+    }
+    let proof = store
+        .ledger_consistency(consistent_with_size, head.size)
+        .map_err(internal)?;
     Ok(pb::SignedLogHead {
         tree_size: head.size,
         root: head.root.to_vec(),
         signed_at_ms: head.signed_at_ms,
         public_key: signer.public_key().to_vec(),
         signature: signer.sign(&head.signed_bytes()).to_vec(),
+        consistent_with_size,
+        consistency_proof: proof.iter().map(|h| h.to_vec()).collect(),
     })
 }
 

@@ -24,6 +24,15 @@ async fn blocking<T: Send + 'static>(
         .map_err(crate::error::task_failed)?
 }
 
+/// Passwords are credentials: the audit records that one is set, not what it is.
+fn audited_password(password: &str) -> String {
+    if password.is_empty() {
+        String::new()
+    } else {
+        "(set)".into()
+    }
+}
+
 #[tonic::async_trait]
 impl RegistryService for RegistryApi {
     async fn upsert_enterprise(
@@ -47,13 +56,8 @@ impl RegistryService for RegistryApi {
         let r = self.registry.clone();
         let who = principal_of(&req)?;
         let o = outlet_from_pb(req.into_inner())?;
-        // Passwords are credentials: the audit records that one changed, not what it is.
         let redact = |o: &crate::domain::Outlet| crate::domain::Outlet {
-            hj212_password: if o.hj212_password.is_empty() {
-                String::new()
-            } else {
-                "(set)".into()
-            },
+            hj212_password: audited_password(&o.hj212_password),
             ..o.clone()
         };
         let before = self.registry.outlet(&o.id).map(|o| redact(&o));
@@ -73,11 +77,7 @@ impl RegistryService for RegistryApi {
         let who = principal_of(&req)?;
         let m = meter_from_pb(req.into_inner())?;
         let redact = |m: &crate::domain::Meter| crate::domain::Meter {
-            hj212_password: if m.hj212_password.is_empty() {
-                String::new()
-            } else {
-                "(set)".into()
-            },
+            hj212_password: audited_password(&m.hj212_password),
             ..m.clone()
         };
         let before = self.registry.meter(&m.id).map(|m| redact(&m));

@@ -16,7 +16,7 @@
 
 use super::head::signature_valid;
 use super::merkle::{self, Hash};
-use super::{item_digest, item_source, Leaf, Signer, Transport, TreeHead};
+use super::{item_digest, item_source, Leaf, SignedHeadFile, Signer, Transport, TreeHead};
 use crate::domain::secret::{from_hex, hex, sha256_hex};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -75,15 +75,6 @@ struct LeafLine {
     transport: Transport,
     item_digests: Vec<String>,
     proof: Vec<String>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct HeadFile {
-    tree_size: u64,
-    root: String,
-    signed_at_ms: i64,
-    public_key: String,
-    signature: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -223,13 +214,11 @@ pub fn build(
             }));
         }
     }
-    let head_file = HeadFile {
-        tree_size: head.size,
-        root: hex(&head.root),
-        signed_at_ms: head.signed_at_ms,
-        public_key: public_key.clone(),
-        signature: hex(&signer.sign(&head.signed_bytes())),
-    };
+    let head_file = SignedHeadFile::new(
+        head,
+        &signer.public_key(),
+        &signer.sign(&head.signed_bytes()),
+    );
     let mut files = Files::new();
     files.insert(ANOMALY.into(), anomaly_json);
     files.insert(RECORDS.into(), records);
@@ -360,7 +349,7 @@ pub fn verify(files: &Files, pinned_key: Option<&[u8]>) -> Result<Verified, Bund
         }
     }
     // 3. The head, signed by the same key.
-    let head_file: HeadFile =
+    let head_file: SignedHeadFile =
         serde_json::from_slice(file(files, HEAD)?).map_err(|e| malformed(HEAD, None, e))?;
     if head_file.public_key != manifest.public_key {
         return Err(malformed(
@@ -369,18 +358,10 @@ pub fn verify(files: &Files, pinned_key: Option<&[u8]>) -> Result<Verified, Bund
             "signed by a key other than the manifest's",
         ));
     }
-    let head = TreeHead {
-        size: head_file.tree_size,
-        root: hash_of(&head_file.root, HEAD, None)?,
-        signed_at_ms: head_file.signed_at_ms,
-    };
-    let head_sig = from_hex(&head_file.signature).unwrap_or_default();
-    if !signature_valid(&key, &head.signed_bytes(), &head_sig) {
-        return Err(BundleError::Signature {
-            what: "head.json",
-            key: head_file.public_key,
-        });
-    }
+    let head = head_file.verified().map_err(|_| BundleError::Signature {
+        what: "head.json",
+        key: head_file.public_key.clone(),
+    })?;
     // 4. Each leaf in the signed tree.
     let mut leaves: HashMap<u64, Leaf> = HashMap::new();
     for (line, l) in lines::<LeafLine>(files, LEAVES)? {

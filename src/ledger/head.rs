@@ -86,6 +86,63 @@ impl TreeHead {
     }
 }
 
+/// A signed head as kept by whoever relies on it: a bundle's `head.json`, `sentinel evidence head --save`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SignedHeadFile {
+    /// Leaves.
+    pub tree_size: u64,
+    /// Root, hex.
+    pub root: String,
+    /// Signing time, Unix ms.
+    pub signed_at_ms: i64,
+    /// Ed25519 public key, hex.
+    pub public_key: String,
+    /// Signature over [`TreeHead::signed_bytes`], hex.
+    pub signature: String,
+}
+
+impl SignedHeadFile {
+    /// A head with its signature and key.
+    pub fn new(head: &TreeHead, public_key: &[u8], signature: &[u8]) -> Self {
+        use crate::domain::secret::hex;
+        Self {
+            tree_size: head.size,
+            root: hex(&head.root),
+            signed_at_ms: head.signed_at_ms,
+            public_key: hex(public_key),
+            signature: hex(signature),
+        }
+    }
+
+    /// The head, when its signature holds under its key.
+    ///
+    /// # Errors
+    /// A malformed field or a signature that does not verify, as a sentence.
+    pub fn verified(&self) -> Result<TreeHead, String> {
+        use crate::domain::secret::from_hex;
+        let root = from_hex(&self.root)
+            .and_then(|b| Hash::try_from(b.as_slice()).ok())
+            .ok_or_else(|| format!("root {:?} is not a 32-byte hex digest", self.root))?;
+        let key = from_hex(&self.public_key)
+            .filter(|k| k.len() == 32)
+            .ok_or_else(|| "public_key is not a 32-byte hex key".to_string())?;
+        let head = TreeHead {
+            size: self.tree_size,
+            root,
+            signed_at_ms: self.signed_at_ms,
+        };
+        let sig = from_hex(&self.signature).unwrap_or_default();
+        if signature_valid(&key, &head.signed_bytes(), &sig) {
+            Ok(head)
+        } else {
+            Err(format!(
+                "the head's signature does not verify under key {}",
+                self.public_key
+            ))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

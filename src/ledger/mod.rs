@@ -14,7 +14,7 @@ pub mod bundle;
 mod head;
 pub mod merkle;
 
-pub use head::{Signer, SignerError, TreeHead};
+pub use head::{SignedHeadFile, Signer, SignerError, TreeHead};
 pub use merkle::Hash;
 
 use sha2::{Digest as _, Sha256};

@@ -118,6 +118,14 @@ impl Store {
         merkle::inclusion_proof(index, size, |l, p| self.ledger_node(l, p))
     }
 
+    /// Proof that the first `old_size` leaves are a prefix of the first `new_size`.
+    ///
+    /// # Errors
+    /// Engine failure or a missing subtree.
+    pub fn ledger_consistency(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>> {
+        merkle::consistency_proof(old_size, new_size, |l, p| self.ledger_node(l, p))
+    }
+
     /// Leaf `index` and its items' bytes.
     ///
     /// # Errors

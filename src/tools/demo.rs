@@ -305,7 +305,7 @@ impl DemoArgs {
             let head = pb::enforcement_service_client::EnforcementServiceClient::new(
                 officer_channel.clone(),
             )
-            .get_log_head(pb::GetLogHeadRequest {})
+            .get_log_head(pb::GetLogHeadRequest::default())
             .await?
             .into_inner();
             let key = crate::domain::secret::hex(&head.public_key);

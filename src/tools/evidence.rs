@@ -5,6 +5,7 @@ use super::feed;
 use super::table::beijing;
 use crate::domain::secret::{from_hex, hex};
 use crate::ledger::bundle::{self, Files, Verified, FILE_NAMES};
+use crate::ledger::{merkle, Hash, SignedHeadFile, TreeHead};
 use crate::pb;
 use crate::pb::enforcement_service_client::EnforcementServiceClient;
 use std::path::{Path, PathBuf};
@@ -31,8 +32,71 @@ pub enum EvidenceCommand {
         #[arg(long)]
         public_key: Option<String>,
     },
-    /// Print the copy of record's signed head and the server's public key.
-    Head,
+    /// Print the copy of record's signed head and the server's public key; with `--since`, prove the log only
+    /// grew since a head you kept (a bundle's `head.json`, or one saved with `--save`).
+    Head {
+        /// Write the signed head to this file (JSON), to check the log against later.
+        #[arg(long)]
+        save: Option<PathBuf>,
+        /// A head kept earlier: check that today's log extends it, unchanged (exit 1 if not).
+        #[arg(long)]
+        since: Option<PathBuf>,
+    },
+}
+
+/// Checks that `new` (with its consistency proof) extends `old`: both signed by the same key, the old tree a prefix
+/// of the new one.
+///
+/// # Errors
+/// The reason it does not.
+pub fn check_extends(old: &SignedHeadFile, new: &pb::SignedLogHead) -> Result<(), String> {
+    let old_head = old.verified().map_err(|e| format!("the kept head: {e}"))?;
+    let new_file = SignedHeadFile::new(
+        &TreeHead {
+            size: new.tree_size,
+            root: new
+                .root
+                .as_slice()
+                .try_into()
+                .map_err(|_| "the new root is not 32 bytes")?,
+            signed_at_ms: new.signed_at_ms,
+        },
+        &new.public_key,
+        &new.signature,
+    );
+    if new_file.public_key != old.public_key {
+        return Err(format!(
+            "the server now signs with key {}, not the kept head's {}",
+            new_file.public_key, old.public_key
+        ));
+    }
+    let new_head = new_file
+        .verified()
+        .map_err(|e| format!("the new head: {e}"))?;
+    if new.consistent_with_size != old_head.size {
+        return Err("the server did not prove consistency with the kept head's size".into());
+    }
+    let proof: Vec<Hash> = new
+        .consistency_proof
+        .iter()
+        .map(|h| {
+            Hash::try_from(h.as_slice()).map_err(|_| "a proof hash is not 32 bytes".to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    if merkle::verify_consistency(
+        old_head.size,
+        new_head.size,
+        &old_head.root,
+        &new_head.root,
+        &proof,
+    ) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the log of {} leaves is not an extension of the kept head of {}: history was changed",
+            new_head.size, old_head.size
+        ))
+    }
 }
 
 /// Exports `anomaly_id`'s bundle into `out`; returns the files written.
@@ -145,9 +209,19 @@ impl EvidenceCommand {
                     Ok(ExitCode::from(1))
                 }
             },
-            Self::Head => {
+            Self::Head { save, since } => {
+                let kept: Option<SignedHeadFile> = match &since {
+                    Some(path) => {
+                        Some(serde_json::from_slice(&std::fs::read(path)?).map_err(|e| {
+                            anyhow::anyhow!("{}: not a signed head: {e}", path.display())
+                        })?)
+                    }
+                    None => None,
+                };
                 let head = EnforcementServiceClient::new(feed::connect(server).await?)
-                    .get_log_head(pb::GetLogHeadRequest {})
+                    .get_log_head(pb::GetLogHeadRequest {
+                        consistent_with_size: kept.as_ref().map_or(0, |k| k.tree_size),
+                    })
                     .await?
                     .into_inner();
                 println!("tree_size    {}", head.tree_size);
@@ -155,6 +229,31 @@ impl EvidenceCommand {
                 println!("signed_at    {} (UTC+8)", beijing(head.signed_at_ms));
                 println!("public_key   {}", hex(&head.public_key));
                 println!("signature    {}", hex(&head.signature));
+                if let Some(path) = &save {
+                    let file = SignedHeadFile::new(
+                        &TreeHead {
+                            size: head.tree_size,
+                            root: head.root.as_slice().try_into()?,
+                            signed_at_ms: head.signed_at_ms,
+                        },
+                        &head.public_key,
+                        &head.signature,
+                    );
+                    std::fs::write(path, serde_json::to_vec_pretty(&file)?)?;
+                    println!("saved to     {}", path.display());
+                }
+                if let Some(old) = &kept {
+                    match check_extends(old, &head) {
+                        Ok(()) => println!(
+                            "CONSISTENT: the log grew from {} to {} leaves without changing any of the first {}",
+                            old.tree_size, head.tree_size, old.tree_size
+                        ),
+                        Err(e) => {
+                            println!("INCONSISTENT: {e}");
+                            return Ok(ExitCode::from(1));
+                        }
+                    }
+                }
                 Ok(ExitCode::SUCCESS)
             }
         }
