@@ -76,6 +76,9 @@ pub struct TlsFiles {
     pub client_ca_pem: Option<Vec<u8>>,
 }
 
+/// How long a stop waits for open gRPC requests before closing their connections.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
 /// Where a new data directory's first admin token is written.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 /// The copy of record's signing key, in the data directory.
@@ -115,6 +118,8 @@ pub struct RunningServer {
     gateway: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
     retrain: Option<tokio::task::JoinHandle<()>>,
     shutdown: Option<oneshot::Sender<()>>,
+    /// Tells open streams (Push, WatchAnomalies) to end, so a graceful stop never waits on a client.
+    stopping: watch::Sender<bool>,
     serve: tokio::task::JoinHandle<anyhow::Result<()>>,
     threads: Vec<std::thread::JoinHandle<()>>,
     store: Store,
@@ -340,11 +345,13 @@ pub async fn start_with(
         None => (None, None, None),
     };
     let audit = AuditLog::new(store.clone());
+    let (stopping_tx, stopping) = watch::channel(false);
     let ingest_api = IngestServiceServer::new(IngestApi {
         ingestor,
         store: store.clone(),
         registry: registry.clone(),
         audit: audit.clone(),
+        stopping: stopping.clone(),
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let registry_api = RegistryServiceServer::new(RegistryApi {
@@ -371,6 +378,7 @@ pub async fn start_with(
         equipment: config.detect.equipment,
         audit,
         signer,
+        stopping,
     });
 
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
@@ -444,6 +452,7 @@ pub async fn start_with(
         gateway,
         retrain,
         shutdown: Some(shutdown_tx),
+        stopping: stopping_tx,
         serve,
         threads: vec![writer, detection],
         store,
@@ -457,6 +466,7 @@ impl RunningServer {
     /// # Errors
     /// When the server task failed.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        let _ = self.stopping.send(true);
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -468,7 +478,18 @@ impl RunningServer {
     /// # Errors
     /// When the server task failed.
     pub async fn wait(&mut self) -> anyhow::Result<()> {
-        let served = (&mut self.serve).await;
+        let served = match tokio::time::timeout(STOP_GRACE, &mut self.serve).await {
+            Ok(served) => served,
+            Err(_) => {
+                // Streams were told to end; a connection that still holds on is not worth hanging the stop for.
+                tracing::warn!(
+                    grace_secs = STOP_GRACE.as_secs(),
+                    "gRPC connections still open after the grace period: closing them."
+                );
+                self.serve.abort();
+                Ok(Ok(()))
+            }
+        };
         // The gateway holds the ingest front door too: stop it before waiting for the writer to drain.
         if let Some((tx, handle)) = self.gateway.take() {
             let _ = tx.send(true);
@@ -505,6 +526,7 @@ impl RunningServer {
 
     /// Asks the server to stop without waiting.
     pub fn trigger_shutdown(&mut self) {
+        let _ = self.stopping.send(true);
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -45,6 +45,8 @@ pub struct EnforcementApi {
     pub audit: AuditLog,
     /// Signs the copy of record's heads and evidence bundles.
     pub signer: Arc<Signer>,
+    /// Turns true when the server stops: open watches end, so shutdown does not wait on them.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Most outlets one `GetDataAvailability` may cover.
@@ -180,9 +182,17 @@ impl EnforcementService for EnforcementApi {
         let mut events = self.book.subscribe();
         let registry = self.registry.clone();
         let (tx, rx) = mpsc::channel(256);
+        let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
             loop {
-                match events.recv().await {
+                let event = tokio::select! {
+                    e = events.recv() => e,
+                    _ = super::stopped(&mut stopping) => {
+                        let _ = tx.send(Err(super::shutting_down())).await;
+                        break;
+                    }
+                };
+                match event {
                     Ok(a) => {
                         let region = registry.region_of(&a.enterprise_id);
                         if filter.matches(&a, &region) {

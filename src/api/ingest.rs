@@ -33,6 +33,8 @@ pub struct IngestApi {
     pub registry: RegistryRef,
     /// Refused records are audited (once per batch).
     pub audit: crate::auth::audit::AuditLog,
+    /// Turns true when the server stops: open `Push` streams end (after acking what they queued).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// A `source` principal's batch split by scope: the records of its own enterprises go on, in order; each other one
@@ -72,8 +74,9 @@ fn scope_records(
                 record_index: i,
                 code: String::new(),
                 reason: format!(
-                    "PERMISSION_DENIED: source {:?} belongs to enterprise {e:?}, outside {}'s scope",
-                    r.source_id, principal.name
+                    "PERMISSION_DENIED: source {} belongs to enterprise {e:?}, outside {}'s scope",
+                    crate::domain::quote::quote(&r.source_id),
+                    principal.name
                 ),
             }),
             _ => {
@@ -142,14 +145,26 @@ impl IngestService for IngestApi {
         let (pending_tx, mut pending_rx) = mpsc::channel(PUSH_IN_FLIGHT);
         let (ack_tx, ack_rx) = mpsc::channel(PUSH_IN_FLIGHT);
         let ingestor = self.ingestor.clone();
-        // Reader: validate and queue each batch as it arrives.
-        let reader_ack_tx = ack_tx.clone();
+        // Reader: validate and queue each batch as it arrives; an error goes through the same queue, so it reaches
+        // the client after the acks of every batch queued before it.
+        let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
-            while let Some(msg) = inbound.next().await {
+            loop {
+                let next = tokio::select! {
+                    m = inbound.next() => m,
+                    _ = super::stopped(&mut stopping) => {
+                        let _ = pending_tx.send(Err(super::shutting_down())).await;
+                        break;
+                    }
+                };
+                let Some(msg) = next else { break };
                 let batch = match msg {
                     Ok(b) => b,
                     Err(status) => {
-                        tracing::debug!(%status, "Push stream ended by the client.");
+                        // A message that does not decode (or a broken stream) ends the stream with that error, so
+                        // the client can tell; batches already queued are still committed and acknowledged first.
+                        tracing::debug!(%status, "Push stream ended with an error.");
+                        let _ = pending_tx.send(Err(status)).await;
                         break;
                     }
                 };
@@ -157,12 +172,12 @@ impl IngestService for IngestApi {
                 let (scoped, receipt) = scope_records(&principal, &registry, &audit, batch.records);
                 match ingestor.submit(scoped.kept.clone(), receipt).await {
                     Ok(pending) => {
-                        if pending_tx.send((seq, pending, scoped)).await.is_err() {
+                        if pending_tx.send(Ok((seq, pending, scoped))).await.is_err() {
                             break;
                         }
                     }
                     Err(e) => {
-                        let _ = reader_ack_tx.send(Err(Status::from(e))).await;
+                        let _ = pending_tx.send(Err(Status::from(e))).await;
                         break;
                     }
                 }
@@ -170,12 +185,15 @@ impl IngestService for IngestApi {
         });
         // Acker: wait for durability in order and answer.
         tokio::spawn(async move {
-            while let Some((seq, pending, scoped)) = pending_rx.recv().await {
-                let msg = pending
-                    .wait()
-                    .await
-                    .map(|ack| ack_to_pb(seq, scoped.ack(ack)))
-                    .map_err(Status::from);
+            while let Some(queued) = pending_rx.recv().await {
+                let msg = match queued {
+                    Ok((seq, pending, scoped)) => pending
+                        .wait()
+                        .await
+                        .map(|ack| ack_to_pb(seq, scoped.ack(ack)))
+                        .map_err(Status::from),
+                    Err(status) => Err(status),
+                };
                 let failed = msg.is_err();
                 if ack_tx.send(msg).await.is_err() || failed {
                     break;
@@ -224,8 +242,8 @@ impl IngestService for IngestApi {
         let q = req.into_inner();
         let Some(owner) = self.registry.enterprise_of_source(&q.source_id) else {
             return Err(Status::not_found(format!(
-                "source_id {:?} is not registered",
-                q.source_id
+                "source_id {} is not registered",
+                crate::domain::quote::quote(&q.source_id)
             )));
         };
         if !principal.may_act_for(&owner)
@@ -233,8 +251,9 @@ impl IngestService for IngestApi {
                 && !principal.may_see_region(&self.registry.region_of(&owner)))
         {
             return Err(Status::permission_denied(format!(
-                "source {:?} is outside {}'s scope",
-                q.source_id, principal.name
+                "source {} is outside {}'s scope",
+                crate::domain::quote::quote(&q.source_id),
+                principal.name
             )));
         }
         let to_ms = if q.to_ms == 0 { i64::MAX } else { q.to_ms };

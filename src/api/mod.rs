@@ -9,6 +9,19 @@ mod models;
 mod registry;
 mod summary;
 
+/// Resolves once the server is stopping (at once if it already is).
+async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    // An error means the sender is gone: the server is going away too.
+    let _ = stopping.wait_for(|s| *s).await;
+}
+
+/// What an open stream is told when the server stops.
+fn shutting_down() -> tonic::Status {
+    tonic::Status::unavailable(
+        "the server is shutting down: reconnect and resend what was not acknowledged",
+    )
+}
+
 pub use admin::{principal_to_pb, role_from_pb, role_to_pb, AdminApi};
 pub use convert::{
     anomaly_to_pb, enterprise_to_pb, meter_to_pb, operating_change_to_pb, outlet_to_pb,

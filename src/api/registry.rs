@@ -130,8 +130,9 @@ impl RegistryService for RegistryApi {
         let mut c = operating_change_from_pb(req.into_inner())?;
         if !principal.may_act_for(&c.enterprise_id) {
             return Err(Status::permission_denied(format!(
-                "enterprise {:?} is outside {}'s scope",
-                c.enterprise_id, principal.name
+                "enterprise {} is outside {}'s scope",
+                crate::domain::quote::quote(&c.enterprise_id),
+                principal.name
             )));
         }
         if !principal.is_anonymous() {

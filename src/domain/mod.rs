@@ -8,6 +8,7 @@ pub mod codes;
 mod evidence;
 mod incoming;
 mod language;
+pub mod quote;
 mod record;
 mod registry;
 pub mod secret;

@@ -99,14 +99,18 @@ pub enum FrameError {
     },
 }
 
-/// Streaming framer.
+/// Streaming framer. Linear in its input: consumed bytes are skipped with a cursor (compacted at the next push), and
+/// no search looks past the frame at hand or repeats bytes it has already passed, so `##ab` repeated costs a
+/// constant per bad frame, not a rescan of everything buffered.
 #[derive(Debug, Default)]
 pub struct Framer {
     buf: Vec<u8>,
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    /// Start of the unconsumed bytes in `buf`.
+    start: usize,
+    /// While a frame waits for its declared length: how far past its header `##` has already been looked for.
+    searched: usize,
+    /// Bytes looked at by searches so far: the framer's work, which must stay proportional to its input.
+    examined: u64,
 }
 
 impl Framer {
@@ -117,58 +121,90 @@ impl Framer {
 
     /// Adds received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
     /// Bytes held waiting for the rest of a frame.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
+    }
+
+    fn data(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// Bytes examined by searches since the framer was made (for tests and benchmarks of its cost).
+    pub fn examined(&self) -> u64 {
+        self.examined
+    }
+
+    /// Where `needle` first occurs in `data()[from..to]`, relative to `data()`; counts the bytes looked at.
+    fn find(&mut self, from: usize, to: usize, needle: &[u8]) -> Option<usize> {
+        let hay = &self.buf[self.start + from..self.start + to];
+        let at = hay.windows(needle.len()).position(|w| w == needle);
+        self.examined += at.map_or(hay.len(), |i| i + needle.len()) as u64;
+        at.map(|i| i + from)
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.buf.len());
+        self.searched = 0;
     }
 
     /// The next frame or error, or `None` when more bytes are needed.
     pub fn next_frame(&mut self) -> Option<Result<Frame, FrameError>> {
         // Resync on "##".
-        match find(&self.buf, b"##") {
+        let len = self.data().len();
+        match self.find(0, len, b"##") {
             Some(0) => {}
             Some(n) => {
-                self.buf.drain(..n);
+                self.consume(n);
                 return Some(Err(FrameError::Garbage { bytes: n }));
             }
             None => {
                 // Keep a trailing '#' that may start the next header.
-                let keep = usize::from(self.buf.last() == Some(&b'#'));
-                let n = self.buf.len() - keep;
+                let keep = usize::from(self.data().last() == Some(&b'#'));
+                let n = self.data().len() - keep;
                 if n > 0 {
-                    self.buf.drain(..n);
+                    self.consume(n);
                     return Some(Err(FrameError::Garbage { bytes: n }));
                 }
                 return None;
             }
         }
-        if self.buf.len() < HEADER {
+        if len < HEADER {
             return None;
         }
-        if self.buf[2] == b'#' {
+        if self.data()[2] == b'#' {
             // "###…": the frame starts one byte later.
-            self.buf.drain(..1);
+            self.consume(1);
             return Some(Err(FrameError::Garbage { bytes: 1 }));
         }
-        let len_field = &self.buf[2..HEADER];
-        let Some(declared) = std::str::from_utf8(len_field)
+        let len_field = &self.data()[2..HEADER];
+        let parsed = std::str::from_utf8(len_field)
             .ok()
             .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|s| s.parse::<usize>().ok())
-        else {
-            let field = String::from_utf8_lossy(len_field).into_owned();
-            self.skip_bad_frame();
-            return Some(Err(FrameError::BadLength { field }));
+            .ok_or_else(|| String::from_utf8_lossy(len_field).into_owned());
+        let declared = match parsed {
+            Ok(d) => d,
+            Err(field) => {
+                self.skip_bad_frame();
+                return Some(Err(FrameError::BadLength { field }));
+            }
         };
         let total = HEADER + declared + TRAILER;
-        if self.buf.len() < total {
+        if len < total {
             // A shorter frame may already be complete if the length lies: look for the CRLF it should end with,
-            // but only once the next frame has begun (otherwise we may simply not have everything yet).
-            if let Some(next) = find(&self.buf[HEADER..], b"##").map(|i| i + HEADER) {
-                self.buf.drain(..next);
+            // but only once the next frame has begun (otherwise we may simply not have everything yet). Bytes
+            // already searched are not searched again (a `#` at the end may pair with the next read's).
+            let from = self.searched.max(HEADER);
+            if let Some(next) = self.find(from, len, b"##") {
+                self.consume(next);
                 return Some(Err(FrameError::LengthMismatch {
                     declared,
                     detail: format!(
@@ -177,10 +213,11 @@ impl Framer {
                     ),
                 }));
             }
+            self.searched = len.saturating_sub(1).max(HEADER);
             return None;
         }
-        if &self.buf[total - 2..total] != b"\r\n" {
-            let detail = match find(&self.buf[HEADER..], b"\r\n") {
+        if &self.data()[total - 2..total] != b"\r\n" {
+            let detail = match self.find(HEADER, total, b"\r\n").map(|i| i - HEADER) {
                 Some(i) if i >= 4 => format!("the segment ends after {} bytes", i - 4),
                 _ => "no CRLF where the frame should end".to_string(),
             };
@@ -191,10 +228,11 @@ impl Framer {
         if declared > STANDARD_MAX_SEGMENT {
             warnings.push(Warning::OversizeSegment(declared));
         }
-        let segment = self.buf[HEADER..HEADER + declared].to_vec();
+        let data = self.data();
+        let segment = data[HEADER..HEADER + declared].to_vec();
         let mut crc_field = [0u8; 4];
-        crc_field.copy_from_slice(&self.buf[HEADER + declared..HEADER + declared + 4]);
-        self.buf.drain(..total);
+        crc_field.copy_from_slice(&data[HEADER + declared..HEADER + declared + 4]);
+        self.consume(total);
         Some(Ok(Frame {
             segment,
             crc_field,
@@ -204,14 +242,21 @@ impl Framer {
 
     /// End of input (a file, a closed connection): whatever is buffered is judged as it stands.
     pub fn finish(&mut self) -> Option<FrameError> {
-        if self.buf.is_empty() {
+        if self.buffered() == 0 {
             return None;
         }
-        let buffered = std::mem::take(&mut self.buf);
+        let buffered = self.buf.split_off(self.start);
+        self.buf.clear();
+        self.start = 0;
+        self.searched = 0;
         let declared = std::str::from_utf8(buffered.get(2..HEADER).unwrap_or_default())
             .ok()
             .and_then(|s| s.parse::<usize>().ok());
-        let crlf = find(buffered.get(HEADER..).unwrap_or_default(), b"\r\n");
+        let crlf = buffered
+            .get(HEADER..)
+            .unwrap_or_default()
+            .windows(2)
+            .position(|w| w == b"\r\n");
         match (declared, crlf) {
             (Some(declared), Some(i))
                 if i >= 4
@@ -231,16 +276,13 @@ impl Framer {
     }
 
     /// Drops the current (bad) frame: up to its CRLF if one comes before the next `##`, else up to the next `##`.
+    /// Only the bytes up to the next `##` are searched for the CRLF, so the cost is what is dropped.
     fn skip_bad_frame(&mut self) {
-        let crlf = find(&self.buf[2..], b"\r\n").map(|i| i + 4);
-        let next = find(&self.buf[2..], b"##").map(|i| i + 2);
-        let cut = match (crlf, next) {
-            (Some(c), Some(n)) => c.min(n),
-            (Some(c), None) => c,
-            (None, Some(n)) => n,
-            (None, None) => self.buf.len(),
-        };
-        self.buf.drain(..cut.min(self.buf.len()));
+        let len = self.data().len();
+        let next = self.find(2, len, b"##");
+        let crlf = self.find(2, next.unwrap_or(len), b"\r\n").map(|i| i + 2);
+        let cut = crlf.or(next).unwrap_or(len);
+        self.consume(cut);
     }
 }
 
@@ -334,5 +376,45 @@ mod tests {
             while f.next_frame().is_some() {}
         }
         assert_eq!(f.buffered(), 0);
+    }
+
+    /// The framer's work (bytes its searches look at) per input byte, over hostile inputs fed in reads of `read`.
+    fn work_per_byte(input: &[u8], read: usize) -> f64 {
+        let mut f = Framer::new();
+        for chunk in input.chunks(read) {
+            f.push(chunk);
+            while f.next_frame().is_some() {}
+            assert!(f.buffered() <= HEADER + MAX_SEGMENT + TRAILER + read);
+        }
+        f.examined() as f64 / input.len() as f64
+    }
+
+    #[test]
+    fn hostile_streams_cost_a_constant_per_byte_whatever_their_length() {
+        let bad_lengths = |n: usize| b"##ab".repeat(n);
+        // A frame that promises 9999 bytes and trickles in one byte per read, never completing.
+        let trickle = |n: usize| {
+            let mut v = b"##9999".to_vec();
+            v.extend(std::iter::repeat_n(b'x', n));
+            v
+        };
+        // Bad CRLFs: a declared length that lands on no CRLF, then the real frame.
+        let mismatched = |n: usize| {
+            let mut one = b"##0010".to_vec();
+            one.extend(b"0123456789abcdefgh\r\n");
+            one.repeat(n)
+        };
+        for (name, input, read) in [
+            ("##ab", bad_lengths as fn(usize) -> Vec<u8>, 16 * 1024),
+            ("trickle", trickle, 1),
+            ("mismatch", mismatched, 4096),
+        ] {
+            let small = work_per_byte(&input(1_000), read);
+            let large = work_per_byte(&input(9_000), read);
+            assert!(
+                small < 4.0 && large < 4.0,
+                "{name}: {small:.2} and {large:.2} bytes examined per byte"
+            );
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! the framer never buffers more than one maximal frame plus one read.
 
 use super::{IngestError, Ingestor};
+use crate::domain::quote::quote;
 use crate::hj212::reassembly::Reassembler;
 use crate::hj212::records::{self, ConvertConfig};
 use crate::hj212::{reply, FrameError, Framer, Packet};
@@ -218,6 +219,54 @@ struct Shared {
     allow_missing_password: bool,
 }
 
+/// Refusals of one connection are logged at most once per this interval (the rest are counted into the next line).
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The log lines one connection's bad input causes, rate limited: the first refusal is logged at once, later ones
+/// within [`REFUSAL_LOG_INTERVAL`] are counted and summarised with the latest reason, so a device cannot turn 8 MiB
+/// of bad frames into half a gigabyte of log. Counters ([`GatewayStats`]) still count every one.
+struct Refusals {
+    peer: std::net::SocketAddr,
+    logged_at: Option<Instant>,
+    suppressed: u64,
+    latest: String,
+}
+
+impl Refusals {
+    fn new(peer: std::net::SocketAddr) -> Self {
+        Self {
+            peer,
+            logged_at: None,
+            suppressed: 0,
+            latest: String::new(),
+        }
+    }
+
+    /// Notes one refusal; `reason` is built only when it will be logged or kept as the latest.
+    fn note(&mut self, what: &str, reason: impl std::fmt::Display) {
+        let now = Instant::now();
+        match self.logged_at {
+            Some(at) if now.duration_since(at) < REFUSAL_LOG_INTERVAL => {
+                self.suppressed += 1;
+                self.latest = format!("{what}: {reason}");
+            }
+            _ => {
+                self.flush();
+                tracing::warn!(peer = %self.peer, "HJ 212 {what}: {reason}");
+                self.logged_at = Some(now);
+            }
+        }
+    }
+
+    /// Logs the count of refusals not yet logged.
+    fn flush(&mut self) {
+        if self.suppressed > 0 {
+            tracing::warn!(peer = %self.peer, more = self.suppressed, latest = %self.latest, "HJ 212: further refusals from this connection.");
+            self.suppressed = 0;
+        }
+    }
+}
+
 /// A TLS handshake longer than this is a connection holding a slot for nothing.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -299,6 +348,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let mut framer = Framer::new();
     let mut reassembler = Reassembler::default();
+    let mut refusals = Refusals::new(peer);
     let started = Instant::now();
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
@@ -327,21 +377,21 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                         Ok(p) => p,
                         Err(e) => {
                             GatewayStats::add(&shared.stats.refused_parse, 1);
-                            tracing::warn!(%peer, reason = %e, "HJ 212 packet refused.");
+                            refusals.note("packet refused", e);
                             continue;
                         }
                     };
                     let mn = packet.mn.clone().unwrap_or_default();
                     if let Err(e) = frame.check_crc(shared.modbus.contains(&mn)) {
                         GatewayStats::add(&shared.stats.refused_crc, 1);
-                        tracing::warn!(%peer, mn = %mn, reason = %e, "HJ 212 packet refused.");
+                        refusals.note("packet refused", format_args!("MN {}: {e}", quote(&mn)));
                         continue;
                     }
-                    if !authorized(shared, &peer, &packet) {
+                    if !authorized(shared, &mut refusals, &packet) {
                         continue;
                     }
                     if let Some(whole) = reassembler.push(packet, now) {
-                        if let Some(bytes) = handle(shared, &peer, whole).await {
+                        if let Some(bytes) = handle(shared, &peer, &mut refusals, whole).await {
                             if stream.write_all(&bytes).await.is_err() {
                                 return;
                             }
@@ -354,34 +404,44 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 Err(e) => {
                     GatewayStats::add(&shared.stats.refused_framing, 1);
-                    tracing::warn!(%peer, reason = %e, "HJ 212 frame refused.");
+                    refusals.note("frame refused", e);
                 }
             }
         }
         let now = started.elapsed().as_millis() as i64;
         for partial in reassembler.expire(now, shared.segment_timeout.as_millis() as i64) {
-            let _ = handle(shared, &peer, partial).await;
+            let _ = handle(shared, &peer, &mut refusals, partial).await;
         }
     }
     // Segments still waiting when the device goes away are not lost.
     for partial in reassembler.expire(i64::MAX, 0) {
-        let _ = handle(shared, &peer, partial).await;
+        let _ = handle(shared, &peer, &mut refusals, partial).await;
     }
+    refusals.flush();
 }
 
 /// MN registered and PW right; otherwise counted, logged and refused.
-fn authorized(shared: &Shared, peer: &std::net::SocketAddr, p: &Packet) -> bool {
+fn authorized(shared: &Shared, refusals: &mut Refusals, p: &Packet) -> bool {
     let mn = p.mn.as_deref().unwrap_or_default();
     match shared.registry.hj212_password(mn) {
         None => {
             GatewayStats::add(&shared.stats.refused_unknown_mn, 1);
-            tracing::warn!(%peer, mn, cn = p.cn.as_deref().unwrap_or_default(), "HJ 212 packet refused: MN is not a registered outlet or meter.");
+            refusals.note(
+                "packet refused",
+                format_args!("MN {} is not a registered outlet or meter", quote(mn)),
+            );
             false
         }
         Some(pw) if pw.is_empty() => {
             if !shared.allow_missing_password {
                 GatewayStats::add(&shared.stats.refused_password, 1);
-                tracing::warn!(%peer, mn, "HJ 212 packet refused: no PW registered for this MN (set one with SetHj212Password).");
+                refusals.note(
+                    "packet refused",
+                    format_args!(
+                        "no PW registered for MN {} (set one with SetHj212Password)",
+                        quote(mn)
+                    ),
+                );
             }
             shared.allow_missing_password
         }
@@ -392,7 +452,10 @@ fn authorized(shared: &Shared, peer: &std::net::SocketAddr, p: &Packet) -> bool 
             ) =>
         {
             GatewayStats::add(&shared.stats.refused_password, 1);
-            tracing::warn!(%peer, mn, "HJ 212 packet refused: wrong PW.");
+            refusals.note(
+                "packet refused",
+                format_args!("wrong PW for MN {}", quote(mn)),
+            );
             false
         }
         Some(_) => true,
@@ -400,7 +463,12 @@ fn authorized(shared: &Shared, peer: &std::net::SocketAddr, p: &Packet) -> bool 
 }
 
 /// Ingests a packet's data (waiting for durability) and returns the reply due, if any.
-async fn handle(shared: &Shared, peer: &std::net::SocketAddr, mut p: Packet) -> Option<Vec<u8>> {
+async fn handle(
+    shared: &Shared,
+    peer: &std::net::SocketAddr,
+    refusals: &mut Refusals,
+    mut p: Packet,
+) -> Option<Vec<u8>> {
     let cn = p.cn.clone().unwrap_or_default();
     // The device authenticated by its MN and PW is who sent it.
     let receipt = crate::ledger::Receipt {
@@ -412,7 +480,10 @@ async fn handle(shared: &Shared, peer: &std::net::SocketAddr, mut p: Packet) -> 
         Ok(c) => c,
         Err(e) => {
             GatewayStats::add(&shared.stats.refused_parse, 1);
-            tracing::warn!(%peer, mn = p.mn.as_deref().unwrap_or_default(), reason = %e, "HJ 212 packet refused.");
+            refusals.note(
+                "packet refused",
+                format_args!("MN {}: {e}", quote(p.mn.as_deref().unwrap_or_default())),
+            );
             return None;
         }
     };
@@ -421,7 +492,7 @@ async fn handle(shared: &Shared, peer: &std::net::SocketAddr, mut p: Packet) -> 
             Ok(ack) => {
                 GatewayStats::add(&shared.stats.measurements, u64::from(ack.accepted));
                 for r in &ack.rejected {
-                    tracing::warn!(%peer, code = %r.code, reason = %r.reason, "HJ 212 value rejected.");
+                    refusals.note("value rejected", format_args!("{}: {}", r.code, r.reason));
                 }
             }
             Err(e) => {

@@ -8,7 +8,9 @@
 pub mod hj212_gateway;
 mod validate;
 
-pub use validate::{flag_from_number, interval_from_number, validate, Rejection};
+pub use validate::{
+    flag_from_number, interval_from_number, validate, Rejection, DEFAULT_MAX_CLOCK_SKEW_MS,
+};
 
 use crate::domain::{Clock, IncomingRecord, Point};
 use crate::ledger::Receipt;
@@ -58,6 +60,8 @@ pub struct IngestConfig {
     pub max_batch_records: usize,
     /// Most batches folded into one group commit.
     pub max_group_batches: usize,
+    /// How far ahead of the server clock a record may be stamped.
+    pub max_clock_skew_ms: i64,
 }
 
 impl Default for IngestConfig {
@@ -65,6 +69,7 @@ impl Default for IngestConfig {
         Self {
             max_batch_records: 10_000,
             max_group_batches: 64,
+            max_clock_skew_ms: DEFAULT_MAX_CLOCK_SKEW_MS,
         }
     }
 }
@@ -213,6 +218,7 @@ impl Ingestor {
             records,
             |s| registry.source_kind(s).is_some(),
             (self.clock)(),
+            self.config.max_clock_skew_ms,
         );
         let mut pending = PendingAck {
             commit: None,

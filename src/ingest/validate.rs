@@ -1,7 +1,10 @@
 //! Validation of incoming records: pure, per measurement, every failure a precise rejection that affects nothing
 //! else in the batch.
 
-use crate::domain::{IncomingMeasurement, IncomingRecord, Interval, Point, ValueFlag, MS_PER_HOUR};
+use crate::domain::quote::{quote, MAX_QUOTE_BYTES};
+use crate::domain::{
+    IncomingMeasurement, IncomingRecord, Interval, Point, ValueFlag, MS_PER_MINUTE,
+};
 use std::fmt::Write as _;
 
 /// A refused record or measurement.
@@ -15,8 +18,10 @@ pub struct Rejection {
     pub reason: String,
 }
 
-/// How far ahead of the server clock a sample may be (device clocks drift; a day ahead is a broken clock).
-pub const MAX_FUTURE_MS: i64 = 24 * MS_PER_HOUR;
+/// How far ahead of the server clock a sample may be by default (`--max-clock-skew-secs`): device clocks drift
+/// minutes, not hours, and a point stamped hours ahead would move its outlet's watermark and make the real data
+/// behind it late, i.e. blind detection.
+pub const DEFAULT_MAX_CLOCK_SKEW_MS: i64 = 10 * MS_PER_MINUTE;
 /// Longest code accepted (HJ 212 codes are 6 characters; power codes a few more).
 pub const MAX_CODE_LEN: usize = 64;
 
@@ -60,6 +65,7 @@ pub fn validate(
     records: Vec<IncomingRecord>,
     is_registered: impl Fn(&str) -> bool,
     now_ms: i64,
+    max_clock_skew_ms: i64,
 ) -> Validated {
     let mut v = Validated::default();
     for (i, rec) in records.into_iter().enumerate() {
@@ -75,8 +81,8 @@ pub fn validate(
         }
         if !is_registered(&rec.source_id) {
             v.rejections.push(reject_record(format!(
-                "unknown source_id {:?}: register it as an outlet or meter first",
-                rec.source_id
+                "unknown source_id {}: register it as an outlet or meter first",
+                quote(&rec.source_id)
             )));
             continue;
         }
@@ -87,10 +93,12 @@ pub fn validate(
             )));
             continue;
         }
-        if rec.time_ms > now_ms.saturating_add(MAX_FUTURE_MS) {
+        if rec.time_ms > now_ms.saturating_add(max_clock_skew_ms) {
             v.rejections.push(reject_record(format!(
-                "time_ms {} is more than 24 h ahead of the server clock ({now_ms})",
-                rec.time_ms
+                "time_ms {} is {} s ahead of the server clock ({now_ms}); at most {} s of clock skew is accepted",
+                rec.time_ms,
+                (rec.time_ms - now_ms) / 1000,
+                max_clock_skew_ms / 1000
             )));
             continue;
         }
@@ -120,7 +128,11 @@ pub fn validate(
                 )),
                 Err(reason) => v.rejections.push(Rejection {
                     record_index,
-                    code: m.code,
+                    code: if m.code.len() > MAX_QUOTE_BYTES {
+                        quote(&m.code)
+                    } else {
+                        m.code
+                    },
                     reason,
                 }),
             }
@@ -195,10 +207,14 @@ mod tests {
             ),
             rec("ghost", now, vec![m("a21026", 1.0)]),
             rec("s1", 0, vec![m("a21026", 1.0)]),
-            rec("s1", now + MAX_FUTURE_MS + 1, vec![m("a21026", 1.0)]),
+            rec(
+                "s1",
+                now + DEFAULT_MAX_CLOCK_SKEW_MS + 1,
+                vec![m("a21026", 1.0)],
+            ),
             rec("s1", now - 1, vec![m("a19001", 6.0)]),
         ];
-        let v = validate(records, |s| s == "s1", now);
+        let v = validate(records, |s| s == "s1", now, DEFAULT_MAX_CLOCK_SKEW_MS);
         assert_eq!(v.points.len(), 2);
         assert_eq!(v.points[0].1.code, "a21026");
         assert_eq!(v.points[1].0, 4);
@@ -213,7 +229,7 @@ mod tests {
         assert!(reasons[3].2.contains("converted"));
         assert!(reasons[4].2.contains("unknown source_id \"ghost\"") && reasons[4].1.is_empty());
         assert!(reasons[5].2.contains("must be > 0"));
-        assert!(reasons[6].2.contains("24 h ahead"));
+        assert!(reasons[6].2.contains("at most 600 s of clock skew"));
         assert_eq!(v.rejections.len(), 7);
     }
 }
