@@ -42,7 +42,9 @@ impl From<RegistryError> for Status {
 impl From<IngestError> for Status {
     fn from(e: IngestError) -> Self {
         match e {
-            IngestError::BatchTooLarge { .. } => Status::invalid_argument(e.to_string()),
+            IngestError::BatchTooLarge { .. } | IngestError::TooManyValues { .. } => {
+                Status::invalid_argument(e.to_string())
+            }
             IngestError::ShuttingDown => Status::unavailable(e.to_string()),
             IngestError::CommitFailed(_) => {
                 tracing::error!(error = %e, "Commit failed.");

@@ -379,3 +379,23 @@ async fn a_stop_ends_open_push_and_watch_streams_and_completes_in_seconds() {
     assert!(watch.message().await.is_err() || matches!(watch.message().await, Ok(None)));
     drop(tx);
 }
+
+#[tokio::test]
+async fn a_record_with_more_values_than_a_batch_may_hold_is_refused_whole() {
+    let mut s = start().await;
+    register_plant(&mut s, "e1").await;
+    let values: Vec<pb::Measurement> = (0..150_000)
+        .map(|i| measurement(&format!("c{i}"), 1.0))
+        .collect();
+    let err = s
+        .ingest
+        .write(pb::RecordBatch {
+            seq: 1,
+            records: vec![record("e1-s1", T0, values)],
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("150000 measurements"), "{err:?}");
+    assert!(read_all(&mut s, "e1-s1").await.is_empty());
+}

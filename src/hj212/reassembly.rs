@@ -13,12 +13,19 @@ struct Pending {
     first_seen_ms: i64,
     pnum: u32,
     segments: BTreeMap<u32, Packet>,
+    bytes: usize,
 }
 
 /// Joins segments. Pure: the caller passes the clock.
 #[derive(Default)]
 pub struct Reassembler {
     pending: HashMap<Key, Pending>,
+    /// Bytes of the segments held (as received).
+    bytes: usize,
+}
+
+fn size_of(p: &Packet) -> usize {
+    p.received.iter().map(Vec::len).sum::<usize>().max(1)
 }
 
 fn merge(segments: BTreeMap<u32, Packet>, pnum: u32) -> Option<Packet> {
@@ -62,13 +69,48 @@ impl Reassembler {
             first_seen_ms: now_ms,
             pnum,
             segments: BTreeMap::new(),
+            bytes: 0,
         });
-        entry.segments.insert(pno, p);
+        let size = size_of(&p);
+        if let Some(replaced) = entry.segments.insert(pno, p) {
+            let old = size_of(&replaced);
+            entry.bytes -= old;
+            self.bytes -= old;
+        }
+        entry.bytes += size;
+        self.bytes += size;
         if entry.segments.len() as u32 >= entry.pnum {
             let done = self.pending.remove(&key)?;
+            self.bytes -= done.bytes;
             return merge(done.segments, done.pnum);
         }
         None
+    }
+
+    /// Releases the oldest waiting packets (marked incomplete, as on timeout) until at most `max_bytes` of segments
+    /// are held: a device that opens segmented packets and never finishes them cannot grow memory without bound.
+    pub fn release_over(&mut self, max_bytes: usize) -> Vec<Packet> {
+        let mut out = Vec::new();
+        while self.bytes > max_bytes {
+            let Some(oldest) = self
+                .pending
+                .iter()
+                .min_by_key(|(_, p)| p.first_seen_ms)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some(p) = self.pending.remove(&oldest) {
+                self.bytes -= p.bytes;
+                out.extend(merge(p.segments, p.pnum));
+            }
+        }
+        out
+    }
+
+    /// Bytes of segments held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Releases packets whose segments have waited longer than `max_age_ms`, marked incomplete.
@@ -79,10 +121,14 @@ impl Reassembler {
             .filter(|(_, p)| now_ms - p.first_seen_ms > max_age_ms)
             .map(|(k, _)| k.clone())
             .collect();
-        old.into_iter()
-            .filter_map(|k| self.pending.remove(&k))
-            .filter_map(|p| merge(p.segments, p.pnum))
-            .collect()
+        let mut out = Vec::new();
+        for k in old {
+            if let Some(p) = self.pending.remove(&k) {
+                self.bytes -= p.bytes;
+                out.extend(merge(p.segments, p.pnum));
+            }
+        }
+        out
     }
 
     /// Segmented packets waiting.
@@ -120,5 +166,26 @@ mod tests {
         assert!(out[0]
             .warnings
             .contains(&Warning::IncompleteSegments { got: 1, of: 2 }));
+    }
+
+    #[test]
+    fn never_finished_packets_are_released_oldest_first_once_over_the_budget() {
+        let mut r = Reassembler::default();
+        for minute in 0..50u32 {
+            let p = Packet::parse(format!("QN=1;ST=31;CN=2051;PW=1;MN=M;Flag=7;PNUM=3;PNO=1;CP=&&DataTime=201608010{:03}00;a21026-Avg=1&&", 800 + minute).as_bytes()).unwrap();
+            assert!(r.push(p, i64::from(minute)).is_none());
+        }
+        let held = r.bytes();
+        assert_eq!(r.waiting(), 50);
+        let released = r.release_over(held / 2);
+        assert!(r.bytes() <= held / 2 && r.waiting() == 50 - released.len());
+        assert_eq!(released.len(), 25);
+        // The oldest went first, marked incomplete: the data is kept, not dropped.
+        assert_eq!(released[0].cp_value("DataTime"), Some("20160801080000"));
+        assert!(released.iter().all(|p| p
+            .warnings
+            .contains(&Warning::IncompleteSegments { got: 1, of: 3 })));
+        assert_eq!(r.release_over(0).len(), 25);
+        assert_eq!(r.bytes(), 0);
     }
 }

@@ -219,6 +219,10 @@ struct Shared {
     allow_missing_password: bool,
 }
 
+/// Segments of unfinished split packets one connection may hold; beyond it the oldest are ingested as they stand
+/// (incomplete, as on timeout), so never-finished packets cannot grow memory.
+const MAX_REASSEMBLY_BYTES: usize = 256 * 1024;
+
 /// Refusals of one connection are logged at most once per this interval (the rest are counted into the next line).
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -390,7 +394,11 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                     if !authorized(shared, &mut refusals, &packet) {
                         continue;
                     }
-                    if let Some(whole) = reassembler.push(packet, now) {
+                    let whole = reassembler.push(packet, now);
+                    for partial in reassembler.release_over(MAX_REASSEMBLY_BYTES) {
+                        let _ = handle(shared, &peer, &mut refusals, partial).await;
+                    }
+                    if let Some(whole) = whole {
                         if let Some(bytes) = handle(shared, &peer, &mut refusals, whole).await {
                             if stream.write_all(&bytes).await.is_err() {
                                 return;

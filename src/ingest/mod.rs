@@ -31,6 +31,15 @@ pub enum IngestError {
         /// Configured limit.
         limit: usize,
     },
+    /// More measurements than the configured limit: one record may carry many values, so records alone do not bound
+    /// a batch's memory.
+    #[error("batch has {values} measurements; the limit is {limit} per batch: split it")]
+    TooManyValues {
+        /// Measurements sent.
+        values: usize,
+        /// Configured limit.
+        limit: usize,
+    },
     /// The service is stopping; retry against the restarted service.
     #[error("the service is shutting down")]
     ShuttingDown,
@@ -58,6 +67,8 @@ pub struct Ack {
 pub struct IngestConfig {
     /// Largest batch accepted, in records.
     pub max_batch_records: usize,
+    /// Largest batch accepted, in measurements (values of all its records).
+    pub max_batch_values: usize,
     /// Most batches folded into one group commit.
     pub max_group_batches: usize,
     /// How far ahead of the server clock a record may be stamped.
@@ -68,6 +79,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             max_batch_records: 10_000,
+            max_batch_values: 100_000,
             max_group_batches: 64,
             max_clock_skew_ms: DEFAULT_MAX_CLOCK_SKEW_MS,
         }
@@ -211,6 +223,13 @@ impl Ingestor {
             return Err(IngestError::BatchTooLarge {
                 records: records.len(),
                 limit: self.config.max_batch_records,
+            });
+        }
+        let values: usize = records.iter().map(|r| r.values.len()).sum();
+        if values > self.config.max_batch_values {
+            return Err(IngestError::TooManyValues {
+                values,
+                limit: self.config.max_batch_values,
             });
         }
         let registry = &self.registry;

@@ -35,6 +35,9 @@ pub struct ServeArgs {
     /// Largest batch accepted, in records; bigger batches fail with INVALID_ARGUMENT.
     #[arg(long, env = "SENTINEL_MAX_BATCH_RECORDS", default_value_t = 10_000)]
     pub max_batch_records: usize,
+    /// Largest batch accepted, in measurements (all its records' values); bigger batches fail with INVALID_ARGUMENT.
+    #[arg(long, env = "SENTINEL_MAX_BATCH_VALUES", default_value_t = 100_000)]
+    pub max_batch_values: usize,
     /// Records stamped further ahead of the server clock than this are refused: a point stamped hours ahead
     /// would make the real data behind it late, i.e. blind detection.
     #[arg(long, env = "SENTINEL_MAX_CLOCK_SKEW_SECS", default_value_t = 600)]
@@ -107,6 +110,7 @@ impl TryFrom<&ServeArgs> for ServeConfig {
         }
         config.hj212_tls = args.hj212_tls;
         config.ingest.max_batch_records = args.max_batch_records;
+        config.ingest.max_batch_values = args.max_batch_values;
         config.ingest.max_clock_skew_ms = i64::from(args.max_clock_skew_secs) * 1000;
         config.allowed_lateness = Duration::from_secs(args.allowed_lateness_secs);
         match args.cache_mb.checked_mul(1 << 20) {
