@@ -298,3 +298,73 @@ async fn an_mn_without_a_password_is_refused_and_a_rotated_password_replaces_the
         .expect_err("unregistered");
     assert_eq!(unknown.code(), tonic::Code::FailedPrecondition);
 }
+
+/// Whether the gateway closes the socket within `limit` (reading what it sends meanwhile).
+async fn closed_within(stream: &mut TcpStream, limit: std::time::Duration) -> bool {
+    let mut buf = [0u8; 256];
+    tokio::time::timeout(limit, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test]
+async fn slow_junk_and_unfinished_frames_lose_their_slot_while_a_real_device_keeps_its_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = start_full_with(dir, |d| {
+        let mut c = test_config(d);
+        c.hj212.idle_timeout_secs = 2;
+        c.hj212.frame_timeout_secs = 1;
+        c
+    })
+    .await;
+    register_station(&mut s, "LB4200001", "123456").await;
+    let addr = s.hj212_addr();
+    // Garbage, one byte every 300 ms: bytes keep arriving, but no packet does.
+    let mut junk = TcpStream::connect(addr).await.expect("connect");
+    // A frame header and then one byte every 300 ms: it never completes.
+    let mut slow = TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(b"##0101QN=2021").await.expect("w");
+    // A real device: a packet every 500 ms, each acknowledged.
+    let mut device = TcpStream::connect(addr).await.expect("connect");
+    let mut framer = Framer::new();
+    let started = std::time::Instant::now();
+    let (mut junk_open, mut slow_open) = (true, true);
+    while started.elapsed() < std::time::Duration::from_secs(4) {
+        if junk_open {
+            junk_open = junk.write_all(b"x").await.is_ok();
+        }
+        if slow_open {
+            slow_open = slow.write_all(b"0").await.is_ok();
+        }
+        device
+            .write_all(&barrier("LB4200001", "123456"))
+            .await
+            .expect("the device's connection stays open");
+        assert_eq!(
+            read_reply(&mut device, &mut framer).await.cn.as_deref(),
+            Some("9014")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert!(
+        closed_within(&mut junk, std::time::Duration::from_secs(5)).await,
+        "junk kept its slot"
+    );
+    assert!(
+        closed_within(&mut slow, std::time::Duration::from_secs(5)).await,
+        "an unfinished frame kept its slot"
+    );
+    assert!(
+        s.hj212_stats()
+            .connections_timed_out
+            .load(Ordering::Relaxed)
+            >= 2
+    );
+}

@@ -33,6 +33,8 @@ pub struct GatewayConfig {
     pub max_connections: usize,
     /// A connection silent this long is closed (devices reconnect).
     pub idle_timeout_secs: u64,
+    /// A frame begun must be complete within this long (a socket trickling a byte at a time is closed).
+    pub frame_timeout_secs: u64,
     /// How long segments of a split packet wait for the rest before the part that arrived is ingested.
     pub segment_timeout_secs: u64,
     /// Extra code mappings (`"i33200" = "current_a"`, `"100000-Pt" = "power_kw"`), added to the built-in ones.
@@ -58,6 +60,7 @@ impl Default for GatewayConfig {
             utc_offset_hours: 8.0,
             max_connections: 1024,
             idle_timeout_secs: 600,
+            frame_timeout_secs: 30,
             segment_timeout_secs: 60,
             code_dictionary: BTreeMap::new(),
             devices: BTreeMap::new(),
@@ -126,6 +129,9 @@ impl GatewayConfig {
         if self.idle_timeout_secs == 0 {
             problems.push("idle_timeout_secs must be at least 1".into());
         }
+        if self.frame_timeout_secs == 0 {
+            problems.push("frame_timeout_secs must be at least 1".into());
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -177,6 +183,8 @@ pub struct GatewayStats {
     pub acks_sent: AtomicU64,
     /// TLS connections closed because the handshake failed or did not finish in time.
     pub tls_handshakes_failed: AtomicU64,
+    /// Connections closed for sending no accepted packet within the idle timeout, or no complete frame in time.
+    pub connections_timed_out: AtomicU64,
 }
 
 impl GatewayStats {
@@ -201,6 +209,7 @@ impl GatewayStats {
             ("measurements", g(&self.measurements)),
             ("acks_sent", g(&self.acks_sent)),
             ("tls_handshakes_failed", g(&self.tls_handshakes_failed)),
+            ("connections_timed_out", g(&self.connections_timed_out)),
         ]
     }
 }
@@ -215,6 +224,7 @@ struct Shared {
     modbus: HashSet<String>,
     stats: Arc<GatewayStats>,
     idle_timeout: Duration,
+    frame_timeout: Duration,
     segment_timeout: Duration,
     allow_missing_password: bool,
 }
@@ -293,6 +303,7 @@ pub async fn serve(
         allow_missing_password: config.allow_missing_password,
         stats,
         idle_timeout: Duration::from_secs(config.idle_timeout_secs),
+        frame_timeout: Duration::from_secs(config.frame_timeout_secs),
         segment_timeout: Duration::from_secs(config.segment_timeout_secs),
     });
     let mut connections = tokio::task::JoinSet::new();
@@ -355,14 +366,23 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     let mut refusals = Refusals::new(peer);
     let started = Instant::now();
     let mut buf = vec![0u8; READ_CHUNK];
+    // The idle clock runs from the last packet of a registered MN with its PW, not from the last byte: a socket
+    // that sends garbage or bad packets slowly cannot hold a connection slot. A frame begun must also finish soon.
+    let mut last_useful = Instant::now();
+    let mut partial_since: Option<Instant> = None;
     loop {
+        let mut wait = shared.idle_timeout.saturating_sub(last_useful.elapsed());
+        if let Some(p) = partial_since {
+            wait = wait.min(shared.frame_timeout.saturating_sub(p.elapsed()));
+        }
         let read = tokio::select! {
             _ = shutdown.changed() => break,
-            r = tokio::time::timeout(shared.idle_timeout, stream.read(&mut buf)) => r,
+            r = tokio::time::timeout(wait, stream.read(&mut buf)) => r,
         };
         let n = match read {
             Err(_) => {
-                tracing::debug!(%peer, "HJ 212 connection idle; closed.");
+                GatewayStats::add(&shared.stats.connections_timed_out, 1);
+                tracing::debug!(%peer, "HJ 212 connection sent no packet (or no complete frame) in time; closed.");
                 break;
             }
             Ok(Err(e)) => {
@@ -394,6 +414,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                     if !authorized(shared, &mut refusals, &packet) {
                         continue;
                     }
+                    last_useful = Instant::now();
                     let whole = reassembler.push(packet, now);
                     for partial in reassembler.release_over(MAX_REASSEMBLY_BYTES) {
                         let _ = handle(shared, &peer, &mut refusals, partial).await;
@@ -416,6 +437,11 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         }
+        partial_since = match (framer.buffered(), partial_since) {
+            (0, _) => None,
+            (_, Some(p)) => Some(p),
+            (_, None) => Some(Instant::now()),
+        };
         let now = started.elapsed().as_millis() as i64;
         for partial in reassembler.expire(now, shared.segment_timeout.as_millis() as i64) {
             let _ = handle(shared, &peer, &mut refusals, partial).await;
