@@ -107,7 +107,14 @@ impl RegistryItem {
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
+    conflict_audit_cap: u64,
 }
+
+/// Refused rewrites kept in full: beyond this many only their count grows, so a client sending rewrite after
+/// rewrite cannot fill the disk with their audit (the first ones, which show the pattern, stay).
+pub const MAX_CONFLICT_AUDITS: u64 = 100_000;
+const CONFLICTS_KEPT: &str = "conflict_audits_kept";
+const CONFLICT_ATTEMPTS: &str = "conflict_attempts";
 
 impl Store {
     /// Opens (or creates) the store in `dir`.
@@ -125,7 +132,12 @@ impl Store {
                 .mode(sled::Mode::HighThroughput)
                 .open();
             match opened {
-                Ok(db) => return Ok(Self { db }),
+                Ok(db) => {
+                    return Ok(Self {
+                        db,
+                        conflict_audit_cap: MAX_CONFLICT_AUDITS,
+                    })
+                }
                 Err(sled::Error::Io(e))
                     if attempts < LOCK_RETRIES
                         && e.to_string().contains("could not acquire lock") =>
@@ -217,9 +229,24 @@ impl Store {
                 encode_versioned("log entry", &new_points)?,
             );
         }
-        for a in &audits {
-            let id = self.db.generate_id()?;
-            batch.insert(&keys::seq_key(keys::AUDIT, id)[..], json("audit entry", a)?);
+        if !audits.is_empty() {
+            let kept = self.meta_u64(CONFLICTS_KEPT)?.unwrap_or(0);
+            let room =
+                usize::try_from(self.conflict_audit_cap.saturating_sub(kept)).unwrap_or(usize::MAX);
+            let keep = audits.len().min(room);
+            for a in &audits[..keep] {
+                let id = self.db.generate_id()?;
+                batch.insert(&keys::seq_key(keys::AUDIT, id)[..], json("audit entry", a)?);
+            }
+            let attempts = self.meta_u64(CONFLICT_ATTEMPTS)?.unwrap_or(0) + audits.len() as u64;
+            batch.insert(
+                keys::str_key(keys::META, CONFLICTS_KEPT),
+                &(kept + keep as u64).to_be_bytes()[..],
+            );
+            batch.insert(
+                keys::str_key(keys::META, CONFLICT_ATTEMPTS),
+                &attempts.to_be_bytes()[..],
+            );
         }
         self.append_leaves(&mut batch, receipts, batches, now_ms)?;
         self.db.apply_batch(batch)?;
@@ -419,6 +446,20 @@ impl Store {
             codes.push(code);
         }
         Ok(codes)
+    }
+
+    /// Every refused rewrite ever attempted, including those beyond [`MAX_CONFLICT_AUDITS`] not kept in full.
+    ///
+    /// # Errors
+    /// Engine failure.
+    pub fn conflict_attempts(&self) -> Result<u64> {
+        Ok(self.meta_u64(CONFLICT_ATTEMPTS)?.unwrap_or(0))
+    }
+
+    /// The same store keeping at most `cap` refused rewrites in full (tests use a small one).
+    pub fn with_conflict_audit_cap(mut self, cap: u64) -> Self {
+        self.conflict_audit_cap = cap;
+        self
     }
 
     /// Refused rewrites, oldest first.
@@ -862,5 +903,40 @@ mod tests {
             .ledger_leaves_for("o9", t, t + 5 * 3_600_000, 100)
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn refused_rewrites_are_kept_up_to_the_cap_and_counted_beyond_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20)
+            .unwrap()
+            .with_conflict_audit_cap(5);
+        let t = 1_699_999_200_000;
+        let honest: Vec<Point> = (0..20)
+            .map(|i| point("o1", "a21026", t + i * 60_000, 1.0))
+            .collect();
+        store.write_commit(1, &[honest], &[], 0).unwrap();
+        for round in 0..3 {
+            let rewrites: Vec<Point> = (0..20)
+                .map(|i| point("o1", "a21026", t + i * 60_000, 2.0 + f64::from(round)))
+                .collect();
+            let out = store
+                .write_commit(2 + round as u64, &[rewrites], &[], 0)
+                .unwrap();
+            assert!(out[0]
+                .iter()
+                .all(|o| *o == PointOutcome::ConflictingRewrite));
+        }
+        assert_eq!(
+            store.conflict_audits().unwrap().len(),
+            5,
+            "the first five kept in full"
+        );
+        assert_eq!(
+            store.conflict_attempts().unwrap(),
+            60,
+            "every attempt counted"
+        );
+        assert_eq!(store.conflict_audits().unwrap()[0].attempted.value, 2.0);
     }
 }
