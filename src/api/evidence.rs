@@ -13,6 +13,9 @@ use tonic::Status;
 const CONTEXT_MS: i64 = MS_PER_HOUR;
 /// Most receipts one bundle may rest on (a week of one packet a minute from three sources is ~30,000).
 pub const MAX_BUNDLE_LEAVES: usize = 100_000;
+/// Largest bundle assembled, in bytes (estimated before it is built: each leaf lists every item digest, so the
+/// receipts of large platform batches weigh more than the anomaly's own records).
+pub const MAX_BUNDLE_BYTES: usize = 256 << 20;
 /// Size of the chunks a bundle streams in.
 const CHUNK_BYTES: usize = 1 << 20;
 
@@ -95,11 +98,14 @@ pub fn bundle_of(store: &Store, signer: &Signer, a: &Anomaly) -> Result<Files, S
     let indices = leaves_of(store, a)?;
     let head = current_head(store)?;
     let mut parts = Vec::with_capacity(indices.len());
+    let mut estimate = 0usize;
     for index in &indices {
         let (leaf, items) = store
             .ledger_leaf(*index)
             .map_err(internal)?
             .ok_or_else(|| internal(format!("leaf {index} is indexed but missing")))?;
+        // Hex digests and proof in leaves.jsonl; the items kept, twice (hex and readable), in records.jsonl.
+        estimate += 70 * (leaf.item_digests.len() + 64) + 200;
         let items = items
             .into_iter()
             .enumerate()
@@ -107,7 +113,15 @@ pub fn bundle_of(store: &Store, signer: &Signer, a: &Anomaly) -> Result<Files, S
                 item_source(leaf.transport, item).is_some_and(|s| a.source_ids.contains(&s))
             })
             .map(|(i, item)| (u32::try_from(i).unwrap_or(u32::MAX), item))
-            .collect();
+            .collect::<Vec<_>>();
+        estimate += items.iter().map(|(_, b)| 4 * b.len() + 100).sum::<usize>();
+        if estimate > MAX_BUNDLE_BYTES {
+            return Err(Status::failed_precondition(format!(
+                "anomaly {:?}: its evidence bundle would exceed {} MiB (its receipts are large batches)",
+                a.id,
+                MAX_BUNDLE_BYTES >> 20
+            )));
+        }
         parts.push(Part {
             index: *index,
             proof: store.ledger_proof(*index, head.size).map_err(internal)?,
