@@ -65,6 +65,16 @@ impl EnforcementApi {
         }
     }
 
+    /// The anomaly `id`, if it exists and lies in the principal's regions.
+    fn visible_anomaly(&self, principal: &Principal, id: &str) -> Result<Anomaly, Status> {
+        let a = self
+            .book
+            .get(id)
+            .ok_or_else(|| Status::not_found(format!("anomaly {id:?} not found")))?;
+        self.check_region(principal, &a.enterprise_id)?;
+        Ok(a)
+    }
+
     /// An officer's FALSE_POSITIVE on a level-shift (`PARAMETER_TAMPERING` step) or model alarm re-bases the outlet:
     /// it is recorded as the outlet's operating change at the end of the reviewed episode, which the step test
     /// re-bases at and the model test stays silent after until the outlet's next model version.
@@ -147,12 +157,7 @@ impl EnforcementService for EnforcementApi {
     ) -> Result<Response<pb::Anomaly>, Status> {
         let summaries = self.summaries(&req);
         let principal = principal_of(&req)?;
-        let id = req.into_inner().id;
-        let a = self
-            .book
-            .get(&id)
-            .ok_or_else(|| Status::not_found(format!("anomaly {id:?} not found")))?;
-        self.check_region(&principal, &a.enterprise_id)?;
+        let a = self.visible_anomaly(&principal, &req.into_inner().id)?;
         let summary = summaries.of(&a);
         let (store, found) = (self.store.clone(), a.clone());
         let leaves = tokio::task::spawn_blocking(move || evidence::leaves_of(&store, &found))
@@ -478,11 +483,7 @@ impl EnforcementService for EnforcementApi {
     ) -> Result<Response<Self::ExportEvidenceStream>, Status> {
         let principal = principal_of(&req)?;
         let id = req.into_inner().anomaly_id;
-        let a = self
-            .book
-            .get(&id)
-            .ok_or_else(|| Status::not_found(format!("anomaly {id:?} not found")))?;
-        self.check_region(&principal, &a.enterprise_id)?;
+        let a = self.visible_anomaly(&principal, &id)?;
         let (store, signer) = (self.store.clone(), self.signer.clone());
         let files = tokio::task::spawn_blocking(move || evidence::bundle_of(&store, &signer, &a))
             .await

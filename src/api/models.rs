@@ -161,8 +161,8 @@ impl ModelService for ModelApi {
         let who = crate::auth::layer::principal_of(&req)?;
         let id = req.into_inner().id;
         let model = self.catalog.get(&id)?;
-        let info_of = |catalog: &ModelCatalog| {
-            catalog
+        let info_of = || {
+            self.catalog
                 .list(Some(&model.scope))
                 .into_iter()
                 .find(|i| i.artifact.version == model.version)
@@ -182,7 +182,7 @@ impl ModelService for ModelApi {
                     None::<&()>,
                     &(model.scope.clone(), model.version),
                 )?;
-                let mut info = info_to_pb(info_of(&self.catalog)?);
+                let mut info = info_to_pb(info_of()?);
                 info.awaiting_approval_of = by;
                 return Ok(Response::new(info));
             }
@@ -202,7 +202,7 @@ impl ModelService for ModelApi {
             None::<&()>,
             &(model.scope.clone(), model.version),
         )?;
-        let info = info_of(&self.catalog)?;
+        let info = info_of()?;
         Ok(Response::new(info_to_pb(info)))
     }
 

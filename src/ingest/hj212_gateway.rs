@@ -31,7 +31,8 @@ pub struct GatewayConfig {
     pub utc_offset_hours: f64,
     /// Concurrent connections; further ones are closed at once.
     pub max_connections: usize,
-    /// A connection silent this long is closed (devices reconnect).
+    /// A connection that sends no packet of a registered MN with its PW for this long is closed (devices
+    /// reconnect); garbage and refused packets do not reset the clock.
     pub idle_timeout_secs: u64,
     /// A frame begun must be complete within this long (a socket trickling a byte at a time is closed).
     pub frame_timeout_secs: u64,

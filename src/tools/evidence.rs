@@ -44,6 +44,27 @@ pub enum EvidenceCommand {
     },
 }
 
+/// A head as the server sent it, in the form it is kept and checked in.
+///
+/// # Errors
+/// A root that is not 32 bytes.
+fn head_file(head: &pb::SignedLogHead) -> Result<SignedHeadFile, String> {
+    let root = head
+        .root
+        .as_slice()
+        .try_into()
+        .map_err(|_| "the server's root is not 32 bytes".to_string())?;
+    Ok(SignedHeadFile::new(
+        &TreeHead {
+            size: head.tree_size,
+            root,
+            signed_at_ms: head.signed_at_ms,
+        },
+        &head.public_key,
+        &head.signature,
+    ))
+}
+
 /// Checks that `new` (with its consistency proof) extends `old`: both signed by the same key, the old tree a prefix
 /// of the new one.
 ///
@@ -51,19 +72,7 @@ pub enum EvidenceCommand {
 /// The reason it does not.
 pub fn check_extends(old: &SignedHeadFile, new: &pb::SignedLogHead) -> Result<(), String> {
     let old_head = old.verified().map_err(|e| format!("the kept head: {e}"))?;
-    let new_file = SignedHeadFile::new(
-        &TreeHead {
-            size: new.tree_size,
-            root: new
-                .root
-                .as_slice()
-                .try_into()
-                .map_err(|_| "the new root is not 32 bytes")?,
-            signed_at_ms: new.signed_at_ms,
-        },
-        &new.public_key,
-        &new.signature,
-    );
+    let new_file = head_file(new)?;
     if new_file.public_key != old.public_key {
         return Err(format!(
             "the server now signs with key {}, not the kept head's {}",
@@ -230,15 +239,7 @@ impl EvidenceCommand {
                 println!("public_key   {}", hex(&head.public_key));
                 println!("signature    {}", hex(&head.signature));
                 if let Some(path) = &save {
-                    let file = SignedHeadFile::new(
-                        &TreeHead {
-                            size: head.tree_size,
-                            root: head.root.as_slice().try_into()?,
-                            signed_at_ms: head.signed_at_ms,
-                        },
-                        &head.public_key,
-                        &head.signature,
-                    );
+                    let file = head_file(&head).map_err(anyhow::Error::msg)?;
                     std::fs::write(path, serde_json::to_vec_pretty(&file)?)?;
                     println!("saved to     {}", path.display());
                 }
