@@ -309,6 +309,11 @@ async fn the_reviewer_of_record_is_the_principal_and_officers_see_only_their_reg
         .await
         .expect_err("another region");
     assert_eq!(refused.code(), Code::PermissionDenied);
+    let refused = EnforcementServiceClient::new(elsewhere.clone())
+        .get_review_history(pb::GetAnomalyRequest { id: id.clone() })
+        .await
+        .expect_err("another region's review history");
+    assert_eq!(refused.code(), Code::PermissionDenied);
     // Evidence goes to the region's officer, and its receipts name the source that sent the data.
     let out = tempfile::tempdir().expect("tempdir");
     let refused = cems_sentinel::tools::evidence::export(&elsewhere, &id, out.path())

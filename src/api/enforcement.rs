@@ -329,11 +329,8 @@ impl EnforcementService for EnforcementApi {
         &self,
         req: Request<pb::GetAnomalyRequest>,
     ) -> Result<Response<pb::ReviewHistory>, Status> {
-        let id = req.into_inner().id;
-        let a = self
-            .book
-            .get(&id)
-            .ok_or_else(|| Status::not_found(format!("anomaly {id:?} not found")))?;
+        let principal = principal_of(&req)?;
+        let a = self.visible_anomaly(&principal, &req.into_inner().id)?;
         Ok(Response::new(pb::ReviewHistory {
             anomaly_id: a.id,
             entries: a.reviews.into_iter().map(review_entry_to_pb).collect(),
