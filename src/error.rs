@@ -45,6 +45,8 @@ impl From<IngestError> for Status {
             IngestError::BatchTooLarge { .. } | IngestError::TooManyValues { .. } => {
                 Status::invalid_argument(e.to_string())
             }
+            // Over the sender's share or the whole budget: retry later (or split, as the reason says).
+            IngestError::OverBudget(_) => Status::resource_exhausted(e.to_string()),
             IngestError::ShuttingDown => Status::unavailable(e.to_string()),
             IngestError::CommitFailed(_) => {
                 tracing::error!(error = %e, "Commit failed.");

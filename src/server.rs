@@ -33,8 +33,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt as _;
 
-/// Largest gRPC message accepted: a full 10,000-record batch of a dozen channels fits with room to spare.
-const MAX_MESSAGE_BYTES: usize = 64 << 20;
+/// Largest gRPC message accepted: a batch at the 100,000-measurement limit is about 2.5 MB encoded. A message is
+/// decoded before its values can be counted, so this also bounds what one request can make the server allocate
+/// outside the ingest memory budget.
+const MAX_MESSAGE_BYTES: usize = 8 << 20;
 
 /// Everything `sentinel serve` can be told.
 #[derive(Debug, Clone)]
@@ -478,7 +480,13 @@ impl RunningServer {
     /// # Errors
     /// When the server task failed.
     pub async fn wait(&mut self) -> anyhow::Result<()> {
-        let served = match tokio::time::timeout(STOP_GRACE, &mut self.serve).await {
+        // The grace period runs from the stop, not from the wait: before a stop, serving may go on for ever.
+        let grace = if self.shutdown.is_some() {
+            Duration::MAX
+        } else {
+            STOP_GRACE
+        };
+        let served = match tokio::time::timeout(grace, &mut self.serve).await {
             Ok(served) => served,
             Err(_) => {
                 // Streams were told to end; a connection that still holds on is not worth hanging the stop for.

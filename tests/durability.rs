@@ -1,85 +1,21 @@
+use crate::common::process::{self, Process};
 use crate::common::*;
 use cems_sentinel::pb;
 use cems_sentinel::pb::enforcement_service_client::EnforcementServiceClient;
 use cems_sentinel::pb::ingest_service_client::IngestServiceClient;
 use cems_sentinel::pb::registry_service_client::RegistryServiceClient;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use tonic::transport::Channel;
 
-/// The built `sentinel serve` as a child process on a free port.
-struct Process {
-    child: Option<Child>,
-    channel: Channel,
-}
-
-/// A failing test must not leave a server running.
-impl Drop for Process {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
+/// Authentication has its own tests (tests/auth.rs); these are about what survives a kill.
 async fn spawn_binary(dir: &Path) -> Process {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sentinel"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--allowed-lateness-secs",
-            "1800",
-            "--cache-mb",
-            "32",
-            // Authentication has its own tests (tests/auth.rs); this one is about what survives a kill.
-            "--insecure-no-auth",
-        ])
-        .arg("--data-dir")
-        .arg(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn sentinel");
-    let stdout = child.stdout.take().expect("stdout");
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read line");
-        line
-    })
-    .await
-    .expect("join");
-    let addr = line
-        .trim()
-        .strip_prefix("sentinel listening on ")
-        .unwrap_or_else(|| panic!("unexpected: {line:?}"))
-        .to_string();
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
-    Process {
-        child: Some(child),
-        channel,
-    }
+    process::spawn(dir, &["--insecure-no-auth"]).await
 }
 
 impl Process {
     fn ingest(&self) -> IngestServiceClient<Channel> {
         IngestServiceClient::new(self.channel.clone())
-    }
-
-    fn kill9(mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().expect("SIGKILL"); // std's kill() is SIGKILL on Unix
-            c.wait().expect("reap");
-        }
     }
 }
 

@@ -26,5 +26,7 @@ mod models_api;
 mod auth;
 // The copy of record: receipts in a signed Merkle log, evidence bundles verified offline, tampering caught.
 mod evidence;
+// Bounded under abuse: memory budget under a flood, fairness to a polite client, stop with streams open.
+mod bounds;
 // Real US EPA hourly CEMS units through the server: injected violations found, real control-device steps bounded.
 mod real_epa;

@@ -5,7 +5,7 @@ use crate::auth::layer::principal_of;
 use crate::auth::Principal;
 use crate::domain::IncomingRecord;
 use crate::domain::MS_PER_HOUR;
-use crate::ingest::{Ack, Ingestor, Rejection};
+use crate::ingest::{Ack, IngestError, Ingestor, Rejection};
 use crate::ledger::{Receipt, Transport};
 use crate::pb::{self, ingest_service_server::IngestService};
 use crate::registry::RegistryRef;
@@ -20,6 +20,8 @@ use tonic::{Request, Response, Status, Streaming};
 /// Batches one `Push` stream may have queued but not yet acknowledged: enough to keep the disk busy while acks
 /// travel back, small enough to bound memory per stream.
 const PUSH_IN_FLIGHT: usize = 8;
+/// Memory a `Push` stream reserves before its first batch is read; later ones reserve their predecessor's size.
+const FIRST_BATCH_GUESS: usize = 256 << 10;
 /// `ReadRecords` reads the store a day at a time, so a year-long request never sits in memory at once.
 const READ_WINDOW_MS: i64 = 24 * MS_PER_HOUR;
 
@@ -127,6 +129,15 @@ fn ack_to_pb(seq: u64, ack: Ack) -> pb::PushAck {
     }
 }
 
+/// Whose share of the ingest memory budget a request takes: its principal's, or without authentication (every
+/// client is the same anonymous principal) its connection's.
+fn sender_of<T>(req: &Request<T>, principal: &Principal) -> String {
+    match req.remote_addr() {
+        Some(peer) if principal.is_anonymous() => format!("{} {peer}", principal.id),
+        _ => principal.id.clone(),
+    }
+}
+
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -139,6 +150,7 @@ impl IngestService for IngestApi {
         req: Request<Streaming<pb::RecordBatch>>,
     ) -> Result<Response<Self::PushStream>, Status> {
         let principal = principal_of(&req)?;
+        let sender = sender_of(&req, &principal);
         let registry = self.registry.clone();
         let audit = self.audit.clone();
         let mut inbound = req.into_inner();
@@ -149,7 +161,21 @@ impl IngestService for IngestApi {
         // the client after the acks of every batch queued before it.
         let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
+            let mut guess = FIRST_BATCH_GUESS;
             loop {
+                // Memory first, then the next message: a stream waiting for memory holds no decoded batch, and
+                // HTTP/2 flow control backs up to the client.
+                let held = tokio::select! {
+                    r = ingestor.reserve(&sender, guess) => r,
+                    _ = super::stopped(&mut stopping) => Err(IngestError::ShuttingDown),
+                };
+                let held = match held {
+                    Ok(h) => h,
+                    Err(e) => {
+                        let _ = pending_tx.send(Err(Status::from(e))).await;
+                        break;
+                    }
+                };
                 let next = tokio::select! {
                     m = inbound.next() => m,
                     _ = super::stopped(&mut stopping) => {
@@ -169,9 +195,16 @@ impl IngestService for IngestApi {
                     }
                 };
                 let seq = batch.seq;
-                let (scoped, receipt) = scope_records(&principal, &registry, &audit, batch.records);
-                match ingestor.submit(scoped.kept.clone(), receipt).await {
+                let (mut scoped, receipt) =
+                    scope_records(&principal, &registry, &audit, batch.records);
+                let kept = std::mem::take(&mut scoped.kept);
+                let submitted = tokio::select! {
+                    s = ingestor.submit_reserved(&sender, kept, receipt, held) => s,
+                    _ = super::stopped(&mut stopping) => Err(IngestError::ShuttingDown),
+                };
+                match submitted {
                     Ok(pending) => {
+                        guess = pending.held_bytes();
                         if pending_tx.send(Ok((seq, pending, scoped))).await.is_err() {
                             break;
                         }
@@ -205,10 +238,12 @@ impl IngestService for IngestApi {
 
     async fn write(&self, req: Request<pb::RecordBatch>) -> Result<Response<pb::PushAck>, Status> {
         let principal = principal_of(&req)?;
+        let sender = sender_of(&req, &principal);
         let batch = req.into_inner();
-        let (scoped, receipt) =
+        let (mut scoped, receipt) =
             scope_records(&principal, &self.registry, &self.audit, batch.records);
-        let ack = self.ingestor.write(scoped.kept.clone(), receipt).await?;
+        let kept = std::mem::take(&mut scoped.kept);
+        let ack = self.ingestor.write(&sender, kept, receipt).await?;
         Ok(Response::new(ack_to_pb(batch.seq, scoped.ack(ack))))
     }
 

@@ -4,9 +4,12 @@
 //!
 //! Each connection may carry many MNs. A packet is refused, logged with its reason and counted, with nothing stored,
 //! when its framing or CRC is bad, its MN is not a registered outlet or meter, or its PW differs from the registered
-//! password. One misbehaving device cannot exhaust the service: connections are capped, idle ones are closed, and
-//! the framer never buffers more than one maximal frame plus one read.
+//! password. One misbehaving device cannot exhaust the service: connections are capped, idle ones are closed, the
+//! framer never buffers more than one maximal frame plus one read, and a connection's buffers come out of the ingest
+//! memory budget. At the cap, a new connection evicts the oldest one that has not yet sent a packet of a registered
+//! MN with its PW, so sockets that send nothing useful cannot keep devices out.
 
+use super::budget::BufferHold;
 use super::{IngestError, Ingestor};
 use crate::domain::quote::quote;
 use crate::hj212::reassembly::Reassembler;
@@ -18,10 +21,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 
 /// Gateway settings, read from the `--hj212-config` TOML file (every field optional).
 #[derive(Debug, Clone, Deserialize)]
@@ -186,6 +190,10 @@ pub struct GatewayStats {
     pub tls_handshakes_failed: AtomicU64,
     /// Connections closed for sending no accepted packet within the idle timeout, or no complete frame in time.
     pub connections_timed_out: AtomicU64,
+    /// Connections that had sent no accepted packet, closed to make room for a new one at the connection cap.
+    pub connections_evicted: AtomicU64,
+    /// Split packets ingested before their last segment because the memory budget had no room to hold them.
+    pub released_for_memory: AtomicU64,
 }
 
 impl GatewayStats {
@@ -211,6 +219,8 @@ impl GatewayStats {
             ("acks_sent", g(&self.acks_sent)),
             ("tls_handshakes_failed", g(&self.tls_handshakes_failed)),
             ("connections_timed_out", g(&self.connections_timed_out)),
+            ("connections_evicted", g(&self.connections_evicted)),
+            ("released_for_memory", g(&self.released_for_memory)),
         ]
     }
 }
@@ -282,6 +292,45 @@ impl Refusals {
     }
 }
 
+/// Connections that have not yet sent an accepted packet, oldest first, each with the bell that closes it.
+#[derive(Default)]
+struct Unproven {
+    next_id: std::sync::atomic::AtomicU64,
+    by_age: Mutex<BTreeMap<u64, Arc<Notify>>>,
+}
+
+impl Unproven {
+    fn add(&self) -> (u64, Arc<Notify>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let bell = Arc::new(Notify::new());
+        self.lock().insert(id, bell.clone());
+        (id, bell)
+    }
+
+    /// The connection proved itself, or went away.
+    fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    /// Closes the oldest unproven connection; false when every connection is a proven device.
+    fn evict_oldest(&self) -> bool {
+        match self.lock().pop_first() {
+            Some((_, bell)) => {
+                bell.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Notify>>> {
+        self.by_age.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// How long a new connection waits for the slot of the connection it evicted.
+const EVICTION_WAIT: Duration = Duration::from_secs(2);
+
 /// A TLS handshake longer than this is a connection holding a slot for nothing.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -307,10 +356,14 @@ pub async fn serve(
         frame_timeout: Duration::from_secs(config.frame_timeout_secs),
         segment_timeout: Duration::from_secs(config.segment_timeout_secs),
     });
+    let unproven = Arc::new(Unproven::default());
+    let mut refused_log = Refusals::new(std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
+            // Reap finished connections as they go, so the set holds only live ones.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(a) => a,
@@ -319,9 +372,20 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                let permit = match permits.clone().try_acquire_owned() {
+                    Ok(p) => Some(p),
+                    Err(_) if unproven.evict_oldest() => {
+                        GatewayStats::add(&shared.stats.connections_evicted, 1);
+                        tokio::time::timeout(EVICTION_WAIT, permits.clone().acquire_owned())
+                            .await
+                            .ok()
+                            .and_then(Result::ok)
+                    }
+                    Err(_) => None,
+                };
+                let Some(permit) = permit else {
                     GatewayStats::add(&shared.stats.connections_refused, 1);
-                    tracing::warn!(%peer, "HJ 212 connection refused: connection limit reached.");
+                    refused_log.note("connection refused", format_args!("{peer}: the connection limit is reached by devices"));
                     drop(stream);
                     continue;
                 };
@@ -329,12 +393,15 @@ pub async fn serve(
                 let shared = shared.clone();
                 let shutdown = shutdown.clone();
                 let tls = tls.clone();
+                let (id, evict) = unproven.add();
+                let unproven = unproven.clone();
                 connections.spawn(async move {
+                    let slot = Slot { id, evict, unproven };
                     match tls {
-                        None => connection(stream, peer, &shared, shutdown).await,
+                        None => connection(stream, peer, &shared, shutdown, &slot).await,
                         Some(acceptor) => {
                             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                Ok(Ok(tls_stream)) => connection(tls_stream, peer, &shared, shutdown).await,
+                                Ok(Ok(tls_stream)) => connection(tls_stream, peer, &shared, shutdown, &slot).await,
                                 Ok(Err(e)) => {
                                     GatewayStats::add(&shared.stats.tls_handshakes_failed, 1);
                                     tracing::debug!(%peer, error = %e, "HJ 212 TLS handshake failed; closed.");
@@ -346,14 +413,23 @@ pub async fn serve(
                             }
                         }
                     }
+                    slot.unproven.remove(slot.id);
                     drop(permit);
                 });
             }
         }
     }
+    refused_log.flush();
     // Let in-flight packets finish (each connection stops reading at shutdown).
     while connections.join_next().await.is_some() {}
     tracing::info!("HJ 212 gateway stopped.");
+}
+
+/// A connection's place under the cap: until its first accepted packet it may be evicted.
+struct Slot {
+    id: u64,
+    evict: Arc<Notify>,
+    unproven: Arc<Unproven>,
 }
 
 async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
@@ -361,7 +437,17 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     peer: std::net::SocketAddr,
     shared: &Shared,
     mut shutdown: watch::Receiver<bool>,
+    slot: &Slot,
 ) {
+    let budget = shared.ingestor.budget().clone();
+    // The read buffer, the framer's partial frame and reassembly's waiting segments, against the ingest budget.
+    let mut memory = BufferHold::default();
+    if !memory.fit(READ_CHUNK, &budget) {
+        GatewayStats::add(&shared.stats.connections_refused, 1);
+        tracing::debug!(%peer, "HJ 212 connection closed: the ingest memory budget is exhausted.");
+        return;
+    }
+    let mut proven = false;
     let mut framer = Framer::new();
     let mut reassembler = Reassembler::default();
     let mut refusals = Refusals::new(peer);
@@ -378,6 +464,10 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
         }
         let read = tokio::select! {
             _ = shutdown.changed() => break,
+            _ = slot.evict.notified(), if !proven => {
+                tracing::debug!(%peer, "HJ 212 connection that sent no accepted packet closed for a new one (connection cap).");
+                break;
+            }
             r = tokio::time::timeout(wait, stream.read(&mut buf)) => r,
         };
         let n = match read {
@@ -416,8 +506,24 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                         continue;
                     }
                     last_useful = Instant::now();
+                    if !proven {
+                        proven = true;
+                        slot.unproven.remove(slot.id);
+                    }
                     let whole = reassembler.push(packet, now);
-                    for partial in reassembler.release_over(MAX_REASSEMBLY_BYTES) {
+                    let mut limit = MAX_REASSEMBLY_BYTES;
+                    if !memory.fit(
+                        READ_CHUNK + framer.buffered() + reassembler.bytes(),
+                        &budget,
+                    ) {
+                        limit = limit.min(
+                            memory
+                                .bytes()
+                                .saturating_sub(READ_CHUNK + framer.buffered()),
+                        );
+                        GatewayStats::add(&shared.stats.released_for_memory, 1);
+                    }
+                    for partial in reassembler.release_over(limit) {
                         let _ = handle(shared, &peer, &mut refusals, partial).await;
                     }
                     if let Some(whole) = whole {
@@ -447,6 +553,11 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
         for partial in reassembler.expire(now, shared.segment_timeout.as_millis() as i64) {
             let _ = handle(shared, &peer, &mut refusals, partial).await;
         }
+        // Give back what the buffers no longer hold (the framer's share may not fit: it is bounded by one frame).
+        let _ = memory.fit(
+            READ_CHUNK + framer.buffered() + reassembler.bytes(),
+            &budget,
+        );
     }
     // Segments still waiting when the device goes away are not lost.
     for partial in reassembler.expire(i64::MAX, 0) {
@@ -523,7 +634,12 @@ async fn handle(
         }
     };
     if !converted.records.is_empty() {
-        match shared.ingestor.write(converted.records, receipt).await {
+        let sender = format!("MN {}", p.mn.as_deref().unwrap_or_default());
+        match shared
+            .ingestor
+            .write(&sender, converted.records, receipt)
+            .await
+        {
             Ok(ack) => {
                 GatewayStats::add(&shared.stats.measurements, u64::from(ack.accepted));
                 for r in &ack.rejected {

@@ -5,6 +5,7 @@
 //! detection, and only then acknowledges each batch. Many concurrent streams therefore share one disk sync, and a
 //! client that disconnects mid-request cannot leave a batch half-written: once queued, a batch is committed whole.
 
+pub mod budget;
 pub mod hj212_gateway;
 mod validate;
 
@@ -16,7 +17,8 @@ use crate::domain::{Clock, IncomingRecord, Point};
 use crate::ledger::Receipt;
 use crate::pipeline::task::{DetectMsg, SyncStatus};
 use crate::registry::RegistryRef;
-use crate::store::{PointOutcome, Store};
+use crate::store::{source_hours, PointOutcome, SourceHours, Store};
+use budget::{BudgetError, MemoryBudget, Reservation};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -40,6 +42,9 @@ pub enum IngestError {
         /// Configured limit.
         limit: usize,
     },
+    /// The batch does not fit in the ingest memory budget (now, or ever: see the reason).
+    #[error("{0}")]
+    OverBudget(#[from] BudgetError),
     /// The service is stopping; retry against the restarted service.
     #[error("the service is shutting down")]
     ShuttingDown,
@@ -73,7 +78,19 @@ pub struct IngestConfig {
     pub max_group_batches: usize,
     /// How far ahead of the server clock a record may be stamped.
     pub max_clock_skew_ms: i64,
+    /// Memory all batches in flight may hold together, from validation until detection has taken them in.
+    pub memory_budget_bytes: usize,
+    /// Of that, what one sender (principal or HJ 212 device) may hold.
+    pub sender_share_bytes: usize,
+    /// How long a batch waits for memory before it is refused with `RESOURCE_EXHAUSTED`.
+    pub budget_wait: std::time::Duration,
+    /// Most measurements folded into one group commit: bounds how long one commit (and so a polite sender's ack
+    /// behind it) takes.
+    pub max_group_points: usize,
 }
+
+/// Default ingest memory budget.
+pub const DEFAULT_MEMORY_BUDGET_BYTES: usize = 512 << 20;
 
 impl Default for IngestConfig {
     fn default() -> Self {
@@ -82,6 +99,10 @@ impl Default for IngestConfig {
             max_batch_values: 100_000,
             max_group_batches: 64,
             max_clock_skew_ms: DEFAULT_MAX_CLOCK_SKEW_MS,
+            memory_budget_bytes: DEFAULT_MEMORY_BUDGET_BYTES,
+            sender_share_bytes: DEFAULT_MEMORY_BUDGET_BYTES / 4,
+            budget_wait: std::time::Duration::from_secs(10),
+            max_group_points: 4_096,
         }
     }
 }
@@ -101,9 +122,15 @@ type CommitReply = oneshot::Receiver<Result<Vec<PointOutcome>, String>>;
 pub struct PendingAck {
     commit: Option<(CommitReply, Vec<PointRef>)>,
     rejected: Vec<Rejection>,
+    held_bytes: usize,
 }
 
 impl PendingAck {
+    /// The memory the batch was estimated to need (a good guess for the next batch of the same stream).
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
     /// Waits until the batch is on disk and builds its ack.
     ///
     /// # Errors
@@ -142,9 +169,45 @@ impl PendingAck {
 }
 
 struct WriteJob {
-    points: Vec<(u32, Point)>,
-    receipt: Receipt,
+    sender: String,
+    /// Points not yet committed, in order.
+    points: std::collections::VecDeque<Point>,
+    /// Goes into the copy of record with the batch's first slice.
+    receipt: Option<(Receipt, SourceHours)>,
+    /// Outcomes of the slices committed so far.
+    outcomes: Vec<PointOutcome>,
+    /// Memory of the batch, released once detection has its points.
+    held: Reservation,
     reply: oneshot::Sender<Result<Vec<PointOutcome>, String>>,
+}
+
+/// Allocator bookkeeping per heap allocation, for estimates.
+const ALLOC_OVERHEAD: usize = 16;
+
+/// What a batch will hold in memory from validation to detection: its points (each with its own source and code
+/// strings), the ack's view of them, the received items of its receipt, and the records while they are validated.
+fn batch_bytes(records: &[IncomingRecord], receipt: &Receipt) -> usize {
+    let per_value = std::mem::size_of::<(u32, Point)>()
+        + std::mem::size_of::<PointRef>()
+        + std::mem::size_of::<crate::domain::IncomingMeasurement>()
+        + 4 * ALLOC_OVERHEAD;
+    let records_bytes: usize = records
+        .iter()
+        .map(|r| {
+            let codes: usize = r.values.iter().map(|v| 3 * v.code.len()).sum();
+            std::mem::size_of::<IncomingRecord>()
+                + ALLOC_OVERHEAD
+                + r.source_id.len()
+                + codes
+                + r.values.len() * (per_value + r.source_id.len())
+        })
+        .sum();
+    let items: usize = receipt
+        .items
+        .iter()
+        .map(|i| i.len() + std::mem::size_of::<Vec<u8>>() + ALLOC_OVERHEAD)
+        .sum();
+    records_bytes + items + receipt.principal.len()
 }
 
 /// The ingest front door. Cheap to share behind an `Arc`.
@@ -154,6 +217,7 @@ pub struct Ingestor {
     writer: mpsc::Sender<WriteJob>,
     detect: mpsc::Sender<DetectMsg>,
     clock: Clock,
+    budget: Arc<MemoryBudget>,
 }
 
 /// Wall clock in Unix ms: only for "too far in the future" and audit times, never for detection.
@@ -178,11 +242,18 @@ impl Ingestor {
         clock: Clock,
     ) -> std::io::Result<(Arc<Self>, std::thread::JoinHandle<()>)> {
         let (writer, rx) = mpsc::channel::<WriteJob>(256);
-        let max_group = config.max_group_batches.max(1);
+        let limits = GroupLimits {
+            batches: config.max_group_batches.max(1),
+            points: config.max_group_points.max(1),
+        };
         let detect_tx = detect.clone();
+        let budget = Arc::new(MemoryBudget::new(
+            config.memory_budget_bytes,
+            config.sender_share_bytes,
+        ));
         let handle = std::thread::Builder::new()
             .name("ingest-writer".into())
-            .spawn(move || writer_loop(store, rx, detect_tx, next_seq, max_group, clock))?;
+            .spawn(move || writer_loop(store, rx, detect_tx, next_seq, limits, clock))?;
         Ok((
             Arc::new(Self {
                 registry,
@@ -190,34 +261,74 @@ impl Ingestor {
                 writer,
                 detect,
                 clock,
+                budget,
             }),
             handle,
         ))
     }
 
-    /// Validates, commits durably and acknowledges one batch; `receipt` (its items as received) goes into the
-    /// copy of record with it.
+    /// Validates, commits durably and acknowledges one batch of `sender` (the principal or device whose share of
+    /// the memory budget it takes); `receipt` (its items as received) goes into the copy of record with it.
     ///
     /// # Errors
-    /// [`IngestError::BatchTooLarge`], [`IngestError::ShuttingDown`] or a failed commit (nothing acknowledged).
+    /// As [`Ingestor::submit`], or a failed commit (nothing acknowledged).
     pub async fn write(
         &self,
+        sender: &str,
         records: Vec<IncomingRecord>,
         receipt: Receipt,
     ) -> Result<Ack, IngestError> {
-        self.submit(records, receipt).await?.wait().await
+        self.submit(sender, records, receipt).await?.wait().await
+    }
+
+    /// The memory budget batches and HJ 212 buffers reserve from.
+    pub fn budget(&self) -> &Arc<MemoryBudget> {
+        &self.budget
     }
 
     /// Validates a batch and queues it for the next group commit. Once this returns, the batch will be committed
     /// whole even if the caller goes away; [`PendingAck::wait`] waits for durability. Splitting the two lets one
     /// stream keep several batches in flight.
     ///
+    /// A batch first waits for its memory (at most `budget_wait`).
+    ///
     /// # Errors
-    /// [`IngestError::BatchTooLarge`] or [`IngestError::ShuttingDown`].
+    /// [`IngestError::BatchTooLarge`], [`IngestError::TooManyValues`], [`IngestError::OverBudget`] or
+    /// [`IngestError::ShuttingDown`].
     pub async fn submit(
         &self,
+        sender: &str,
         records: Vec<IncomingRecord>,
         receipt: Receipt,
+    ) -> Result<PendingAck, IngestError> {
+        self.submit_reserved(sender, records, receipt, Reservation::default())
+            .await
+    }
+
+    /// Reserves memory ahead of reading a batch: a `Push` stream takes its guess before it pulls the next message,
+    /// so while it waits it holds no decoded batch and HTTP/2 flow control backs up to the client. The guess is
+    /// capped at a sender's share.
+    ///
+    /// # Errors
+    /// [`IngestError::OverBudget`] when memory stays taken for `budget_wait`.
+    pub async fn reserve(&self, sender: &str, bytes: usize) -> Result<Reservation, IngestError> {
+        let bytes = bytes.min(self.budget.share_bytes());
+        Ok(self
+            .budget
+            .reserve(sender, bytes, self.config.budget_wait)
+            .await?)
+    }
+
+    /// [`Ingestor::submit`] with memory already reserved (by [`Ingestor::reserve`]); it is resized to the batch.
+    ///
+    /// # Errors
+    /// As [`Ingestor::submit`].
+    pub async fn submit_reserved(
+        &self,
+        sender: &str,
+        records: Vec<IncomingRecord>,
+        receipt: Receipt,
+        mut held: Reservation,
     ) -> Result<PendingAck, IngestError> {
         if records.len() > self.config.max_batch_records {
             return Err(IngestError::BatchTooLarge {
@@ -232,6 +343,10 @@ impl Ingestor {
                 limit: self.config.max_batch_values,
             });
         }
+        let held_bytes = batch_bytes(&records, &receipt);
+        self.budget
+            .resize(&mut held, sender, held_bytes, self.config.budget_wait)
+            .await?;
         let registry = &self.registry;
         let v = validate(
             records,
@@ -242,6 +357,7 @@ impl Ingestor {
         let mut pending = PendingAck {
             commit: None,
             rejected: v.rejections,
+            held_bytes,
         };
         if !v.points.is_empty() {
             let (reply, rx) = oneshot::channel();
@@ -257,8 +373,11 @@ impl Ingestor {
                 .collect();
             self.writer
                 .send(WriteJob {
-                    points: v.points,
-                    receipt,
+                    sender: sender.to_string(),
+                    receipt: Some((receipt, source_hours(v.points.iter().map(|(_, p)| p)))),
+                    outcomes: Vec::with_capacity(v.points.len()),
+                    points: v.points.into_iter().map(|(_, p)| p).collect(),
+                    held,
                     reply,
                 })
                 .await
@@ -284,64 +403,148 @@ impl Ingestor {
     }
 }
 
+/// How big one group commit may get.
+struct GroupLimits {
+    batches: usize,
+    points: usize,
+}
+
+/// Part of a batch going into one commit. A batch larger than a commit's limit is committed in slices, each sender
+/// taking turns between them: its ack waits for the last slice, and a crash between slices leaves only an
+/// unacknowledged prefix, which the client's re-send completes (the stored part comes back as duplicates).
+struct Slice {
+    job: WriteJob,
+    points: Vec<Point>,
+    receipt: Option<(Receipt, SourceHours)>,
+}
+
+/// Batches waiting for the writer, one queue per sender, taken in turn: a sender with many batches queued puts one
+/// into each commit, so a polite sender's batch goes into the next commit rather than behind the whole flood. Each
+/// sender's own batches keep their order. The queue itself is bounded by the memory budget every batch holds.
+#[derive(Default)]
+struct FairQueue {
+    by_sender: std::collections::HashMap<String, std::collections::VecDeque<WriteJob>>,
+    turn: std::collections::VecDeque<String>,
+}
+
+impl FairQueue {
+    fn is_empty(&self) -> bool {
+        self.turn.is_empty()
+    }
+
+    fn push(&mut self, job: WriteJob) {
+        let queue = self.by_sender.entry(job.sender.clone()).or_default();
+        if queue.is_empty() {
+            self.turn.push_back(job.sender.clone());
+        }
+        queue.push_back(job);
+    }
+
+    /// A batch with slices left goes back to the head of its sender's queue; the sender waits for its next turn,
+    /// after every other sender's.
+    fn put_back(&mut self, job: WriteJob) {
+        self.turn.push_back(job.sender.clone());
+        self.by_sender
+            .entry(job.sender.clone())
+            .or_default()
+            .push_front(job);
+    }
+
+    /// One batch (or the slice of one that fits) per sender in turn, until a limit is reached.
+    fn next_group(&mut self, limits: &GroupLimits) -> Vec<Slice> {
+        let mut group: Vec<Slice> = Vec::new();
+        let mut points = 0;
+        while group.len() < limits.batches && points < limits.points {
+            let Some(sender) = self.turn.pop_front() else {
+                break;
+            };
+            let Some(queue) = self.by_sender.get_mut(&sender) else {
+                continue;
+            };
+            let Some(mut job) = queue.pop_front() else {
+                self.by_sender.remove(&sender);
+                continue;
+            };
+            let take = job.points.len().min(limits.points - points);
+            let slice: Vec<Point> = job.points.drain(..take).collect();
+            points += take;
+            let receipt = job.receipt.take();
+            if !job.points.is_empty() {
+                // The group is full; the rest of this batch comes back with `put_back` after the commit.
+            } else if queue.is_empty() {
+                self.by_sender.remove(&sender);
+            } else {
+                self.turn.push_back(sender);
+            }
+            group.push(Slice {
+                job,
+                points: slice,
+                receipt,
+            });
+        }
+        group
+    }
+}
+
 fn writer_loop(
     store: Store,
     mut rx: mpsc::Receiver<WriteJob>,
     detect: mpsc::Sender<DetectMsg>,
     mut next_seq: u64,
-    max_group: usize,
+    limits: GroupLimits,
     clock: Clock,
 ) {
-    let mut jobs: Vec<WriteJob> = Vec::with_capacity(max_group);
-    while let Some(first) = rx.blocking_recv() {
-        jobs.push(first);
-        while jobs.len() < max_group {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
+    let mut queue = FairQueue::default();
+    loop {
+        if queue.is_empty() {
+            match rx.blocking_recv() {
+                Some(job) => queue.push(job),
+                None => break,
             }
         }
+        while let Ok(job) = rx.try_recv() {
+            queue.push(job);
+        }
+        let mut group = queue.next_group(&limits);
         let seq = next_seq;
         next_seq += 1;
-        let batches: Vec<Vec<Point>> = jobs
+        let batches: Vec<Vec<Point>> = group
             .iter_mut()
-            .map(|j| {
-                std::mem::take(&mut j.points)
-                    .into_iter()
-                    .map(|(_, p)| p)
-                    .collect()
-            })
+            .map(|s| std::mem::take(&mut s.points))
             .collect();
-        let receipts: Vec<Receipt> = jobs
-            .iter_mut()
-            .map(|j| Receipt {
-                principal: std::mem::take(&mut j.receipt.principal),
-                transport: j.receipt.transport,
-                items: std::mem::take(&mut j.receipt.items),
-            })
-            .collect();
+        let receipts: Vec<(Receipt, SourceHours)> =
+            group.iter_mut().filter_map(|s| s.receipt.take()).collect();
         let result = store
             .write_commit(seq, &batches, &receipts, clock())
             .and_then(|outcomes| store.flush().map(|()| outcomes));
+        drop(receipts);
         match result {
             Ok(outcomes) => {
-                let stored: Vec<Point> = batches
-                    .into_iter()
-                    .zip(&outcomes)
-                    .flat_map(|(points, out)| {
+                let mut held = Reservation::default();
+                let mut stored: Vec<Point> = Vec::new();
+                let mut done = Vec::new();
+                for ((points, out), mut slice) in batches.into_iter().zip(outcomes).zip(group) {
+                    stored.extend(
                         points
                             .into_iter()
-                            .zip(out.iter())
+                            .zip(&out)
                             .filter(|(_, o)| **o == PointOutcome::Stored)
-                            .map(|(p, _)| p)
-                            .collect::<Vec<_>>()
-                    })
-                    .collect();
+                            .map(|(p, _)| p),
+                    );
+                    slice.job.outcomes.extend(out);
+                    if slice.job.points.is_empty() {
+                        held.merge(std::mem::take(&mut slice.job.held));
+                        done.push(slice.job);
+                    } else {
+                        queue.put_back(slice.job);
+                    }
+                }
                 if !stored.is_empty()
                     && detect
                         .blocking_send(DetectMsg::Commit {
                             seq,
                             points: stored,
+                            held: Box::new(held),
                         })
                         .is_err()
                 {
@@ -350,17 +553,97 @@ fn writer_loop(
                         "Detection has stopped; the commit stays in the replay log."
                     );
                 }
-                for (job, out) in jobs.drain(..).zip(outcomes) {
-                    let _ = job.reply.send(Ok(out));
+                for job in done {
+                    let _ = job.reply.send(Ok(job.outcomes));
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, seq, "Commit failed; batches not acknowledged.");
-                for job in jobs.drain(..) {
-                    let _ = job.reply.send(Err(e.to_string()));
+                for slice in group {
+                    let _ = slice.job.reply.send(Err(e.to_string()));
                 }
             }
         }
     }
     tracing::info!("Ingest writer stopped.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Interval, ValueFlag};
+
+    fn job(sender: &str, points: usize) -> WriteJob {
+        let point = |i: usize| Point {
+            source_id: sender.to_string(),
+            code: "a21026".into(),
+            time_ms: i as i64,
+            interval: Interval::Minute,
+            value: 1.0,
+            flag: ValueFlag::Normal,
+            converted: None,
+        };
+        WriteJob {
+            sender: sender.into(),
+            points: (0..points).map(point).collect(),
+            receipt: None,
+            outcomes: Vec::new(),
+            held: Reservation::default(),
+            reply: oneshot::channel().0,
+        }
+    }
+
+    fn senders(group: &[Slice]) -> Vec<(String, usize)> {
+        group
+            .iter()
+            .map(|s| (s.job.sender.clone(), s.points.len()))
+            .collect()
+    }
+
+    const LIMITS: GroupLimits = GroupLimits {
+        batches: 64,
+        points: 100,
+    };
+
+    #[test]
+    fn a_polite_batch_goes_into_the_next_commit_not_behind_the_flood() {
+        let mut q = FairQueue::default();
+        for _ in 0..10 {
+            q.push(job("flood", 100));
+        }
+        q.push(job("polite", 1));
+        assert_eq!(senders(&q.next_group(&LIMITS)), [("flood".into(), 100)]);
+        // The polite sender's turn comes before the flood's second batch.
+        assert_eq!(senders(&q.next_group(&LIMITS))[0], ("polite".into(), 1));
+    }
+
+    #[test]
+    fn a_batch_over_the_limit_is_committed_in_slices_in_order_with_others_between() {
+        let mut q = FairQueue::default();
+        q.push(job("big", 250));
+        q.push(job("big", 10));
+        let mut group = q.next_group(&LIMITS);
+        assert_eq!(senders(&group), [("big".into(), 100)]);
+        q.push(job("small", 5));
+        let first = group.pop().expect("slice");
+        assert_eq!(first.points[0].time_ms, 0);
+        q.put_back(first.job);
+        let group = q.next_group(&LIMITS);
+        assert_eq!(
+            senders(&group),
+            [("small".into(), 5), ("big".into(), 95)],
+            "the small sender goes first, then the big batch's next slice"
+        );
+        assert_eq!(group[1].points[0].time_ms, 100, "slices keep their order");
+    }
+
+    #[test]
+    fn small_batches_of_one_sender_still_share_a_commit() {
+        let mut q = FairQueue::default();
+        for _ in 0..8 {
+            q.push(job("platform", 10));
+        }
+        assert_eq!(q.next_group(&LIMITS).len(), 8);
+        assert!(q.is_empty());
+    }
 }

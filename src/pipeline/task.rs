@@ -23,6 +23,9 @@ pub enum DetectMsg {
         seq: u64,
         /// The stored points.
         points: Vec<Point>,
+        /// What the sender holds for these points' memory (the ingest budget's reservation): dropped once detection
+        /// has taken them in, so memory waiting for detection counts against the budget too.
+        held: Box<dyn Send>,
     },
     /// Reply once everything before this message is detected (and, with `finalize`, every episode closed).
     Barrier {
@@ -179,8 +182,9 @@ pub fn spawn(
         .spawn(move || {
             while let Some(msg) = rx.blocking_recv() {
                 match msg {
-                    DetectMsg::Commit { seq, points } => {
+                    DetectMsg::Commit { seq, points, held } => {
                         d.commit(seq, &points);
+                        drop((points, held));
                         if d.last_checkpoint.elapsed() >= config.checkpoint_interval {
                             if let Err(e) = d.checkpoint() {
                                 tracing::error!(error = %e, "Detection checkpoint failed; will retry.");

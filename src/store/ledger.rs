@@ -24,6 +24,17 @@ struct StoredLeafRef<'a> {
 
 const SIZE: &str = "ledger_size";
 
+/// The (source, hour) pairs a receipt's points fall in: the index from a source's hours to its leaves.
+pub type SourceHours = BTreeSet<(String, i64)>;
+
+/// The source-hours of `points`, for the receipt that carried them.
+pub fn source_hours<'a>(points: impl IntoIterator<Item = &'a Point>) -> SourceHours {
+    points
+        .into_iter()
+        .map(|p| (p.source_id.clone(), keys::chunk_start(p.time_ms)))
+        .collect()
+}
+
 impl Store {
     /// Leaves in the log.
     ///
@@ -34,12 +45,12 @@ impl Store {
     }
 
     /// Adds one leaf per receipt to `batch`: the leaf and its items, the subtrees it completes, the index of the
-    /// hours its points (`points[i]`, receipt `i`'s) cover, and the new size.
+    /// source-hours its points cover (given with it: a batch committed in slices carries its receipt in the first
+    /// slice, with the hours of all of them), and the new size.
     pub(super) fn append_leaves(
         &self,
         batch: &mut sled::Batch,
-        receipts: &[Receipt],
-        points: &[Vec<Point>],
+        receipts: &[(Receipt, SourceHours)],
         received_at_ms: i64,
     ) -> Result<()> {
         if receipts.is_empty() {
@@ -48,7 +59,7 @@ impl Store {
         let mut size = self.ledger_size()?;
         let mut new_nodes: HashMap<(u8, u64), Hash> = HashMap::new();
         let mut index: BTreeMap<(&str, i64), Vec<u64>> = BTreeMap::new();
-        for (i, receipt) in receipts.iter().enumerate() {
+        for (receipt, hours) in receipts {
             let leaf = Leaf::of(receipt, received_at_ms);
             let completed =
                 merkle::completed_by_append(size, leaf.hash(), |level, position| match new_nodes
@@ -61,14 +72,11 @@ impl Store {
                 batch.insert(&keys::ledger_node_key(level, position)[..], &hash[..]);
                 new_nodes.insert((level, position), hash);
             }
-            let hours: BTreeSet<(&str, i64)> = points
-                .get(i)
-                .into_iter()
-                .flatten()
-                .map(|p| (p.source_id.as_str(), keys::chunk_start(p.time_ms)))
-                .collect();
-            for hour in hours {
-                index.entry(hour).or_default().push(size);
+            for (source, hour) in hours {
+                index
+                    .entry((source.as_str(), *hour))
+                    .or_default()
+                    .push(size);
             }
             let stored = StoredLeafRef {
                 leaf: &leaf,

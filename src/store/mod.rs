@@ -8,6 +8,7 @@
 mod chunk;
 mod keys;
 mod ledger;
+pub use ledger::{source_hours, SourceHours};
 
 use crate::domain::{Anomaly, Enterprise, Meter, OperatingChange, Outlet, Point, RestrictionOrder};
 use chunk::{Chunk, Insert};
@@ -160,8 +161,8 @@ impl Store {
     }
 
     /// Writes one group commit: every batch's points, de-duplicated against stored data and against each other, a
-    /// replay-log entry (under `log_seq`) holding the newly stored points, and one ledger leaf per receipt (receipt
-    /// `i` is batch `i`'s), atomically. Does **not** flush: the caller flushes once and only then acknowledges.
+    /// replay-log entry (under `log_seq`) holding the newly stored points, and one ledger leaf per receipt (with the
+    /// source-hours it covers), atomically. Does **not** flush: the caller flushes once and only then acknowledges.
     ///
     /// Returns one outcome per input point, per batch, in order.
     ///
@@ -171,7 +172,7 @@ impl Store {
         &self,
         log_seq: u64,
         batches: &[Vec<Point>],
-        receipts: &[crate::ledger::Receipt],
+        receipts: &[(crate::ledger::Receipt, SourceHours)],
         now_ms: i64,
     ) -> Result<Vec<Vec<PointOutcome>>> {
         let mut chunks: HashMap<Vec<u8>, Chunk> = HashMap::new();
@@ -248,7 +249,7 @@ impl Store {
                 &attempts.to_be_bytes()[..],
             );
         }
-        self.append_leaves(&mut batch, receipts, batches, now_ms)?;
+        self.append_leaves(&mut batch, receipts, now_ms)?;
         self.db.apply_batch(batch)?;
         Ok(outcomes)
     }
@@ -851,7 +852,9 @@ mod tests {
                         )]
                     })
                     .collect();
-                let receipts: Vec<Receipt> = (0..=round).map(receipt).collect();
+                let receipts: Vec<(Receipt, ledger::SourceHours)> = (0..=round)
+                    .map(|b| (receipt(b), ledger::source_hours(&batches[usize::from(b)])))
+                    .collect();
                 store
                     .write_commit(u64::from(round) + 1, &batches, &receipts, 7)
                     .unwrap();

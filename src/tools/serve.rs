@@ -42,6 +42,14 @@ pub struct ServeArgs {
     /// would make the real data behind it late, i.e. blind detection.
     #[arg(long, env = "SENTINEL_MAX_CLOCK_SKEW_SECS", default_value_t = 600)]
     pub max_clock_skew_secs: u32,
+    /// Memory (MiB) all batches in flight may hold together, from validation until detection has them, HJ 212
+    /// buffers included; past it new batches wait, then fail with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "SENTINEL_MEMORY_BUDGET_MIB", default_value_t = 512)]
+    pub memory_budget_mib: usize,
+    /// Percent of the memory budget one sender (principal or HJ 212 device) may hold: a flooding client waits on
+    /// its own share and leaves the rest to others.
+    #[arg(long, env = "SENTINEL_SENDER_SHARE_PCT", default_value_t = 25)]
+    pub sender_share_pct: u8,
     /// How far (seconds) behind an outlet's latest data time late data still goes into detection.
     #[arg(long, env = "SENTINEL_ALLOWED_LATENESS_SECS", default_value_t = 7200)]
     pub allowed_lateness_secs: u64,
@@ -112,6 +120,22 @@ impl TryFrom<&ServeArgs> for ServeConfig {
         config.ingest.max_batch_records = args.max_batch_records;
         config.ingest.max_batch_values = args.max_batch_values;
         config.ingest.max_clock_skew_ms = i64::from(args.max_clock_skew_secs) * 1000;
+        match args.memory_budget_mib.checked_mul(1 << 20) {
+            Some(bytes) if bytes >= 16 << 20 => config.ingest.memory_budget_bytes = bytes,
+            _ => problems.push(format!(
+                "--memory-budget-mib must be at least 16 (and fit in memory), got {}",
+                args.memory_budget_mib
+            )),
+        }
+        if (1..=100).contains(&args.sender_share_pct) {
+            config.ingest.sender_share_bytes =
+                config.ingest.memory_budget_bytes / 100 * usize::from(args.sender_share_pct);
+        } else {
+            problems.push(format!(
+                "--sender-share-pct must be in 1..=100, got {}",
+                args.sender_share_pct
+            ));
+        }
         config.allowed_lateness = Duration::from_secs(args.allowed_lateness_secs);
         match args.cache_mb.checked_mul(1 << 20) {
             Some(bytes) => config.cache_bytes = bytes,

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+
 use cems_sentinel::pb;
 use cems_sentinel::pb::enforcement_service_client::EnforcementServiceClient;
 use cems_sentinel::pb::ingest_service_client::IngestServiceClient;
