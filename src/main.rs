@@ -7,6 +7,11 @@ use cems_sentinel::tools::{
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// mimalloc gives freed memory back to the OS soon after it is freed; glibc's malloc keeps what a flood of batches
+/// took in its per-thread arenas (measured in tests/bounds.rs and docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// cems-sentinel: catches bypass emissions, idle scrubbers and faked CEMS data from monitoring and power-meter streams.
 #[derive(Parser)]
 #[command(name = "sentinel", version, about)]

@@ -78,6 +78,9 @@ pub struct TlsFiles {
     pub client_ca_pem: Option<Vec<u8>>,
 }
 
+/// Commits waiting for detection (each holds its share of the memory budget).
+const DETECT_QUEUE: usize = 1 << 16;
+
 /// How long a stop waits for open gRPC requests before closing their connections.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -266,7 +269,10 @@ pub async fn start_with(
         config.detect.clone(),
         system_now_ms,
     )?);
-    let (detect_tx, detect_rx) = mpsc::channel(64);
+    // Deep enough that the writer never waits for detection (an ack must not wait for another sender's points to
+    // be detected): what waits here is bounded by the ingest memory budget, which every commit's points hold until
+    // detection has them.
+    let (detect_tx, detect_rx) = mpsc::channel(DETECT_QUEUE);
     let task_config = TaskConfig {
         engine: EngineConfig {
             detect: config.detect.clone(),

@@ -368,3 +368,43 @@ async fn slow_junk_and_unfinished_frames_lose_their_slot_while_a_real_device_kee
             >= 2
     );
 }
+
+#[tokio::test]
+async fn a_new_device_connects_while_2000_idle_sockets_are_open_and_a_proven_device_keeps_its_own()
+{
+    let mut s = start_with_gateway().await; // the default cap: 1,024 connections
+    register_station(&mut s, "M9", "pw").await;
+    let addr = s.hj212_addr();
+    let stats = s.hj212_stats();
+    let mut framer = Framer::new();
+    let mut device = TcpStream::connect(addr).await.expect("device");
+    device.write_all(&barrier("M9", "pw")).await.expect("w");
+    assert_eq!(
+        read_reply(&mut device, &mut framer).await.cn.as_deref(),
+        Some("9014")
+    );
+    // 2,000 sockets that connect and send nothing.
+    let mut idle = Vec::with_capacity(2000);
+    for _ in 0..2000 {
+        idle.push(TcpStream::connect(addr).await.expect("idle"));
+    }
+    // A new device still gets in and is served ...
+    let mut newcomer = TcpStream::connect(addr).await.expect("newcomer");
+    newcomer.write_all(&barrier("M9", "pw")).await.expect("w");
+    let mut newcomer_framer = Framer::new();
+    assert_eq!(
+        read_reply(&mut newcomer, &mut newcomer_framer)
+            .await
+            .cn
+            .as_deref(),
+        Some("9014")
+    );
+    // ... and the device that had proven itself before the idle flood was not the one evicted.
+    device.write_all(&barrier("M9", "pw")).await.expect("w");
+    assert_eq!(
+        read_reply(&mut device, &mut framer).await.cn.as_deref(),
+        Some("9014")
+    );
+    let evicted = stats.connections_evicted.load(Ordering::Relaxed);
+    assert!(evicted >= 2000 - 1024, "{evicted} evicted");
+}

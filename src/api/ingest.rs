@@ -22,6 +22,8 @@ use tonic::{Request, Response, Status, Streaming};
 const PUSH_IN_FLIGHT: usize = 8;
 /// Memory a `Push` stream reserves before its first batch is read; later ones reserve their predecessor's size.
 const FIRST_BATCH_GUESS: usize = 256 << 10;
+/// How long a `Push` stream holds its decode turn and memory waiting for its next message.
+const TURN_IDLE: std::time::Duration = std::time::Duration::from_millis(50);
 /// `ReadRecords` reads the store a day at a time, so a year-long request never sits in memory at once.
 const READ_WINDOW_MS: i64 = 24 * MS_PER_HOUR;
 
@@ -163,26 +165,57 @@ impl IngestService for IngestApi {
         tokio::spawn(async move {
             let mut guess = FIRST_BATCH_GUESS;
             loop {
-                // Memory first, then the next message: a stream waiting for memory holds no decoded batch, and
+                // One of the sender's decode turns, until the batch is queued: its many streams share them, and a stream
+                // waiting for its turn holds no memory.
+                let turn = tokio::select! {
+                    t = ingestor.turn(&sender) => t,
+                    _ = super::stopped(&mut stopping) => None,
+                };
+                if turn.is_none() {
+                    let _ = pending_tx.send(Err(super::shutting_down())).await;
+                    break;
+                }
+                // Then memory, then the next message: a stream waiting for memory holds no decoded batch, and
                 // HTTP/2 flow control backs up to the client.
                 let held = tokio::select! {
                     r = ingestor.reserve(&sender, guess) => r,
                     _ = super::stopped(&mut stopping) => Err(IngestError::ShuttingDown),
                 };
-                let held = match held {
-                    Ok(h) => h,
+                let mut held = match held {
+                    Ok(h) => Some(h),
                     Err(e) => {
                         let _ = pending_tx.send(Err(Status::from(e))).await;
                         break;
                     }
                 };
-                let next = tokio::select! {
-                    m = inbound.next() => m,
-                    _ = super::stopped(&mut stopping) => {
+                // A stream with nothing to send gives its turn and memory back soon, so an idle stream does not
+                // hold up its sender's busy ones; its next batch then takes them again after it is read.
+                let mut turn = turn;
+                let next = loop {
+                    tokio::select! {
+                        m = inbound.next() => break Some(m),
+                        _ = tokio::time::sleep(TURN_IDLE), if turn.is_some() => {
+                            turn = None;
+                            held = None;
+                        }
+                        _ = super::stopped(&mut stopping) => break None,
+                    }
+                };
+                let Some(next) = next else {
+                    let _ = pending_tx.send(Err(super::shutting_down())).await;
+                    break;
+                };
+                if turn.is_none() {
+                    turn = tokio::select! {
+                        t = ingestor.turn(&sender) => t,
+                        _ = super::stopped(&mut stopping) => None,
+                    };
+                    if turn.is_none() {
                         let _ = pending_tx.send(Err(super::shutting_down())).await;
                         break;
                     }
-                };
+                }
+                let held = held.unwrap_or_default();
                 let Some(msg) = next else { break };
                 let batch = match msg {
                     Ok(b) => b,
@@ -202,6 +235,7 @@ impl IngestService for IngestApi {
                     s = ingestor.submit_reserved(&sender, kept, receipt, held) => s,
                     _ = super::stopped(&mut stopping) => Err(IngestError::ShuttingDown),
                 };
+                drop(turn);
                 match submitted {
                     Ok(pending) => {
                         guess = pending.held_bytes();

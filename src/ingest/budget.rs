@@ -121,6 +121,40 @@ impl BufferHold {
     }
 }
 
+/// CPU turns: how many of one sender's streams may decode and validate at once. Decoding a large batch is the
+/// costliest step before the writer; a sender with forty streams would otherwise hold every runtime thread and
+/// delay the acks of everyone else.
+#[derive(Debug)]
+pub struct Turns {
+    per_sender: usize,
+    senders: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Turns {
+    /// `per_sender` streams of one sender at a time.
+    pub fn new(per_sender: usize) -> Self {
+        Self {
+            per_sender: per_sender.max(1),
+            senders: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits for one of `sender`'s turns; the turn ends when the permit is dropped.
+    pub async fn take(&self, sender: &str) -> Option<OwnedSemaphorePermit> {
+        let turns = {
+            let mut senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
+            if senders.len() >= PRUNE_SENDERS {
+                senders.retain(|_, s| Arc::strong_count(s) > 1);
+            }
+            senders
+                .entry(sender.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_sender)))
+                .clone()
+        };
+        turns.acquire_owned().await.ok()
+    }
+}
+
 /// The budget and each sender's share of it.
 #[derive(Debug)]
 pub struct MemoryBudget {

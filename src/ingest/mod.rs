@@ -18,7 +18,7 @@ use crate::ledger::Receipt;
 use crate::pipeline::task::{DetectMsg, SyncStatus};
 use crate::registry::RegistryRef;
 use crate::store::{source_hours, PointOutcome, SourceHours, Store};
-use budget::{BudgetError, MemoryBudget, Reservation};
+use budget::{BudgetError, MemoryBudget, Reservation, Turns};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -218,7 +218,11 @@ pub struct Ingestor {
     detect: mpsc::Sender<DetectMsg>,
     clock: Clock,
     budget: Arc<MemoryBudget>,
+    turns: Turns,
 }
+
+/// Streams of one sender decoding and validating at once (see [`Turns`]).
+const TURNS_PER_SENDER: usize = 2;
 
 /// Wall clock in Unix ms: only for "too far in the future" and audit times, never for detection.
 pub fn system_now_ms() -> i64 {
@@ -262,6 +266,7 @@ impl Ingestor {
                 detect,
                 clock,
                 budget,
+                turns: Turns::new(TURNS_PER_SENDER),
             }),
             handle,
         ))
@@ -279,6 +284,11 @@ impl Ingestor {
         receipt: Receipt,
     ) -> Result<Ack, IngestError> {
         self.submit(sender, records, receipt).await?.wait().await
+    }
+
+    /// Waits for one of `sender`'s turns to decode and validate a batch (held until the batch is queued).
+    pub async fn turn(&self, sender: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.turns.take(sender).await
     }
 
     /// The memory budget batches and HJ 212 buffers reserve from.

@@ -56,6 +56,25 @@ pub struct TaskConfig {
     pub checkpoint_interval: Duration,
 }
 
+/// Detection is throughput work, off the ack path: on a busy machine it should yield the CPU to the writer and the
+/// runtime threads, so a client's ack does not wait behind another client's points being detected. Its queue is
+/// bounded by the ingest memory budget, so a slower detection slows senders down rather than growing memory.
+fn lower_cpu_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority only reads its integer arguments; on Linux, PRIO_PROCESS with who = 0 sets the nice
+        // value of the calling thread alone.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, DETECTION_NICE) };
+        if rc != 0 {
+            tracing::debug!("Could not lower the detection thread's CPU priority.");
+        }
+    }
+}
+
+/// Nice value of the detection thread (0 is normal, 19 lowest).
+#[cfg(target_os = "linux")]
+const DETECTION_NICE: libc::c_int = 10;
+
 struct Detection {
     engine: Engine,
     store: Store,
@@ -180,6 +199,7 @@ pub fn spawn(
     let handle = std::thread::Builder::new()
         .name("detection".into())
         .spawn(move || {
+            lower_cpu_priority();
             while let Some(msg) = rx.blocking_recv() {
                 match msg {
                     DetectMsg::Commit { seq, points, held } => {

@@ -292,6 +292,11 @@ impl Store {
     /// `through_seq`, atomically, then flushes. After a crash, detection resumes from here and replays the rest of
     /// the log, so no acknowledged point is missed and no anomaly is lost.
     ///
+    /// The state blob (megabytes with many outlets) is written first under its own key, outside the atomic batch:
+    /// a large batch holds sled's write lock, and every ingest commit would wait behind it. The batch then only
+    /// points at the new blob, drops the previous one and the log it covers (by sequence number, without reading
+    /// it). A crash between the two leaves an unreferenced blob, dropped by the next checkpoint.
+    ///
     /// # Errors
     /// Engine failure.
     pub fn save_checkpoint(
@@ -300,6 +305,9 @@ impl Store {
         state: &[u8],
         anomalies: &[Anomaly],
     ) -> Result<()> {
+        let previous = self.meta_u64(DETECT_STATE_AT)?;
+        let blob_key = detect_state_key(through_seq);
+        self.db.insert(&blob_key, state)?;
         let mut batch = sled::Batch::default();
         for a in anomalies {
             batch.insert(
@@ -307,7 +315,15 @@ impl Store {
                 encode_versioned("anomaly", a)?,
             );
         }
-        batch.insert(keys::str_key(keys::META, "detect_state"), state);
+        batch.insert(
+            keys::str_key(keys::META, DETECT_STATE_AT),
+            &through_seq.to_be_bytes()[..],
+        );
+        match previous {
+            Some(p) if p != through_seq => batch.remove(detect_state_key(p)),
+            Some(_) => {}
+            None => batch.remove(keys::str_key(keys::META, "detect_state")),
+        }
         batch.insert(
             keys::str_key(keys::META, "detect_seq"),
             &through_seq.to_be_bytes()[..],
@@ -316,12 +332,22 @@ impl Store {
             keys::str_key(keys::META, "log_seq_floor"),
             &through_seq.to_be_bytes()[..],
         );
-        for kv in self
-            .db
-            .range(keys::seq_key(keys::LOG, 0)..=keys::seq_key(keys::LOG, through_seq))
-        {
-            let (k, _) = kv?;
-            batch.remove(k);
+        match self.meta_u64("log_seq_floor")? {
+            // Sequence numbers are consecutive: the log since the last checkpoint is exactly these keys.
+            Some(floor) if floor <= through_seq => {
+                for seq in floor + 1..=through_seq {
+                    batch.remove(&keys::seq_key(keys::LOG, seq)[..]);
+                }
+            }
+            _ => {
+                for kv in self
+                    .db
+                    .range(keys::seq_key(keys::LOG, 0)..=keys::seq_key(keys::LOG, through_seq))
+                {
+                    let (k, _) = kv?;
+                    batch.remove(k);
+                }
+            }
         }
         self.db.apply_batch(batch)?;
         self.flush()
@@ -335,11 +361,11 @@ impl Store {
         let Some(seq) = self.meta_u64("detect_seq")? else {
             return Ok(None);
         };
-        let state = self
-            .db
-            .get(keys::str_key(keys::META, "detect_state"))?
-            .map(|v| v.to_vec())
-            .unwrap_or_default();
+        let key = match self.meta_u64(DETECT_STATE_AT)? {
+            Some(at) => detect_state_key(at),
+            None => keys::str_key(keys::META, "detect_state"),
+        };
+        let state = self.db.get(key)?.map(|v| v.to_vec()).unwrap_or_default();
         Ok(Some((seq, state)))
     }
 
@@ -707,6 +733,14 @@ pub fn encode_state<T: Serialize>(v: &T) -> Result<Vec<u8>> {
 /// [`StoreError::Corrupt`] when the blob is not a state of this version.
 pub fn decode_state<T: for<'de> Deserialize<'de>>(blob: &[u8]) -> Result<T> {
     decode_versioned(b"detect_state", blob)
+}
+
+/// Meta key: the sequence of the checkpoint whose state blob is current.
+const DETECT_STATE_AT: &str = "detect_state_at";
+
+/// Key of the detection state blob of the checkpoint through `seq`.
+fn detect_state_key(seq: u64) -> Vec<u8> {
+    keys::str_key(keys::META, &format!("detect_state@{seq:020}"))
 }
 
 #[cfg(test)]
