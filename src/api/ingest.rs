@@ -140,6 +140,18 @@ fn sender_of<T>(req: &Request<T>, principal: &Principal) -> String {
     }
 }
 
+/// One of `sender`'s decode turns, or `None` when the server stops first.
+async fn take_turn(
+    ingestor: &Ingestor,
+    sender: &str,
+    stopping: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    tokio::select! {
+        t = ingestor.turn(sender) => t,
+        _ = super::stopped(stopping) => None,
+    }
+}
+
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -165,16 +177,12 @@ impl IngestService for IngestApi {
         tokio::spawn(async move {
             let mut guess = FIRST_BATCH_GUESS;
             loop {
-                // One of the sender's decode turns, until the batch is queued: its many streams share them, and a stream
-                // waiting for its turn holds no memory.
-                let turn = tokio::select! {
-                    t = ingestor.turn(&sender) => t,
-                    _ = super::stopped(&mut stopping) => None,
-                };
-                if turn.is_none() {
+                // One of the sender's decode turns, until the batch is queued: its many streams share them, and a
+                // stream waiting for its turn holds no memory.
+                let Some(turn) = take_turn(&ingestor, &sender, &mut stopping).await else {
                     let _ = pending_tx.send(Err(super::shutting_down())).await;
                     break;
-                }
+                };
                 // Then memory, then the next message: a stream waiting for memory holds no decoded batch, and
                 // HTTP/2 flow control backs up to the client.
                 let held = tokio::select! {
@@ -190,7 +198,7 @@ impl IngestService for IngestApi {
                 };
                 // A stream with nothing to send gives its turn and memory back soon, so an idle stream does not
                 // hold up its sender's busy ones; its next batch then takes them again after it is read.
-                let mut turn = turn;
+                let mut turn = Some(turn);
                 let next = loop {
                     tokio::select! {
                         m = inbound.next() => break Some(m),
@@ -205,16 +213,16 @@ impl IngestService for IngestApi {
                     let _ = pending_tx.send(Err(super::shutting_down())).await;
                     break;
                 };
-                if turn.is_none() {
-                    turn = tokio::select! {
-                        t = ingestor.turn(&sender) => t,
-                        _ = super::stopped(&mut stopping) => None,
-                    };
-                    if turn.is_none() {
-                        let _ = pending_tx.send(Err(super::shutting_down())).await;
-                        break;
-                    }
-                }
+                let turn = match turn {
+                    Some(t) => t,
+                    None => match take_turn(&ingestor, &sender, &mut stopping).await {
+                        Some(t) => t,
+                        None => {
+                            let _ = pending_tx.send(Err(super::shutting_down())).await;
+                            break;
+                        }
+                    },
+                };
                 let held = held.unwrap_or_default();
                 let Some(msg) = next else { break };
                 let batch = match msg {

@@ -425,6 +425,11 @@ pub async fn serve(
     tracing::info!("HJ 212 gateway stopped.");
 }
 
+/// What a connection holds in memory: its read buffer, the framer's partial frame, reassembly's waiting segments.
+fn buffered(framer: &Framer, reassembler: &Reassembler) -> usize {
+    READ_CHUNK + framer.buffered() + reassembler.bytes()
+}
+
 /// A connection's place under the cap: until its first accepted packet it may be evicted.
 struct Slot {
     id: u64,
@@ -512,10 +517,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     let whole = reassembler.push(packet, now);
                     let mut limit = MAX_REASSEMBLY_BYTES;
-                    if !memory.fit(
-                        READ_CHUNK + framer.buffered() + reassembler.bytes(),
-                        &budget,
-                    ) {
+                    if !memory.fit(buffered(&framer, &reassembler), &budget) {
                         limit = limit.min(
                             memory
                                 .bytes()
@@ -554,10 +556,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
             let _ = handle(shared, &peer, &mut refusals, partial).await;
         }
         // Give back what the buffers no longer hold (the framer's share may not fit: it is bounded by one frame).
-        let _ = memory.fit(
-            READ_CHUNK + framer.buffered() + reassembler.bytes(),
-            &budget,
-        );
+        let _ = memory.fit(buffered(&framer, &reassembler), &budget);
     }
     // Segments still waiting when the device goes away are not lost.
     for partial in reassembler.expire(i64::MAX, 0) {
